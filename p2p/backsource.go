@@ -1,0 +1,70 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p/source"
+)
+
+// backToSource fetches the task's missing pieces straight from the origin.
+// Pieces whose digest the supernode published (known) are checked against
+// it; the rest are hashed as they arrive, as the seed would.
+func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *counters, known []cache.Sum) (*Result, error) {
+	info, err := p.src.Probe(ctx, req.URL, req.Header)
+	if err != nil {
+		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
+	}
+	if info.Length < 0 {
+		return nil, fmt.Errorf("download %s from the origin: no Content-Length in the answer", manifest.RedactURL(req.URL))
+	}
+	l := manifest.NewLayout(info.Length)
+	t, release, err := p.openTaskFor(ctx, cache.Meta{TaskID: taskID, URL: manifest.RedactURL(req.URL), Length: l.Length,
+		PieceSize: l.PieceSize, ETag: info.ETag, LastModified: info.LastModified})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if t.Layout() != l {
+		// The task was created from a supernode's layout that no longer matches the origin.
+		return nil, fmt.Errorf("download %s from the origin: content changed (length %d, cached layout %+v)",
+			manifest.RedactURL(req.URL), info.Length, t.Layout())
+	}
+	if c.reused.Load() == 0 {
+		c.reused.Store(t.BytesPresent())
+	}
+	if len(known) != l.NumPieces() {
+		known = nil
+	}
+	err = p.src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, source.FillOptions{
+		Concurrency: p.cfg.Concurrency,
+		Limiter:     nil,
+		OnBytes:     func(n int) { c.fromOrigin.Add(int64(n)) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
+	}
+	if req.Progress != nil {
+		req.Progress(l.Length, l.Length)
+	}
+	return c.result(taskID, l.Length, true), nil
+}
+
+// verifyingSink stores pieces from the origin, checking them against digests
+// the supernode published when there are any.
+type verifyingSink struct {
+	t     *cache.Task
+	known []cache.Sum
+}
+
+func (s verifyingSink) Layout() manifest.Layout { return s.t.Layout() }
+func (s verifyingSink) Has(i int) bool          { return s.t.Has(i) }
+func (s verifyingSink) PutPiece(i int, data []byte) error {
+	if s.known != nil && !s.known[i].IsZero() {
+		return s.t.WritePiece(i, data, s.known[i])
+	}
+	_, err := s.t.PutPiece(i, data)
+	return err
+}

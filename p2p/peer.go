@@ -1,0 +1,311 @@
+package p2p
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/p2p/upload"
+	"github.com/damselfly-p2p/damselfly/supernode/api"
+)
+
+// Config configures a Peer. Zero fields take the defaults in parentheses.
+type Config struct {
+	// DataDir holds the piece store (required).
+	DataDir string
+	// Supernodes are host:port addresses, tried in order. Empty means no
+	// supernode: every download goes to the origin.
+	Supernodes []string
+	// UploadListen is where the upload server listens (":0", any port).
+	UploadListen string
+	// AdvertiseIP is the IP other peers use to reach this one (default: the
+	// listen IP, or when that is unspecified the local address of the route
+	// towards the first supernode).
+	AdvertiseIP string
+	// UploadLimit and DownloadLimit are host-wide bytes/s caps (0: none).
+	UploadLimit, DownloadLimit int64
+	// UploadSlots caps concurrent piece uploads (8).
+	UploadSlots int
+	// Concurrency is how many pieces one download keeps in flight (4).
+	Concurrency int
+	// PieceTimeout bounds one piece fetch from a parent (30s).
+	PieceTimeout time.Duration
+	// StallTimeout is how long a download may make no progress before it
+	// goes to the origin (when allowed) or fails (30s).
+	StallTimeout time.Duration
+	// IDC and Rack are locality labels the scheduler uses.
+	IDC, Rack string
+	// Quota and TTL bound the piece store (0: unbounded).
+	Quota int64
+	TTL   time.Duration
+	// SyncSupernode fsyncs piece data before recording it (power-loss safe
+	// without a re-verify after a crash; slower).
+	Sync bool
+	// Source is the origin client (default source.New()).
+	Source *source.Client
+	Log    logrus.FieldLogger
+}
+
+// Peer is one host's peer. Create it with New; Close it when done.
+type Peer struct {
+	cfg      Config
+	log      logrus.FieldLogger
+	id       string
+	host     api.Host
+	store    *cache.Store
+	snc      *api.Client // nil without supernodes
+	src      *source.Client
+	upLimit  *rate.Limiter
+	dlLimit  *rate.Limiter
+	upload   *upload.Server
+	httpSrv  *http.Server
+	listener net.Listener
+	client   *http.Client // for parents
+
+	flights singleflight.Group
+
+	mu   sync.Mutex
+	open map[string]*openTask // tasks held open for serving
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type openTask struct {
+	t        *cache.Task
+	lastUsed time.Time
+	active   int // downloads in progress
+}
+
+// New opens the store and starts the upload server.
+func New(cfg Config) (*Peer, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("peer: data dir not set")
+	}
+	if cfg.UploadListen == "" {
+		cfg.UploadListen = ":0"
+	}
+	if cfg.UploadSlots <= 0 {
+		cfg.UploadSlots = 8
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.PieceTimeout <= 0 {
+		cfg.PieceTimeout = 30 * time.Second
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Source == nil {
+		cfg.Source = source.New(source.WithLogger(cfg.Log))
+	}
+	p := &Peer{cfg: cfg, log: cfg.Log, src: cfg.Source, open: map[string]*openTask{},
+		upLimit: ratelimit.New(cfg.UploadLimit), dlLimit: ratelimit.New(cfg.DownloadLimit)}
+	if len(cfg.Supernodes) > 0 {
+		c, err := api.NewClient(cfg.Supernodes)
+		if err != nil {
+			return nil, err
+		}
+		p.snc = c
+	}
+	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL),
+		cache.WithSync(cfg.Sync), cache.WithLogger(cfg.Log))
+	if err != nil {
+		return nil, fmt.Errorf("open piece store: %w", err)
+	}
+	p.store = store
+	ln, err := net.Listen("tcp", cfg.UploadListen)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("upload server: listen on %s: %w", cfg.UploadListen, err)
+	}
+	p.listener = ln
+	addr, err := p.advertiseAddr(ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		ln.Close()
+		store.Close()
+		return nil, err
+	}
+	hostname, _ := os.Hostname()
+	p.id = newPeerID(hostname)
+	p.host = api.Host{Hostname: hostname, UploadAddr: addr, IDC: cfg.IDC, Rack: cfg.Rack, UploadSlots: cfg.UploadSlots}
+	p.upload = upload.New(p, upload.WithSlots(cfg.UploadSlots), upload.WithLimiter(p.upLimit), upload.WithLogger(cfg.Log))
+	p.httpSrv = &http.Server{Handler: p.upload, ReadHeaderTimeout: 10 * time.Second}
+	p.client = &http.Client{Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 15 * time.Second,
+	}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := p.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.WithError(err).Error("upload server stopped")
+		}
+	}()
+	p.log.WithFields(logrus.Fields{"peer": p.id, "upload": addr}).Debug("peer started")
+	return p, nil
+}
+
+func newPeerID(hostname string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", hostname, os.Getpid(), hex.EncodeToString(b))
+}
+
+func (p *Peer) advertiseAddr(a *net.TCPAddr) (string, error) {
+	port := fmt.Sprint(a.Port)
+	if p.cfg.AdvertiseIP != "" {
+		if net.ParseIP(p.cfg.AdvertiseIP) == nil {
+			return "", fmt.Errorf("advertise IP %q is not an IP address", p.cfg.AdvertiseIP)
+		}
+		return net.JoinHostPort(p.cfg.AdvertiseIP, port), nil
+	}
+	if !a.IP.IsUnspecified() {
+		return net.JoinHostPort(a.IP.String(), port), nil
+	}
+	// Unspecified listen address: use the local address of the route to
+	// the first supernode (a UDP "connect" sends nothing).
+	if len(p.cfg.Supernodes) > 0 {
+		if c, err := net.Dial("udp", p.cfg.Supernodes[0]); err == nil {
+			ip := c.LocalAddr().(*net.UDPAddr).IP
+			c.Close()
+			return net.JoinHostPort(ip.String(), port), nil
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}
+
+// ID is the peer's ID.
+func (p *Peer) ID() string { return p.id }
+
+// UploadAddr is the advertised host:port of the upload server.
+func (p *Peer) UploadAddr() string { return p.host.UploadAddr }
+
+// Store is the peer's piece store.
+func (p *Peer) Store() *cache.Store { return p.store }
+
+// UploadedBytes is the total of piece bytes served to others.
+func (p *Peer) UploadedBytes() int64 { return p.upload.BytesServed() }
+
+// Lookup implements upload.Tasks: tasks being downloaded or held for
+// seeding, and finished tasks in the store (opened on demand).
+func (p *Peer) Lookup(taskID string) (*cache.Task, func(), bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ot := p.open[taskID]; ot != nil {
+		ot.lastUsed = time.Now()
+		return ot.t, func() {}, true
+	}
+	return nil, nil, false
+}
+
+// hold keeps t open for serving; the peer takes over the caller's reference
+// unless it already holds one.
+func (p *Peer) hold(t *cache.Task) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ot := p.open[t.ID()]; ot != nil {
+		ot.lastUsed = time.Now()
+		t.Close()
+		return
+	}
+	p.open[t.ID()] = &openTask{t: t, lastUsed: time.Now()}
+}
+
+// Seed keeps serving held tasks and heartbeating the supernode until ctx
+// ends, re-announcing held tasks when the supernode has forgotten this peer
+// (after its restart). Tasks idle for idle are closed; idle <= 0 keeps all.
+func (p *Peer) Seed(ctx context.Context, idle time.Duration) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if idle > 0 {
+			p.closeIdle(idle)
+		}
+		if p.snc == nil {
+			continue
+		}
+		err := p.snc.Heartbeat(ctx, &api.HeartbeatRequest{PeerID: p.id})
+		if api.IsCode(err, api.CodeUnknownPeer) {
+			p.announce(ctx)
+		} else if err != nil {
+			p.log.WithError(err).Debug("heartbeat failed")
+		}
+	}
+}
+
+func (p *Peer) announce(ctx context.Context) {
+	p.mu.Lock()
+	req := api.AnnounceRequest{PeerID: p.id, Host: p.host}
+	for id, ot := range p.open {
+		req.Tasks = append(req.Tasks, api.AnnouncedTask{TaskID: id, Bitmap: ot.t.Bitmap()})
+	}
+	p.mu.Unlock()
+	if err := p.snc.Announce(ctx, &req); err != nil {
+		p.log.WithError(err).Debug("announce failed")
+	}
+}
+
+func (p *Peer) closeIdle(idle time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, ot := range p.open {
+		if ot.active == 0 && time.Since(ot.lastUsed) > idle {
+			ot.t.Close()
+			delete(p.open, id)
+		}
+	}
+}
+
+// GC runs the store's garbage collection (tasks held open are kept).
+func (p *Peer) GC(ctx context.Context) ([]string, int64, error) { return p.store.GC(ctx) }
+
+// Close leaves the swarm, stops the upload server and closes the store.
+func (p *Peer) Close() error {
+	if p.snc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		p.snc.Leave(ctx, &api.LeaveRequest{PeerID: p.id})
+		cancel()
+	}
+	p.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	p.httpSrv.Shutdown(ctx)
+	cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	for id, ot := range p.open {
+		ot.t.Close()
+		delete(p.open, id)
+	}
+	p.mu.Unlock()
+	return p.store.Close()
+}

@@ -1,0 +1,485 @@
+// Package source owns talking to origins: probing a URL's length, range
+// support and validators, conditional revalidation, and fetching pieces with
+// retries and resume. It never stores anything; callers hand it a Sink.
+package source
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+)
+
+// Defaults of a Client built by New.
+const (
+	DefaultRetries        = 5
+	DefaultBackoffInitial = 200 * time.Millisecond
+	DefaultBackoffMax     = 5 * time.Second
+	DefaultConcurrency    = 4
+
+	defaultDialTimeout           = 10 * time.Second
+	defaultResponseHeaderTimeout = 30 * time.Second
+	defaultIdleConnsPerHost      = 16
+
+	// readChunk is the largest single read from a response body; with a
+	// limiter it is further capped at the limiter's burst.
+	readChunk = 64 << 10
+	// drainLimit is how much of an unwanted body is read to keep the
+	// connection reusable before it is simply closed.
+	drainLimit = 4 << 10
+)
+
+// ErrNoRanges means the origin answered a range request with the whole body.
+var ErrNoRanges = errors.New("origin does not support range requests")
+
+// ErrChanged means the origin's content is not the content being downloaded
+// any more: its length differs from the layout's, or its validators changed
+// (including a 200 answer to a request carrying If-Range).
+var ErrChanged = errors.New("origin content changed during download")
+
+// Client talks to origins. It is safe for concurrent use.
+type Client struct {
+	hc             *http.Client
+	retries        int
+	backoffInitial time.Duration
+	backoffMax     time.Duration
+	log            logrus.FieldLogger
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the Client send its requests through c.
+func WithHTTPClient(c *http.Client) Option {
+	return func(cl *Client) {
+		if c != nil {
+			cl.hc = c
+		}
+	}
+}
+
+// WithRetries sets how many attempts follow the first one when a request
+// fails with a temporary error (default 5). An attempt that makes progress
+// (receives body bytes) does not use up the budget.
+func WithRetries(n int) Option {
+	return func(cl *Client) {
+		if n < 0 {
+			n = 0
+		}
+		cl.retries = n
+	}
+}
+
+// WithBackoff sets the wait before the first retry and its cap; the wait
+// doubles after each failed attempt and is jittered (default 200ms, 5s).
+func WithBackoff(initial, max time.Duration) Option {
+	return func(cl *Client) {
+		if initial <= 0 {
+			initial = time.Millisecond
+		}
+		if max < initial {
+			max = initial
+		}
+		cl.backoffInitial, cl.backoffMax = initial, max
+	}
+}
+
+// WithLogger sets the logger (default: the logrus standard logger).
+func WithLogger(l logrus.FieldLogger) Option {
+	return func(cl *Client) {
+		if l != nil {
+			cl.log = l
+		}
+	}
+}
+
+// New returns a Client. Its default http.Client has no overall timeout (a
+// download may take hours) but gives up dialling after 10s and waiting for
+// response headers after 30s, and keeps up to 16 idle connections per host.
+func New(opts ...Option) *Client {
+	c := &Client{
+		retries:        DefaultRetries,
+		backoffInitial: DefaultBackoffInitial,
+		backoffMax:     DefaultBackoffMax,
+		log:            logrus.StandardLogger(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: defaultTransport()}
+	}
+	return c
+}
+
+func defaultTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   defaultDialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   defaultIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: defaultResponseHeaderTimeout,
+		// Bytes and ranges are of the representation as the origin stores
+		// it; never let the transport decompress behind our back.
+		DisableCompression: true,
+	}
+}
+
+// Info is what an origin says about a URL's content.
+type Info struct {
+	Length       int64 // -1 when the origin does not say
+	AcceptRanges bool
+	ETag         string
+	LastModified string
+	NotModified  bool // Validate only: the origin answered 304
+}
+
+// StatusError is an origin's non-success HTTP status.
+type StatusError struct {
+	Code   int
+	Status string // as received, e.g. "404 Not Found"
+	URL    string // redacted with manifest.RedactURL
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	status := e.Status
+	if status == "" {
+		status = strings.TrimSpace(strconv.Itoa(e.Code) + " " + http.StatusText(e.Code))
+	}
+	return fmt.Sprintf("origin returned %s for %s", status, e.URL)
+}
+
+// Temporary reports whether the status is worth retrying: 5xx, 408 and 429.
+func (e *StatusError) Temporary() bool {
+	return e.Code >= 500 || e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests
+}
+
+// permanentError marks an error that must not be retried whatever it wraps
+// (a failed sink write, a resume that cannot be done safely).
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsTemporary reports whether err is worth retrying: a temporary
+// StatusError, a network error (refused or reset connections, timeouts,
+// DNS failures other than "no such host"), or a body that ended early
+// (unexpected EOF). Context cancellation and deadlines are not temporary,
+// nor are ErrNoRanges, ErrChanged and TLS certificate errors.
+func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return false
+	}
+	if isContextErr(err) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Temporary()
+	}
+	if errors.Is(err, ErrNoRanges) || errors.Is(err, ErrChanged) {
+		return false
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	var (
+		certErr      *tls.CertificateVerificationError
+		unknownAuth  x509.UnknownAuthorityError
+		hostnameErr  x509.HostnameError
+		certInvalid  x509.CertificateInvalidError
+		recordHdrErr tls.RecordHeaderError
+	)
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr) ||
+		errors.As(err, &certInvalid) || errors.As(err, &recordHdrErr) {
+		return false
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED,
+		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return !dnsErr.IsNotFound
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return false
+}
+
+// isContextErr reports whether err's chain holds context.Canceled or
+// context.DeadlineExceeded itself. It compares identities rather than using
+// errors.Is because net/http's own timeouts (response header timeout) claim to
+// be context.DeadlineExceeded yet are worth retrying.
+func isContextErr(err error) bool {
+	for err != nil {
+		if err == context.Canceled || err == context.DeadlineExceeded {
+			return true
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if isContextErr(e) {
+					return true
+				}
+			}
+			return false
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// retry runs op until it succeeds, fails with an error that is not
+// temporary, the context ends, or the attempt budget is spent. op reports
+// whether it made progress; progress restores the budget, so a long body cut
+// many times still completes as long as every attempt moves forward.
+func (c *Client) retry(ctx context.Context, log logrus.FieldLogger, what string, op func(attempt int) (progress bool, err error)) error {
+	failures := 0
+	for attempt := 1; ; attempt++ {
+		progress, err := op(attempt)
+		if err == nil {
+			return nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			if errors.Is(err, ctxErr) {
+				return err
+			}
+			return fmt.Errorf("%w (last error: %v)", ctxErr, err)
+		}
+		if !IsTemporary(err) {
+			log.WithError(err).WithField("attempt", attempt).Debugf("source: %s failed permanently", what)
+			return err
+		}
+		if progress {
+			failures = 0
+		}
+		if failures >= c.retries {
+			log.WithError(err).WithField("attempt", attempt).Infof("source: %s failed; giving up", what)
+			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
+		}
+		failures++
+		d := c.backoff(failures)
+		log.WithError(err).WithFields(logrus.Fields{"attempt": attempt, "retryIn": d}).Infof("source: %s failed; retrying", what)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns the wait before retry number n (from 1): initial doubling
+// per retry, capped, minus up to a quarter of jitter so that many clients
+// hit by one outage do not come back in lockstep.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.backoffInitial
+	for i := 1; i < n && d < c.backoffMax; i++ {
+		d *= 2
+	}
+	if d > c.backoffMax {
+		d = c.backoffMax
+	}
+	if q := int64(d / 4); q > 0 {
+		d -= time.Duration(rand.Int64N(q + 1))
+	}
+	return d
+}
+
+// checkURL validates rawURL without echoing it: URLs carry signatures, so
+// errors and logs only ever show the redacted form.
+func checkURL(rawURL string) (redacted string, err error) {
+	redacted = manifest.RedactURL(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return redacted, permanent(fmt.Errorf("invalid origin URL %s", redacted))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return redacted, permanent(fmt.Errorf("invalid origin URL %s: scheme must be http or https", redacted))
+	}
+	if u.Host == "" {
+		return redacted, permanent(fmt.Errorf("invalid origin URL %s: no host", redacted))
+	}
+	return redacted, nil
+}
+
+// managedHeaders are set by this package per request; copies from the
+// caller's header are dropped so they cannot turn a response into a
+// surprise 206 or 304.
+var managedHeaders = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since"}
+
+// newRequest builds a request carrying the caller's header (credentials,
+// typically) as given. A "Host" entry sets the request's Host.
+func newRequest(ctx context.Context, method, rawURL, redacted string, header http.Header) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("build %s request for %s", method, redacted))
+	}
+	if header != nil {
+		req.Header = header.Clone()
+	}
+	for _, h := range managedHeaders {
+		req.Header.Del(h)
+	}
+	if host := req.Header.Get("Host"); host != "" {
+		req.Host = host
+		req.Header.Del("Host")
+	}
+	if req.Header.Get("Accept-Encoding") == "" {
+		// Lengths and ranges must be of the stored bytes.
+		req.Header.Set("Accept-Encoding", "identity")
+	}
+	return req, nil
+}
+
+// do sends req. Transport errors name the URL; it is replaced with the
+// redacted form so that errors can be logged.
+func (c *Client) do(req *http.Request, redacted string) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redacted
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// statusError consumes resp and returns its StatusError.
+func statusError(resp *http.Response, redacted string) error {
+	discard(resp)
+	return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: redacted}
+}
+
+// discard closes resp's body after reading a little of it, so that a small
+// unwanted body does not cost the connection.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+	_ = resp.Body.Close()
+}
+
+// infoFromHeader reads validators and range support from response headers.
+// Length is left to the caller.
+func infoFromHeader(h http.Header) Info {
+	info := Info{Length: -1, ETag: h.Get("ETag"), LastModified: h.Get("Last-Modified")}
+	for _, v := range h.Values("Accept-Ranges") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "bytes") {
+				info.AcceptRanges = true
+			}
+		}
+	}
+	return info
+}
+
+// parseContentRange parses "bytes first-last/total" and "bytes */total";
+// start and end are -1 in the second form and total is -1 when it is "*".
+func parseContentRange(s string) (start, end, total int64, ok bool) {
+	s = strings.TrimSpace(s)
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(strings.TrimSpace(rest), "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		t, err := strconv.ParseInt(tot, 10, 64)
+		if err != nil || t < 0 {
+			return 0, 0, 0, false
+		}
+		total = t
+	}
+	if rng == "*" {
+		if total < 0 {
+			return 0, 0, 0, false
+		}
+		return -1, -1, total, true
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start || (total >= 0 && end >= total) {
+		return 0, 0, 0, false
+	}
+	return start, end, total, true
+}
+
+// strongETag returns etag if it may be used in If-Range (weak validators
+// may not), else "".
+func strongETag(etag string) string {
+	if etag == "" || strings.HasPrefix(etag, "W/") {
+		return ""
+	}
+	return etag
+}
+
+// checkValidators returns an ErrChanged error when resp's validators differ
+// from the ones the download started with. Missing validators on either side
+// are not evidence of a change.
+func checkValidators(info Info, h http.Header) error {
+	if info.ETag != "" {
+		if got := h.Get("ETag"); got != "" && strings.TrimPrefix(got, "W/") != strings.TrimPrefix(info.ETag, "W/") {
+			return fmt.Errorf("%w: ETag is now %s, was %s", ErrChanged, got, info.ETag)
+		}
+		return nil
+	}
+	if info.LastModified != "" {
+		if got := h.Get("Last-Modified"); got != "" && got != info.LastModified {
+			return fmt.Errorf("%w: Last-Modified is now %s, was %s", ErrChanged, got, info.LastModified)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/supernode/api"
+)
+
+// syncLoop reports finished pieces and failing parents to the supernode in
+// batches, learns new piece digests and asks for more parents when the ones
+// it has cannot help. If the supernode forgot the peer (it restarted), the
+// peer registers again and re-reports everything it holds. While no
+// supernode answers, the download goes on with the parents it knows.
+func (d *download) syncLoop(ctx context.Context) {
+	tick := time.NewTicker(syncInterval)
+	defer tick.Stop()
+	last := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if d.t.Complete() {
+			return
+		}
+		d.mu.Lock()
+		pending := len(d.unsynced) > 0 || len(d.bad) > 0 || d.known < d.layout.NumPieces()
+		d.mu.Unlock()
+		if !pending && time.Since(last) < idleSync {
+			continue
+		}
+		last = time.Now()
+		d.syncOnce(ctx, false)
+	}
+}
+
+// syncOnce sends one SyncRequest. Reports are put back when it fails.
+func (d *download) syncOnce(ctx context.Context, done bool) {
+	d.mu.Lock()
+	req := api.SyncRequest{PeerID: d.p.id, TaskID: d.id, Finished: d.unsynced, KnownDigests: d.known,
+		BadParents: d.bad, Done: done, WantParents: !done && d.wantParents(),
+		BytesFromPeers: d.c.fromPeers.Load(), BytesFromSeed: d.c.fromSeed.Load()}
+	d.unsynced, d.bad = nil, nil
+	d.mu.Unlock()
+
+	resp, err := d.p.snc.Sync(ctx, &req)
+	if err != nil {
+		d.mu.Lock()
+		d.unsynced = append(req.Finished, d.unsynced...)
+		d.bad = append(req.BadParents, d.bad...)
+		d.mu.Unlock()
+		if api.IsCode(err, api.CodeUnknownPeer) || api.IsCode(err, api.CodeUnknownTask) {
+			d.log.Info("supernode forgot this peer (restarted?); registering again")
+			d.registerAgain(ctx)
+		} else if ctx.Err() == nil {
+			d.log.WithError(err).Debug("sync with supernode failed; carrying on with known parents")
+		}
+		return
+	}
+	d.mu.Lock()
+	d.applyDigests(resp.Digests)
+	d.seedDone = resp.SeedDone
+	d.seedErr = resp.SeedError
+	d.mu.Unlock()
+	d.adopt(d.addParents(resp.Parents))
+	d.poke()
+}
+
+// registerAgain re-registers after a supernode restart and queues every
+// present piece for the next sync.
+func (d *download) registerAgain(ctx context.Context) {
+	reg, err := d.p.register(ctx, d.id, d.req)
+	if err != nil {
+		d.log.WithError(err).Warn("register again")
+		return
+	}
+	if reg.Length != d.layout.Length || reg.PieceSize != d.layout.PieceSize {
+		d.mu.Lock()
+		d.storeErr = errors.New("content changed at the origin during the download")
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	d.applyDigests(reg.Digests)
+	d.unsynced = d.unsynced[:0]
+	for i := 0; i < d.layout.NumPieces(); i++ {
+		if d.t.Has(i) {
+			d.unsynced = append(d.unsynced, i)
+		}
+	}
+	d.mu.Unlock()
+	d.adopt(d.addParents(reg.Parents))
+}
+
+// adopt starts watching newly added parents.
+func (d *download) adopt(added []*parent) {
+	if len(added) == 0 || d.ctx == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, par := range added {
+		d.watch(d.ctx, d.wg, par)
+	}
+}
+
+// wantParents is true when fewer than two peer parents are usable or when
+// missing pieces are known to nobody we know but the seed. Caller holds d.mu.
+func (d *download) wantParents() bool {
+	usable := 0
+	for _, par := range d.parents {
+		if !par.seed && !par.dropped {
+			usable++
+		}
+	}
+	return usable < 4
+}
+
+// applyDigests merges digests from the supernode. Caller holds d.mu (or
+// owns d exclusively).
+func (d *download) applyDigests(ds []string) {
+	for i, s := range ds {
+		if i >= len(d.digests) || s == "" || !d.digests[i].IsZero() {
+			continue
+		}
+		if sum, err := cache.ParseSum(s); err == nil {
+			d.digests[i] = sum
+			d.known++
+		}
+	}
+	// The seed holds exactly the pieces whose digests it published.
+	if seed := d.seedParent(); seed != nil {
+		for i, sum := range d.digests {
+			if !sum.IsZero() && !seed.bitmap.Has(i) {
+				seed.bitmap.Set(i)
+				seed.count++
+			}
+		}
+	}
+}
+
+func (d *download) seedParent() *parent {
+	for _, par := range d.parents {
+		if par.seed {
+			return par
+		}
+	}
+	return nil
+}
+
+// knownDigests returns a copy of the digests known so far.
+func (d *download) knownDigests() []cache.Sum {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]cache.Sum(nil), d.digests...)
+}
+
+// finalSync tells the supernode the peer is done (best effort).
+func (d *download) finalSync(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	d.syncOnce(ctx, true)
+}

@@ -1,0 +1,251 @@
+// Package upload owns the data plane's server side: it serves pieces and
+// piece maps of the tasks a node holds to other peers over HTTP, within an
+// upload slot limit and a host-wide bandwidth limit. Peers and the
+// supernode's seed run the same server. It never fetches anything and never
+// sees request credentials.
+//
+//	GET /peer/tasks/{taskID}/pieces/{n}              piece bytes (Range allowed)
+//	GET /peer/tasks/{taskID}/bitmap?have=K&wait=D    piece map as JSON; waits up to D
+//	                                                 (max 10s) while the holder has <= K pieces
+//
+// A full server answers 503 with Retry-After; a piece it lacks is 404.
+package upload
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+)
+
+// DigestHeader carries the served piece's digest ("sha256:<hex>").
+const DigestHeader = "X-Damselfly-Piece-Digest"
+
+// Tasks resolves the tasks a node can serve. The returned release function
+// is called when the request is done with the task.
+type Tasks interface {
+	Lookup(taskID string) (t *cache.Task, release func(), ok bool)
+}
+
+// BitmapResponse is the body of a bitmap request.
+type BitmapResponse struct {
+	NumPieces int             `json:"numPieces"`
+	Count     int             `json:"count"`
+	Bitmap    manifest.Bitmap `json:"bitmap"`
+}
+
+// Server serves pieces. Create it with New.
+type Server struct {
+	tasks   Tasks
+	slots   chan struct{}
+	limiter *rate.Limiter
+	log     logrus.FieldLogger
+	onServe func(taskID string, n int64)
+	served  atomic.Int64
+	busy    atomic.Int64
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithSlots caps concurrent piece uploads (default 8).
+func WithSlots(n int) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.slots = make(chan struct{}, n)
+		}
+	}
+}
+
+// WithLimiter caps upload bandwidth (bytes/s) across all requests.
+func WithLimiter(l *rate.Limiter) Option { return func(s *Server) { s.limiter = l } }
+
+// WithLogger sets the logger.
+func WithLogger(l logrus.FieldLogger) Option { return func(s *Server) { s.log = l } }
+
+// WithOnServe is called after each piece upload with the bytes sent.
+func WithOnServe(f func(taskID string, n int64)) Option { return func(s *Server) { s.onServe = f } }
+
+// New returns a server over tasks.
+func New(tasks Tasks, opts ...Option) *Server {
+	s := &Server{tasks: tasks, slots: make(chan struct{}, 8), log: logrus.StandardLogger()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// BytesServed is the total of piece bytes sent.
+func (s *Server) BytesServed() int64 { return s.served.Load() }
+
+// Rejected is how many piece requests were turned away as busy.
+func (s *Server) Rejected() int64 { return s.busy.Load() }
+
+// Slots is the upload slot count.
+func (s *Server) Slots() int { return cap(s.slots) }
+
+// ServeHTTP routes /peer/ requests.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/peer/tasks/"), "/")
+	switch {
+	case len(parts) == 3 && parts[1] == "pieces":
+		n, err := strconv.Atoi(parts[2])
+		if err != nil || n < 0 {
+			http.Error(w, "bad piece number", http.StatusBadRequest)
+			return
+		}
+		s.servePiece(w, r, parts[0], n)
+	case len(parts) == 2 && parts[1] == "bitmap":
+		s.serveBitmap(w, r, parts[0])
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID string, n int) {
+	t, release, ok := s.tasks.Lookup(taskID)
+	if !ok {
+		http.Error(w, "unknown task", http.StatusNotFound)
+		return
+	}
+	defer release()
+	sec, err := t.PieceReader(n)
+	if err != nil {
+		http.Error(w, "piece not present", http.StatusNotFound)
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.busy.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "upload slots full", http.StatusServiceUnavailable)
+		return
+	}
+	t.Touch()
+	cw := &countingWriter{w: w, ctx: r.Context(), limiter: s.limiter}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if d, ok := t.PieceDigest(n); ok {
+		w.Header().Set(DigestHeader, d.String())
+	}
+	http.ServeContent(cw, r, "", time.Time{}, sec)
+	s.served.Add(cw.n)
+	if s.onServe != nil {
+		s.onServe(taskID, cw.n)
+	}
+}
+
+func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID string) {
+	t, release, ok := s.tasks.Lookup(taskID)
+	if !ok {
+		http.Error(w, "unknown task", http.StatusNotFound)
+		return
+	}
+	defer release()
+	have, _ := strconv.Atoi(r.URL.Query().Get("have"))
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	if wait > 10*time.Second {
+		wait = 10 * time.Second
+	}
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		for t.Count() <= have && t.Count() < t.NumPieces() {
+			ch := t.Changed()
+			if t.Count() > have {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+			}
+			break
+		}
+		cancel()
+	}
+	b := t.Bitmap()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(BitmapResponse{NumPieces: t.NumPieces(), Count: b.Count(), Bitmap: b})
+}
+
+// countingWriter counts body bytes and applies the upload limiter.
+type countingWriter struct {
+	w       http.ResponseWriter
+	ctx     context.Context
+	limiter *rate.Limiter
+	n       int64
+}
+
+func (c *countingWriter) Header() http.Header  { return c.w.Header() }
+func (c *countingWriter) WriteHeader(code int) { c.w.WriteHeader(code) }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p
+		if c.limiter != nil {
+			if max := limitChunk(c.limiter); len(chunk) > max {
+				chunk = chunk[:max]
+			}
+			if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
+				return written, err
+			}
+		}
+		n, err := c.w.Write(chunk)
+		written += n
+		c.n += int64(n)
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// ReadFrom keeps ServeContent's io.Copy on our Write path (and so under the
+// limiter) instead of the ResponseWriter's sendfile path.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := c.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// limitChunk is the largest write the limiter admits in one WaitN.
+func limitChunk(l *rate.Limiter) int {
+	b := l.Burst()
+	if b <= 0 || b > 32<<10 {
+		return 32 << 10
+	}
+	return b
+}

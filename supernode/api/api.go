@@ -1,0 +1,211 @@
+// Package api owns the supernode's control-plane protocol: the JSON messages
+// peers and the supernode exchange over HTTP, and a client that fails over
+// between supernodes. It holds no scheduling logic and must not import the
+// peer engine or the supernode itself.
+//
+// Endpoints (all JSON, POST bodies, errors as ErrorResponse):
+//
+//	POST /api/v1/tasks/register          RegisterRequest  -> RegisterResponse
+//	POST /api/v1/tasks/sync              SyncRequest      -> SyncResponse
+//	POST /api/v1/peers/heartbeat         HeartbeatRequest -> 204, or 404 unknown_peer
+//	POST /api/v1/peers/announce          AnnounceRequest  -> 204
+//	POST /api/v1/peers/leave             LeaveRequest     -> 204
+//	GET  /api/v1/status                                   -> Status
+//	GET  /api/v1/tasks/{taskID}                           -> TaskStatus
+//	GET  /healthz, GET /metrics (Prometheus)
+//
+// The data plane (pieces) is served by every peer and by the supernode's seed
+// under /peer/ (see package p2p/upload).
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+)
+
+// Host describes a peer's host: where it uploads from and where it sits.
+type Host struct {
+	Hostname string `json:"hostname"`
+	// UploadAddr is host:port of the peer's upload server, as other peers reach it.
+	UploadAddr string `json:"uploadAddr"`
+	IDC        string `json:"idc,omitempty"`
+	Rack       string `json:"rack,omitempty"`
+	// UploadSlots is how many piece uploads the peer serves at once.
+	UploadSlots int `json:"uploadSlots,omitempty"`
+}
+
+// RegisterRequest asks the supernode to schedule a download of URL.
+type RegisterRequest struct {
+	PeerID string `json:"peerID"`
+	Host   Host   `json:"host"`
+	URL    string `json:"url"`
+	// Header is passed to the origin by the seed and nowhere else: it is
+	// never logged, stored, shown in status or sent to peers.
+	Header  http.Header `json:"header,omitempty"`
+	Tag     string      `json:"tag,omitempty"`
+	Filters []string    `json:"filters,omitempty"`
+	// TaskID, when set, must equal the ID derived from URL, Tag and Filters
+	// (or be the digest task ID when Digest is set).
+	TaskID string `json:"taskID,omitempty"`
+	// Digest, e.g. "sha256:<hex>", names content-addressed data (an OCI
+	// blob): the task ID derives from it.
+	Digest string `json:"digest,omitempty"`
+}
+
+// Parent is a peer (or the seed) a child may download pieces from.
+type Parent struct {
+	PeerID string `json:"peerID"`
+	Addr   string `json:"addr"`
+	Seed   bool   `json:"seed,omitempty"`
+}
+
+// RegisterResponse describes the task and the first parents to use.
+type RegisterResponse struct {
+	TaskID    string `json:"taskID"`
+	Length    int64  `json:"length"`
+	PieceSize int64  `json:"pieceSize"`
+	ETag      string `json:"etag,omitempty"`
+	// LastModified is the origin's validator, kept so caches can tell
+	// whether content changed.
+	LastModified string `json:"lastModified,omitempty"`
+	// Digests[i] is "sha256:<hex>" of piece i once the seed has it, "" before.
+	Digests []string `json:"digests"`
+	// SeedDone is true once the seed holds the whole content.
+	SeedDone bool     `json:"seedDone"`
+	Parents  []Parent `json:"parents"`
+}
+
+// Layout returns the task's piece layout.
+func (r *RegisterResponse) Layout() manifest.Layout {
+	return manifest.Layout{Length: r.Length, PieceSize: r.PieceSize}
+}
+
+// Failure reasons a child reports against a parent.
+const (
+	ReasonCorrupt     = "corrupt"     // served a piece whose digest did not match
+	ReasonUnreachable = "unreachable" // connection refused or reset
+	ReasonTimeout     = "timeout"     // too slow to serve a piece
+	ReasonBadResponse = "bad_response"
+)
+
+// ParentReport reports a failing parent.
+type ParentReport struct {
+	PeerID string `json:"peerID"`
+	Reason string `json:"reason"`
+}
+
+// SyncRequest reports progress on a task and asks for digests and parents.
+// Peers send one every few hundred milliseconds while downloading.
+type SyncRequest struct {
+	PeerID string `json:"peerID"`
+	TaskID string `json:"taskID"`
+	// Finished lists pieces finished since the last successful sync.
+	Finished []int `json:"finished,omitempty"`
+	// KnownDigests is how many piece digests the peer already knows; the
+	// response carries the digest list only when the seed knows more.
+	KnownDigests int `json:"knownDigests"`
+	// BadParents reports parents that failed since the last sync.
+	BadParents []ParentReport `json:"badParents,omitempty"`
+	// Done is set when the peer holds the whole task.
+	Done bool `json:"done,omitempty"`
+	// WantParents asks for fresh parents (the peer lacks useful ones).
+	WantParents bool `json:"wantParents,omitempty"`
+	// BytesFromPeers and BytesFromSeed are the peer's cumulative counters
+	// for this task (for the status API).
+	BytesFromPeers int64 `json:"bytesFromPeers,omitempty"`
+	BytesFromSeed  int64 `json:"bytesFromSeed,omitempty"`
+}
+
+// SyncResponse answers a SyncRequest.
+type SyncResponse struct {
+	Digests  []string `json:"digests,omitempty"`
+	SeedDone bool     `json:"seedDone"`
+	// Parents, when non-empty, are parents to add.
+	Parents []Parent `json:"parents,omitempty"`
+	// SeedError is set when the seed gave up on the origin.
+	SeedError string `json:"seedError,omitempty"`
+}
+
+// HeartbeatRequest keeps a peer (and the tasks it seeds) alive.
+type HeartbeatRequest struct {
+	PeerID string `json:"peerID"`
+}
+
+// AnnounceRequest tells a supernode (for example one that restarted) which
+// tasks a peer holds. Tasks the supernode does not know are ignored.
+type AnnounceRequest struct {
+	PeerID string          `json:"peerID"`
+	Host   Host            `json:"host"`
+	Tasks  []AnnouncedTask `json:"tasks"`
+}
+
+// AnnouncedTask is one task a peer holds.
+type AnnouncedTask struct {
+	TaskID string          `json:"taskID"`
+	Bitmap manifest.Bitmap `json:"bitmap"`
+}
+
+// LeaveRequest says a peer is going away.
+type LeaveRequest struct {
+	PeerID string `json:"peerID"`
+}
+
+// Error codes in ErrorResponse.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeUnknownPeer  = "unknown_peer"
+	CodeUnknownTask  = "unknown_task"
+	CodeOrigin       = "origin_error"
+	CodeInternal     = "internal"
+	CodeShuttingDown = "shutting_down"
+)
+
+// ErrorResponse is the body of every non-2xx API answer.
+type ErrorResponse struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// OriginStatus is the origin's HTTP status for CodeOrigin, 0 otherwise.
+	OriginStatus int `json:"originStatus,omitempty"`
+}
+
+// Status is the supernode's status document.
+type Status struct {
+	Supernode string       `json:"supernode"`
+	Uptime    string       `json:"uptime"`
+	Tasks     []TaskStatus `json:"tasks"`
+	Peers     []PeerStatus `json:"peers"`
+}
+
+// TaskStatus describes one task. URL is redacted (no credentials or query values).
+type TaskStatus struct {
+	TaskID          string    `json:"taskID"`
+	URL             string    `json:"url"`
+	Length          int64     `json:"length"`
+	PieceSize       int64     `json:"pieceSize"`
+	State           string    `json:"state"`
+	Error           string    `json:"error,omitempty"`
+	SeedPieces      int       `json:"seedPieces"`
+	NumPieces       int       `json:"numPieces"`
+	BytesFromOrigin int64     `json:"bytesFromOrigin"`
+	BytesServed     int64     `json:"bytesServed"`
+	BytesPeerToPeer int64     `json:"bytesPeerToPeer"`
+	Peers           int       `json:"peers"`
+	PeersDone       int       `json:"peersDone"`
+	CreatedAt       time.Time `json:"createdAt"`
+}
+
+// PeerStatus describes one peer.
+type PeerStatus struct {
+	PeerID   string    `json:"peerID"`
+	Hostname string    `json:"hostname"`
+	Addr     string    `json:"addr"`
+	IDC      string    `json:"idc,omitempty"`
+	Rack     string    `json:"rack,omitempty"`
+	Tasks    int       `json:"tasks"`
+	Isolated bool      `json:"isolated"`
+	Reason   string    `json:"reason,omitempty"`
+	Failures int       `json:"failures"`
+	LastSeen time.Time `json:"lastSeen"`
+}

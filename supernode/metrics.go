@@ -1,0 +1,28 @@
+package supernode
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	registrations prometheus.Counter
+	syncs         prometheus.Counter
+	pieceReports  prometheus.Counter
+	originBytes   prometheus.Counter
+	servedBytes   prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "damselfly", Subsystem: "supernode", Name: name, Help: help})
+	}
+	return &metrics{
+		registrations: c("registrations_total", "Task registrations by peers."),
+		syncs:         c("syncs_total", "Progress syncs by peers."),
+		pieceReports:  c("piece_reports_total", "Finished pieces reported by peers."),
+		originBytes:   c("origin_bytes_total", "Body bytes the seed read from origins."),
+		servedBytes:   c("seed_served_bytes_total", "Piece bytes the seed served to peers."),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.registrations, m.syncs, m.pieceReports, m.originBytes, m.servedBytes}
+}

@@ -1,0 +1,312 @@
+package supernode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p/source"
+)
+
+// Seed states. A seed task moves
+//
+//	probing -> fetching -> done
+//	probing|fetching -> failed
+//	done -> validating -> done (304, or 200 and refetched)
+//
+// and a failed seed is replaced by a fresh one at the next registration.
+const (
+	stateProbing  = "probing"
+	stateFetching = "fetching"
+	stateDone     = "done"
+	stateFailed   = "failed"
+)
+
+// seedTask is the supernode's copy of one task, filled from the origin.
+type seedTask struct {
+	id      string
+	url     string      // full URL, for the origin only
+	header  http.Header // credentials for the origin; memory only, never logged
+	digest  string      // expected whole-content digest, if known
+	created time.Time
+
+	ready chan struct{} // closed once the layout is known or the seed failed
+
+	mu            sync.Mutex
+	state         string
+	err           error
+	task          *cache.Task
+	info          source.Info
+	lastValidated time.Time
+	validating    chan struct{} // non-nil while a revalidation runs
+
+	fromOrigin atomic.Int64
+	served     atomic.Int64
+}
+
+func (st *seedTask) snapshot() (state string, err error, t *cache.Task) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.state, st.err, st.task
+}
+
+// seeder owns all seed tasks.
+type seeder struct {
+	store       *cache.Store
+	src         *source.Client
+	log         logrus.FieldLogger
+	concurrency int
+	revalidate  time.Duration
+	onLayout    func(taskID string, numPieces int)
+	onOrigin    func(n int)
+
+	ctx context.Context
+
+	mu    sync.Mutex
+	tasks map[string]*seedTask
+}
+
+// ensure returns the seed task for id, starting one if needed. A failed
+// task is retried; a finished one is revalidated with the origin when its
+// last validation is older than the revalidate interval.
+func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string) *seedTask {
+	s.mu.Lock()
+	st := s.tasks[id]
+	if st != nil {
+		state, _, _ := st.snapshot()
+		if state == stateFailed {
+			st = nil
+		}
+	}
+	if st == nil {
+		st = &seedTask{id: id, url: rawURL, header: header.Clone(), digest: digest,
+			created: time.Now(), ready: make(chan struct{}), state: stateProbing}
+		s.tasks[id] = st
+		s.mu.Unlock()
+		go s.run(st)
+		return st
+	}
+	s.mu.Unlock()
+	s.maybeRevalidate(ctx, st, header)
+	return st
+}
+
+func (s *seeder) get(id string) *seedTask {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tasks[id]
+}
+
+func (s *seeder) all() []*seedTask {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*seedTask, 0, len(s.tasks))
+	for _, st := range s.tasks {
+		out = append(out, st)
+	}
+	return out
+}
+
+func (s *seeder) logFor(st *seedTask) logrus.FieldLogger {
+	return s.log.WithFields(logrus.Fields{"task": st.id[:12], "url": manifest.RedactURL(st.url)})
+}
+
+// run prepares the seed task (reusing and validating a cached copy, or
+// probing the origin) and fills it from the origin.
+func (s *seeder) run(st *seedTask) {
+	log := s.logFor(st)
+	t, info, err := s.prepare(st)
+	if err != nil {
+		s.fail(st, err)
+		return
+	}
+	st.mu.Lock()
+	st.task, st.info, st.lastValidated = t, info, time.Now()
+	st.state = stateFetching
+	if t.Complete() {
+		st.state = stateDone
+	}
+	st.mu.Unlock()
+	s.onLayout(st.id, t.NumPieces())
+	close(st.ready)
+	if t.Complete() {
+		log.WithField("bytes", t.Meta().Length).Info("seed: serving cached copy")
+		return
+	}
+	s.fill(st, t, info)
+}
+
+func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
+	log := s.logFor(st)
+	start := time.Now()
+	have := t.Count()
+	log.WithFields(logrus.Fields{"bytes": t.Meta().Length, "pieces": t.NumPieces(), "present": have,
+		"ranges": info.AcceptRanges}).Info("seed: fetching from origin")
+	err := s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t}, source.FillOptions{
+		Concurrency: s.concurrency,
+		OnBytes: func(n int) {
+			st.fromOrigin.Add(int64(n))
+			s.onOrigin(n)
+		},
+	})
+	if err == nil && st.digest != "" {
+		err = verifyWhole(t, st.digest)
+	}
+	if err != nil {
+		s.fail(st, fmt.Errorf("seed %s from origin: %w", manifest.RedactURL(st.url), err))
+		return
+	}
+	st.mu.Lock()
+	st.state = stateDone
+	st.mu.Unlock()
+	log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
+		"fromOrigin": st.fromOrigin.Load()}).Info("seed: complete")
+}
+
+// prepare opens the cached copy if there is one and it is still current,
+// else probes the origin and creates a fresh cache entry.
+func (s *seeder) prepare(st *seedTask) (*cache.Task, source.Info, error) {
+	ctx := s.ctx
+	if t, err := s.store.Open(ctx, st.id); err == nil {
+		m := t.Meta()
+		info, verr := s.src.Validate(ctx, st.url, st.header, m.ETag, m.LastModified)
+		switch {
+		case verr != nil:
+			t.Close()
+			return nil, info, verr
+		case info.NotModified:
+			info.Length, info.ETag, info.LastModified = m.Length, m.ETag, m.LastModified
+			if !info.AcceptRanges {
+				// Validate's HEAD may not say; learn it again before refetching.
+				if !t.Complete() {
+					if pi, perr := s.src.Probe(ctx, st.url, st.header); perr == nil {
+						info.AcceptRanges = pi.AcceptRanges
+					}
+				}
+			}
+			s.logFor(st).WithField("present", t.Count()).Info("seed: cached copy still current (304)")
+			return t, info, nil
+		default:
+			s.logFor(st).Info("seed: origin content changed; refetching")
+			if info.Length < 0 {
+				t.Close()
+				return nil, info, errors.New("origin did not send Content-Length")
+			}
+			meta := s.metaFor(st, info)
+			if err := t.Reset(meta); err != nil {
+				t.Close()
+				return nil, info, err
+			}
+			return t, info, nil
+		}
+	} else if !errors.Is(err, cache.ErrNotFound) {
+		return nil, source.Info{}, fmt.Errorf("open cached copy: %w", err)
+	}
+	info, err := s.src.Probe(ctx, st.url, st.header)
+	if err != nil {
+		return nil, info, err
+	}
+	if info.Length < 0 {
+		return nil, info, fmt.Errorf("origin did not send a Content-Length for %s", manifest.RedactURL(st.url))
+	}
+	t, err := s.store.Create(ctx, s.metaFor(st, info))
+	if err != nil {
+		return nil, info, fmt.Errorf("create cache entry: %w", err)
+	}
+	return t, info, nil
+}
+
+func (s *seeder) metaFor(st *seedTask, info source.Info) cache.Meta {
+	l := manifest.NewLayout(info.Length)
+	return cache.Meta{TaskID: st.id, URL: manifest.RedactURL(st.url), Length: l.Length, PieceSize: l.PieceSize,
+		ETag: info.ETag, LastModified: info.LastModified, Digest: st.digest}
+}
+
+func (s *seeder) fail(st *seedTask, err error) {
+	s.logFor(st).WithError(err).Error("seed failed")
+	st.mu.Lock()
+	st.state, st.err = stateFailed, err
+	st.mu.Unlock()
+	select {
+	case <-st.ready:
+	default:
+		close(st.ready)
+	}
+}
+
+// maybeRevalidate checks a finished seed with the origin when its last
+// check is older than the revalidate interval. Concurrent registrations
+// share one check. On 200 the cached copy is dropped and refetched.
+func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.Header) {
+	if s.revalidate < 0 {
+		return
+	}
+	st.mu.Lock()
+	if st.state != stateDone || time.Since(st.lastValidated) < s.revalidate {
+		st.mu.Unlock()
+		return
+	}
+	if ch := st.validating; ch != nil {
+		st.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	st.validating = ch
+	t := st.task
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.validating = nil
+		st.mu.Unlock()
+		close(ch)
+	}()
+	m := t.Meta()
+	info, err := s.src.Validate(ctx, st.url, header, m.ETag, m.LastModified)
+	if err != nil {
+		s.logFor(st).WithError(err).Warn("seed: revalidation failed; keeping cached copy")
+		return
+	}
+	st.mu.Lock()
+	st.lastValidated = time.Now()
+	st.mu.Unlock()
+	if info.NotModified {
+		return
+	}
+	s.logFor(st).Info("seed: origin content changed (200 on revalidation); refetching")
+	if info.Length < 0 {
+		s.fail(st, errors.New("origin did not send Content-Length"))
+		return
+	}
+	meta := s.metaFor(st, info)
+	if err := t.Reset(meta); err != nil {
+		s.fail(st, fmt.Errorf("reset cached copy: %w", err))
+		return
+	}
+	st.mu.Lock()
+	st.state, st.info = stateFetching, info
+	st.mu.Unlock()
+	s.onLayout(st.id, t.NumPieces())
+	go s.fill(st, t, info)
+}
+
+// seedSink adapts a cache task to source.Sink.
+type seedSink struct{ t *cache.Task }
+
+func (k seedSink) Layout() manifest.Layout { return k.t.Layout() }
+func (k seedSink) Has(i int) bool          { return k.t.Has(i) }
+func (k seedSink) PutPiece(i int, data []byte) error {
+	_, err := k.t.PutPiece(i, data)
+	return err
+}

@@ -1,0 +1,407 @@
+package supernode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/p2p/upload"
+	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/supernode/scheduler"
+)
+
+// SeedPeerID is the peer ID under which the seed appears as a parent.
+const SeedPeerID = "supernode-seed"
+
+// Config configures a Supernode. Zero fields take the defaults in parentheses.
+type Config struct {
+	// DataDir holds the seed's piece store (required).
+	DataDir string
+	// AdvertiseAddr is host:port at which peers reach this supernode's
+	// seed (required: the listen address, with a routable host).
+	AdvertiseAddr string
+	// OriginConcurrency is how many range requests the seed keeps in flight
+	// to one origin (4).
+	OriginConcurrency int
+	// SeedUploadSlots caps concurrent piece uploads from the seed (8). Low
+	// values push peers to serve each other.
+	SeedUploadSlots int
+	// Revalidate is how long a finished seed copy is trusted before the next
+	// registration revalidates it with the origin (30s; negative: never).
+	Revalidate time.Duration
+	// Quota and TTL bound the seed's cache (0: unbounded).
+	Quota int64
+	TTL   time.Duration
+	// Scheduler tunes parent selection.
+	Scheduler scheduler.Config
+	// Source is the origin client (default source.New()).
+	Source *source.Client
+	Log    logrus.FieldLogger
+}
+
+// Supernode is the tracker, scheduler and seed. Create it with New, serve
+// its Handler, and Close it when done.
+type Supernode struct {
+	cfg     Config
+	log     logrus.FieldLogger
+	store   *cache.Store
+	sched   *scheduler.Scheduler
+	seeds   *seeder
+	upload  *upload.Server
+	mux     *http.ServeMux
+	started time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	metrics *metrics
+}
+
+// New opens the seed store and returns a supernode.
+func New(cfg Config) (*Supernode, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("supernode: data dir not set")
+	}
+	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
+		return nil, fmt.Errorf("supernode: advertise address %q: %w", cfg.AdvertiseAddr, err)
+	}
+	if cfg.OriginConcurrency <= 0 {
+		cfg.OriginConcurrency = 4
+	}
+	if cfg.SeedUploadSlots <= 0 {
+		cfg.SeedUploadSlots = 8
+	}
+	if cfg.Revalidate == 0 {
+		cfg.Revalidate = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Source == nil {
+		cfg.Source = source.New(source.WithLogger(cfg.Log))
+	}
+	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
+	if err != nil {
+		return nil, fmt.Errorf("supernode: open seed store: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Supernode{cfg: cfg, log: cfg.Log, store: store, sched: scheduler.New(cfg.Scheduler),
+		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics()}
+	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
+		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
+		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
+	s.upload = upload.New(seedTasks{s.seeds}, upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
+		upload.WithOnServe(func(taskID string, n int64) {
+			if st := s.seeds.get(taskID); st != nil {
+				st.served.Add(n)
+			}
+			s.metrics.servedBytes.Add(float64(n))
+		}))
+	s.mux = http.NewServeMux()
+	s.routes()
+	go s.janitor()
+	return s, nil
+}
+
+// Handler serves the API, the seed's pieces, /healthz and /metrics.
+func (s *Supernode) Handler() http.Handler { return s.mux }
+
+// Close stops background work and closes the store.
+func (s *Supernode) Close() error {
+	s.cancel()
+	return s.store.Close()
+}
+
+func (s *Supernode) routes() {
+	s.mux.HandleFunc("POST /api/v1/tasks/register", s.handleRegister)
+	s.mux.HandleFunc("POST /api/v1/tasks/sync", s.handleSync)
+	s.mux.HandleFunc("POST /api/v1/peers/heartbeat", s.handleHeartbeat)
+	s.mux.HandleFunc("POST /api/v1/peers/announce", s.handleAnnounce)
+	s.mux.HandleFunc("POST /api/v1/peers/leave", s.handleLeave)
+	s.mux.HandleFunc("GET /api/v1/status", s.handleStatus)
+	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.handleTask)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.metrics.collectors()...)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "damselfly_supernode_peers",
+		Help: "Peers known to the scheduler."}, func() float64 { return float64(s.sched.NumPeers()) }))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("/peer/", s.upload)
+}
+
+// janitor expires silent peers and runs cache GC.
+func (s *Supernode) janitor() {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	gcEvery := 0
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := s.sched.Expire(); n > 0 {
+			s.log.WithField("peers", n).Info("expired silent peers")
+		}
+		if gcEvery++; gcEvery%12 == 0 {
+			if removed, freed, err := s.store.GC(s.ctx); err != nil {
+				s.log.WithError(err).Warn("cache GC")
+			} else if len(removed) > 0 {
+				s.log.WithFields(logrus.Fields{"tasks": len(removed), "bytes": freed}).Info("cache GC")
+			}
+		}
+	}
+}
+
+func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.PeerID == "" {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "peerID is required", 0)
+		return
+	}
+	id, err := taskIDFor(&req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error(), 0)
+		return
+	}
+	s.metrics.registrations.Inc()
+	st := s.seeds.ensure(r.Context(), id, req.URL, req.Header, req.Digest)
+	select {
+	case <-st.ready:
+	case <-r.Context().Done():
+		return
+	}
+	state, serr, t := st.snapshot()
+	if state == stateFailed {
+		writeSeedError(w, serr)
+		return
+	}
+	parents, err := s.sched.Register(id, req.PeerID, req.Host, nil)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error(), 0)
+		return
+	}
+	m := t.Meta()
+	resp := api.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
+		LastModified: m.LastModified, Digests: digests(t), SeedDone: t.Complete(),
+		Parents: append(parents, s.seedParent())}
+	s.log.WithFields(logrus.Fields{"task": id[:12], "peer": req.PeerID, "parents": len(parents)}).Debug("registered")
+	writeJSON(w, &resp)
+}
+
+func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
+	var req api.SyncRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	s.metrics.syncs.Inc()
+	s.metrics.pieceReports.Add(float64(len(req.Finished)))
+	st := s.seeds.get(req.TaskID)
+	if st == nil {
+		writeError(w, http.StatusNotFound, api.CodeUnknownTask, "task not known here; register again", 0)
+		return
+	}
+	for _, b := range req.BadParents {
+		if b.PeerID == SeedPeerID {
+			continue
+		}
+		s.sched.ReportBad(b.PeerID, b.Reason)
+		s.log.WithFields(logrus.Fields{"parent": b.PeerID, "reason": b.Reason, "reporter": req.PeerID}).Warn("parent reported")
+	}
+	if err := s.sched.Finished(req.TaskID, req.PeerID, req.Finished, req.Done); err != nil {
+		writeError(w, http.StatusNotFound, api.CodeUnknownPeer, "peer not registered for this task; register again", 0)
+		return
+	}
+	state, serr, t := st.snapshot()
+	var resp api.SyncResponse
+	if state == stateFailed {
+		resp.SeedError = serr.Error()
+	} else if t != nil {
+		if n := t.Count(); n > req.KnownDigests {
+			resp.Digests = digests(t)
+		}
+		resp.SeedDone = t.Complete()
+	}
+	if req.WantParents && !req.Done {
+		ps, err := s.sched.MoreParents(req.TaskID, req.PeerID)
+		if err == nil {
+			resp.Parents = ps
+		}
+	}
+	writeJSON(w, &resp)
+}
+
+func (s *Supernode) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var req api.HeartbeatRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := s.sched.Heartbeat(req.PeerID); err != nil {
+		writeError(w, http.StatusNotFound, api.CodeUnknownPeer, "unknown peer; announce again", 0)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Supernode) handleAnnounce(w http.ResponseWriter, r *http.Request) {
+	var req api.AnnounceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.PeerID == "" {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "peerID is required", 0)
+		return
+	}
+	s.sched.Announce(req.PeerID, req.Host, req.Tasks)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Supernode) handleLeave(w http.ResponseWriter, r *http.Request) {
+	var req api.LeaveRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	s.sched.Leave(req.PeerID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Supernode) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := api.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
+		Tasks: []api.TaskStatus{}, Peers: s.sched.Peers()}
+	for _, t := range s.seeds.all() {
+		st.Tasks = append(st.Tasks, s.taskStatus(t))
+	}
+	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].CreatedAt.Before(st.Tasks[j].CreatedAt) })
+	writeJSON(w, &st)
+}
+
+func (s *Supernode) handleTask(w http.ResponseWriter, r *http.Request) {
+	st := s.seeds.get(r.PathValue("id"))
+	if st == nil {
+		writeError(w, http.StatusNotFound, api.CodeUnknownTask, "no such task", 0)
+		return
+	}
+	ts := s.taskStatus(st)
+	writeJSON(w, &ts)
+}
+
+func (s *Supernode) taskStatus(st *seedTask) api.TaskStatus {
+	state, err, t := st.snapshot()
+	ts := api.TaskStatus{TaskID: st.id, URL: manifest.RedactURL(st.url), State: state,
+		BytesFromOrigin: st.fromOrigin.Load(), BytesServed: st.served.Load(), CreatedAt: st.created}
+	if err != nil {
+		ts.Error = err.Error()
+	}
+	if t != nil {
+		m := t.Meta()
+		ts.Length, ts.PieceSize, ts.SeedPieces, ts.NumPieces = m.Length, m.PieceSize, t.Count(), t.NumPieces()
+	}
+	ts.Peers, ts.PeersDone = s.sched.TaskCounts(st.id)
+	return ts
+}
+
+func (s *Supernode) seedParent() api.Parent {
+	return api.Parent{PeerID: SeedPeerID, Addr: s.cfg.AdvertiseAddr, Seed: true}
+}
+
+// taskIDFor derives the task ID of a registration and checks the one the
+// peer computed, if any.
+func taskIDFor(req *api.RegisterRequest) (string, error) {
+	if _, err := manifest.ParseURL(req.URL); err != nil {
+		return "", err
+	}
+	var id string
+	if req.Digest != "" {
+		d, err := parseDigest(req.Digest)
+		if err != nil {
+			return "", err
+		}
+		id = manifest.DigestTaskID(d)
+	} else {
+		var err error
+		if id, err = manifest.TaskID(req.URL, req.Tag, req.Filters); err != nil {
+			return "", err
+		}
+	}
+	if req.TaskID != "" && req.TaskID != id {
+		return "", fmt.Errorf("task ID %q does not match the URL (want %s)", req.TaskID, id)
+	}
+	return id, nil
+}
+
+func digests(t *cache.Task) []string {
+	out := make([]string, t.NumPieces())
+	for i := range out {
+		if d, ok := t.PieceDigest(i); ok {
+			out[i] = d.String()
+		}
+	}
+	return out
+}
+
+// seedTasks exposes finished and in-progress seed tasks to the upload server.
+type seedTasks struct{ s *seeder }
+
+func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
+	st := k.s.get(id)
+	if st == nil {
+		return nil, nil, false
+	}
+	_, _, t := st.snapshot()
+	if t == nil {
+		return nil, nil, false
+	}
+	return t, func() {}, true
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<20))
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "invalid JSON body: "+err.Error(), 0)
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, originStatus int) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(api.ErrorResponse{Code: code, Message: msg, OriginStatus: originStatus})
+}
+
+// writeSeedError reports a failed seed: origin status errors keep the
+// origin's code so that the client can say exactly what went wrong.
+func writeSeedError(w http.ResponseWriter, err error) {
+	var se *source.StatusError
+	if errors.As(err, &se) {
+		writeError(w, http.StatusBadGateway, api.CodeOrigin, se.Error(), se.Code)
+		return
+	}
+	writeError(w, http.StatusBadGateway, api.CodeOrigin, err.Error(), 0)
+}
+
+// SetPeerTTL changes how long silent peers are kept (before serving).
+func (s *Supernode) SetPeerTTL(d time.Duration) {
+	if d > 0 {
+		s.sched.SetPeerTTL(d)
+	}
+}

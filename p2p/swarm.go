@@ -70,6 +70,7 @@ type download struct {
 	known    int
 	parents  map[string]*parent
 	inflight map[int]bool
+	deferred map[int]time.Time // pieces the seed asked us to get elsewhere, until when
 	unsynced []int
 	bad      []api.ParentReport
 	seedDone bool
@@ -93,7 +94,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *api
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
 		wake: make(chan struct{}, 1), digests: make([]cache.Sum, l.NumPieces()),
-		parents: map[string]*parent{}, inflight: map[int]bool{}, lastGain: time.Now(), release: release}
+		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, lastGain: time.Now(), release: release}
 	d.addParents(reg.Parents)
 	d.applyDigests(reg.Digests)
 	d.seedDone = reg.SeedDone
@@ -199,9 +200,10 @@ func (d *download) pick() (int, *parent) {
 		if d.inflight[i] || d.t.Has(i) {
 			continue
 		}
+		seedOK := seed != nil && seed.bitmap.Has(i) && !now.Before(d.deferred[i])
 		if d.digests[i].IsZero() {
 			// Only the seed vouches for unknown digests.
-			if seedPiece < 0 && seed != nil && seed.bitmap.Has(i) {
+			if seedPiece < 0 && seedOK {
 				seedPiece = i
 			}
 			continue
@@ -219,7 +221,7 @@ func (d *download) pick() (int, *parent) {
 		if choice != nil && count < bestCount {
 			bestPiece, bestCount, bestParent = i, count, choice
 		}
-		if choice == nil && seedPiece < 0 && seed != nil && seed.bitmap.Has(i) {
+		if choice == nil && seedPiece < 0 && seedOK {
 			seedPiece = i
 		}
 	}
@@ -234,7 +236,7 @@ func (d *download) pick() (int, *parent) {
 
 // fetch downloads piece i from par, verifies and stores it.
 func (d *download) fetch(ctx context.Context, i int, par *parent) {
-	data, digest, status, err := d.get(ctx, i, par)
+	data, digest, status, busy, err := d.get(ctx, i, par)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.poke()
@@ -245,6 +247,10 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
+		return
+	case status == http.StatusServiceUnavailable && busy == "piece":
+		// The seed just gave this piece to others: wait for them to relay it.
+		d.deferred[i] = time.Now().Add(100*time.Millisecond + rand.N(200*time.Millisecond))
 		return
 	case status == http.StatusServiceUnavailable:
 		par.busyUntil = time.Now().Add(50*time.Millisecond + rand.N(100*time.Millisecond))
@@ -294,36 +300,35 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 }
 
 // get fetches piece i's bytes from par within the piece timeout.
-func (d *download) get(ctx context.Context, i int, par *parent) ([]byte, cache.Sum, int, error) {
+func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, cache.Sum{}, 0, err
+		return nil, sum, 0, "", err
 	}
 	resp, err := d.p.client.Do(req)
 	if err != nil {
-		return nil, cache.Sum{}, 0, err
+		return nil, sum, 0, "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, cache.Sum{}, resp.StatusCode, fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
+		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
 	}
 	_, n := d.layout.PieceRange(i)
 	if resp.ContentLength >= 0 && resp.ContentLength != n {
-		return nil, cache.Sum{}, resp.StatusCode, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
+		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: d.limits}, buf); err != nil {
-		return nil, cache.Sum{}, resp.StatusCode, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
+		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
 	}
-	var sum cache.Sum
 	if h := resp.Header.Get(DigestHeader); h != "" {
 		sum, _ = cache.ParseSum(h)
 	}
-	return buf, sum, resp.StatusCode, nil
+	return buf, sum, resp.StatusCode, "", nil
 }
 
 func reasonFor(err error) string {

@@ -39,6 +39,12 @@ type Config struct {
 	// SeedUploadSlots caps concurrent piece uploads from the seed (8). Low
 	// values push peers to serve each other.
 	SeedUploadSlots int
+	// SeedFanout is how many children get a fresh piece from the seed
+	// before the rest are told to fetch it from them (2), and
+	// SeedFanoutWindow how long the seed waits for them to relay it
+	// before serving it again (2s). See upload.WithFanout.
+	SeedFanout       int
+	SeedFanoutWindow time.Duration
 	// Revalidate is how long a finished seed copy is trusted before the next
 	// registration revalidates it with the origin (30s; negative: never).
 	Revalidate time.Duration
@@ -82,6 +88,12 @@ func New(cfg Config) (*Supernode, error) {
 	if cfg.SeedUploadSlots <= 0 {
 		cfg.SeedUploadSlots = 8
 	}
+	if cfg.SeedFanout == 0 {
+		cfg.SeedFanout = 2
+	}
+	if cfg.SeedFanoutWindow <= 0 {
+		cfg.SeedFanoutWindow = 2 * time.Second
+	}
 	if cfg.Revalidate == 0 {
 		cfg.Revalidate = 30 * time.Second
 	}
@@ -102,6 +114,7 @@ func New(cfg Config) (*Supernode, error) {
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
 	s.upload = upload.New(seedTasks{s.seeds}, upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
+		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow),
 		upload.WithOnServe(func(taskID string, n int64) {
 			if st := s.seeds.get(taskID); st != nil {
 				st.served.Add(n)

@@ -28,7 +28,7 @@ type options struct {
 	url, output, dataDir, daemonSock, digest, md5, tag, uploadListen string
 	advertiseIP, idc, rack, logLevel                                 string
 	supernodes, headers, filters                                     []string
-	limit, totalLimit                                                cli.Rate
+	limit, totalLimit, uploadLimit                                   cli.Rate
 	timeout, keepSeeding                                             cli.Duration
 	noSource, noProgress, showBar, noDaemon                          bool
 }
@@ -83,6 +83,7 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 	f.VarP(&o.limit, "limit", "s", "rate limit of this download, e.g. 20M (bytes/s); classic spelling -s/--locallimit")
 	f.Var(&o.limit, "locallimit", "classic spelling of --limit")
 	f.Var(&o.totalLimit, "totallimit", "host-wide download limit of the embedded peer, e.g. 100M (ignored with a dfdaemon, which has its own)")
+	f.Var(&o.uploadLimit, "upload-limit", "upload cap of the embedded peer, e.g. 50M (bytes/s; 0: none)")
 	f.VarP(&o.timeout, "timeout", "e", "give up after this long, e.g. 10m or a number of seconds (0: no limit)")
 	f.BoolVar(&o.noSource, "no-source", false, "fail rather than download from the origin when P2P fails")
 	f.BoolVar(&o.noSource, "notbs", false, "classic spelling of --no-source")
@@ -171,7 +172,8 @@ func run(cmd *cobra.Command, o *options) error {
 func runEmbedded(ctx context.Context, o *options, req p2p.Request, log *logrus.Logger) (*p2p.Result, error) {
 	peer, err := p2p.New(p2p.Config{DataDir: o.dataDir, Supernodes: cli.SplitList(o.supernodes, ","),
 		UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, DownloadLimit: int64(o.totalLimit),
-		IDC: o.idc, Rack: o.rack, Log: log})
+		UploadLimit: int64(o.uploadLimit),
+		IDC:         o.idc, Rack: o.rack, Log: log})
 	if err != nil {
 		return nil, err
 	}

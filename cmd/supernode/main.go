@@ -26,7 +26,7 @@ func main() {
 func newCommand() *cobra.Command {
 	var (
 		listen, advertise, dataDir, logLevel string
-		originConc, seedSlots                int
+		originConc, seedSlots, fanout        int
 		revalidate, ttl, peerTTL             time.Duration
 		quota                                cli.Size
 	)
@@ -57,7 +57,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 				adv = advertiseFor(ln.Addr().(*net.TCPAddr))
 			}
 			sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: adv,
-				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, Revalidate: revalidate,
+				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, SeedFanout: fanout, Revalidate: revalidate,
 				Quota: int64(quota), TTL: ttl, Log: log})
 			if err != nil {
 				ln.Close()
@@ -88,6 +88,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.StringVar(&dataDir, "data-dir", "/var/lib/damselfly/supernode", "where the seed keeps pieces")
 	f.IntVar(&originConc, "origin-concurrency", 4, "range requests in flight to one origin")
 	f.IntVar(&seedSlots, "seed-upload-slots", 8, "concurrent piece uploads from the seed (lower pushes peers to serve each other)")
+	f.IntVar(&fanout, "seed-fanout", 2, "children that get a fresh piece from the seed before others must fetch it from them (super-seeding; negative: off)")
 	f.DurationVar(&revalidate, "revalidate", 30*time.Second, "trust a finished seed copy this long before revalidating it with the origin (If-None-Match/If-Modified-Since); negative: never")
 	f.Var(&quota, "quota", "cache size limit, e.g. 100G (0: none)")
 	f.DurationVar(&ttl, "ttl", 0, "evict cached tasks not used for this long (0: never)")

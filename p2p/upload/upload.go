@@ -8,7 +8,10 @@
 //	GET /peer/tasks/{taskID}/bitmap?have=K&wait=D    piece map as JSON; waits up to D
 //	                                                 (max 10s) while the holder has <= K pieces
 //
-// A full server answers 503 with Retry-After; a piece it lacks is 404.
+// A full server answers 503 with Retry-After; a piece it lacks is 404. A
+// server with a fan-out limit (the seed) also answers 503, with
+// BusyHeader: piece, for a piece it has just served to enough children: they
+// should fetch it from those children instead.
 package upload
 
 import (
@@ -19,6 +22,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +35,10 @@ import (
 
 // DigestHeader carries the served piece's digest ("sha256:<hex>").
 const DigestHeader = "X-Damselfly-Piece-Digest"
+
+// BusyHeader tells a 503's cause: "slots" (the server is full) or "piece"
+// (this piece was just served to enough children; ask them).
+const BusyHeader = "X-Damselfly-Busy"
 
 // Tasks resolves the tasks a node can serve. The returned release function
 // is called when the request is done with the task.
@@ -54,6 +62,17 @@ type Server struct {
 	onServe func(taskID string, n int64)
 	served  atomic.Int64
 	busy    atomic.Int64
+
+	fanout       int
+	fanoutWindow time.Duration
+	fanMu        sync.Mutex
+	fan          map[string][]pieceFan
+}
+
+// pieceFan is how often and when a piece was last served.
+type pieceFan struct {
+	count int
+	last  time.Time
 }
 
 // Option configures a Server.
@@ -70,6 +89,16 @@ func WithSlots(n int) Option {
 
 // WithLimiter caps upload bandwidth (bytes/s) across all requests.
 func WithLimiter(l *rate.Limiter) Option { return func(s *Server) { s.limiter = l } }
+
+// WithFanout limits how a fresh piece spreads from this server, as a seed
+// in super-seeding mode: once a piece has been served n times, further
+// requests for it within window of its last upload are refused (503,
+// BusyHeader "piece"), so that children fetch it from each other. After
+// window passes with no upload of the piece, the next request is served, so
+// a swarm that cannot relay the piece still gets it.
+func WithFanout(n int, window time.Duration) Option {
+	return func(s *Server) { s.fanout, s.fanoutWindow = n, window }
+}
 
 // WithLogger sets the logger.
 func WithLogger(l logrus.FieldLogger) Option { return func(s *Server) { s.log = l } }
@@ -129,12 +158,19 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		http.Error(w, "piece not present", http.StatusNotFound)
 		return
 	}
+	if !s.admitPiece(taskID, n, t.NumPieces()) {
+		s.busy.Add(1)
+		w.Header().Set(BusyHeader, "piece")
+		http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
 		s.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
+		w.Header().Set(BusyHeader, "slots")
 		http.Error(w, "upload slots full", http.StatusServiceUnavailable)
 		return
 	}
@@ -149,6 +185,38 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	if s.onServe != nil {
 		s.onServe(taskID, cw.n)
 	}
+}
+
+// admitPiece applies the fan-out limit and counts the upload.
+func (s *Server) admitPiece(taskID string, n, numPieces int) bool {
+	if s.fanout <= 0 || n >= numPieces {
+		return true
+	}
+	now := time.Now()
+	s.fanMu.Lock()
+	defer s.fanMu.Unlock()
+	if s.fan == nil {
+		s.fan = map[string][]pieceFan{}
+	}
+	f := s.fan[taskID]
+	if len(f) != numPieces {
+		f = make([]pieceFan, numPieces)
+		s.fan[taskID] = f
+	}
+	p := &f[n]
+	if p.count >= s.fanout && now.Sub(p.last) < s.fanoutWindow {
+		return false
+	}
+	p.count++
+	p.last = now
+	return true
+}
+
+// Forget drops the fan-out record of a task (after it is removed).
+func (s *Server) Forget(taskID string) {
+	s.fanMu.Lock()
+	delete(s.fan, taskID)
+	s.fanMu.Unlock()
 }
 
 func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID string) {

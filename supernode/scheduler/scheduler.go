@@ -153,6 +153,11 @@ func (s *Scheduler) Register(taskID, peerID string, host api.Host, bitmap manife
 	if bitmap != nil {
 		s.setBitmap(pt, bitmap)
 	}
+	if pt.done {
+		// A peer that holds everything needs no parents; giving it some
+		// would count load against them for nothing.
+		return nil, nil
+	}
 	return s.pickParents(pt, s.cfg.ParentLimit), nil
 }
 

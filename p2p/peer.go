@@ -234,6 +234,30 @@ func (p *Peer) hold(t *cache.Task) {
 	p.open[t.ID()] = &openTask{t: t, lastUsed: time.Now()}
 }
 
+// Restore opens every complete task in the store for serving (a daemon's
+// start-up: what it held before a restart is served again and announced to
+// the supernode at the next heartbeat). It returns how many it opened.
+func (p *Peer) Restore(ctx context.Context) (int, error) {
+	stats, err := p.store.List()
+	if err != nil {
+		return 0, fmt.Errorf("list stored tasks: %w", err)
+	}
+	n := 0
+	for _, st := range stats {
+		if st.Pieces < st.NumPieces || st.InUse {
+			continue
+		}
+		t, err := p.store.Open(ctx, st.Meta.TaskID)
+		if err != nil {
+			p.log.WithError(err).WithField("task", st.Meta.TaskID).Warn("restore task")
+			continue
+		}
+		p.hold(t)
+		n++
+	}
+	return n, nil
+}
+
 // Seed keeps serving held tasks and heartbeating the supernode until ctx
 // ends, re-announcing held tasks when the supernode has forgotten this peer
 // (after its restart). Tasks idle for idle are closed; idle <= 0 keeps all.

@@ -76,6 +76,11 @@ socket, and enforces host-wide upload and download rate limits.`,
 				defer cancel()
 				srv.Shutdown(sctx)
 			}()
+			if n, err := peer.Restore(ctx); err != nil {
+				log.WithError(err).Warn("could not restore stored tasks")
+			} else if n > 0 {
+				log.WithField("tasks", n).Info("serving tasks kept from before")
+			}
 			go peer.Seed(ctx, idle)
 			go func() {
 				t := time.NewTicker(gcEvery)

@@ -234,3 +234,16 @@ func mustGet(t *testing.T, url string) []byte {
 	b, _ := io.ReadAll(resp.Body)
 	return b
 }
+
+// startPeers starts n dfget processes of url at once, each with its own data
+// dir, writing out/f0, out/f1, ...
+func startPeers(t *testing.T, bin, supernode, url, out string, n int, extra ...string) (procs []*testenv.Proc, dirs []string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		dir := t.TempDir()
+		dirs = append(dirs, dir)
+		args := append([]string{"--data-dir", dir}, extra...)
+		procs = append(procs, testenv.Dfget(t, bin, supernode, url, filepath.Join(out, fmt.Sprintf("f%d", i)), args...))
+	}
+	return procs, dirs
+}

@@ -22,10 +22,7 @@ func TestSwarm20(t *testing.T) {
 	want := origin.AddRandom("big.bin", size, 1)
 	sn := testenv.StartSupernode(t, bin)
 	out := t.TempDir()
-	var procs []*testenv.Proc
-	for i := 0; i < 20; i++ {
-		procs = append(procs, testenv.Dfget(t, bin, sn.Addr, origin.URL("big.bin"), filepath.Join(out, fmt.Sprintf("f%d", i))))
-	}
+	procs, _ := startPeers(t, bin, sn.Addr, origin.URL("big.bin"), out, 20)
 	waitAll(t, procs, 3*time.Minute)
 	var fromPeers, fromSeed int64
 	for i, p := range procs {
@@ -61,14 +58,7 @@ func TestKillQuarterOfPeers(t *testing.T) {
 	want := origin.AddRandom("f.bin", size, 2)
 	sn := testenv.StartSupernode(t, bin)
 	out := t.TempDir()
-	var procs []*testenv.Proc
-	var dirs []string
-	for i := 0; i < 12; i++ {
-		dir := t.TempDir()
-		dirs = append(dirs, dir)
-		procs = append(procs, testenv.Dfget(t, bin, sn.Addr, origin.URL("f.bin"), filepath.Join(out, fmt.Sprintf("f%d", i)),
-			"--limit", "6M", "--data-dir", dir))
-	}
+	procs, dirs := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 12, "--limit", "6M")
 	// Kill the first three once they hold a few pieces.
 	for i := 0; i < 3; i++ {
 		waitPresent(t, dirs[i], 4, time.Minute)
@@ -95,10 +85,7 @@ func TestCorruptPeerIsolated(t *testing.T) {
 	sn := testenv.StartSupernode(t, bin)
 	evil := startEvilPeer(t, sn.Addr, origin.URL("f.bin"))
 	out := t.TempDir()
-	var procs []*testenv.Proc
-	for i := 0; i < 6; i++ {
-		procs = append(procs, testenv.Dfget(t, bin, sn.Addr, origin.URL("f.bin"), filepath.Join(out, fmt.Sprintf("f%d", i))))
-	}
+	procs, _ := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 6)
 	waitAll(t, procs, 2*time.Minute)
 	for i := range procs {
 		assertSHA(t, filepath.Join(out, fmt.Sprintf("f%d", i)), want)
@@ -211,14 +198,7 @@ func TestSupernodeRestart(t *testing.T) {
 	want := origin.AddRandom("f.bin", size, 6)
 	sn := testenv.StartSupernode(t, bin)
 	out := t.TempDir()
-	var procs []*testenv.Proc
-	var dirs []string
-	for i := 0; i < 8; i++ {
-		dir := t.TempDir()
-		dirs = append(dirs, dir)
-		procs = append(procs, testenv.Dfget(t, bin, sn.Addr, origin.URL("f.bin"), filepath.Join(out, fmt.Sprintf("f%d", i)),
-			"--limit", "6M", "--data-dir", dir))
-	}
+	procs, dirs := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 8, "--limit", "6M")
 	waitPresent(t, dirs[0], 3, time.Minute)
 	sn.Restart(t)
 	waitAll(t, procs, 3*time.Minute)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ const DigestHeader = upload.DigestHeader
 
 // Limits on how hard one child leans on one parent.
 const (
-	maxInflightPerParent = 2
+	maxInflightPerParent = 3
 	maxInflightFromSeed  = 2
 	// parentStrikes failed requests make a child drop a parent.
 	parentStrikes = 2
@@ -71,12 +72,19 @@ type download struct {
 	parents  map[string]*parent
 	inflight map[int]bool
 	deferred map[int]time.Time // pieces the seed asked us to get elsewhere, until when
-	unsynced []int
-	bad      []api.ParentReport
-	seedDone bool
-	seedErr  string
-	lastGain time.Time
-	storeErr error
+	// urgent counts readers waiting for each piece (lazy reads); those
+	// pieces go first, from any parent, and the seed fetches them on demand.
+	urgent map[int]int
+	// lazy downloads run until closed; prefetch fetches pieces nobody is
+	// waiting for (always true for plain downloads).
+	lazy, prefetch bool
+	prefetchLimit  *ratelimit.Limiter
+	unsynced       []int
+	bad            []api.ParentReport
+	seedDone       bool
+	seedErr        string
+	lastGain       time.Time
+	storeErr       error
 
 	// ctx and wg scope the watchers of this run; release lets the peer
 	// know the download no longer uses the task.
@@ -94,7 +102,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *api
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
 		wake: make(chan struct{}, 1), digests: make([]cache.Sum, l.NumPieces()),
-		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, lastGain: time.Now(), release: release}
+		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, urgent: map[int]int{}, prefetch: true, lastGain: time.Now(), release: release}
 	d.addParents(reg.Parents)
 	d.applyDigests(reg.Digests)
 	d.seedDone = reg.SeedDone
@@ -132,7 +140,12 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for !d.t.Complete() {
+	for !d.t.Complete() || d.lazy {
+		if d.lazy && d.t.Complete() {
+			d.finalSync(ctx)
+			<-ctx.Done()
+			return d.c.result(d.id, d.layout.Length, false), nil
+		}
 		d.dispatch(ctx)
 		select {
 		case <-ctx.Done():
@@ -140,7 +153,7 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 		case <-d.wake:
 		case <-tick.C:
 		}
-		if err := d.checkStall(); err != nil {
+		if err := d.checkStall(); err != nil && !d.lazy {
 			if d.req.NoSource {
 				return nil, fmt.Errorf("download %s: %v: %w", manifest.RedactURL(d.req.URL), err, ErrNoSource)
 			}
@@ -178,6 +191,9 @@ func (d *download) pick() (int, *parent) {
 	n := d.layout.NumPieces()
 	now := time.Now()
 	usable := make([]*parent, 0, len(d.parents))
+	// holders are live peer parents even if saturated: a piece one of them
+	// holds is not worth the seed's upload.
+	holders := make([]*parent, 0, len(d.parents))
 	var seed *parent
 	for _, par := range d.parents {
 		if par.dropped || now.Before(par.busyUntil) {
@@ -187,9 +203,22 @@ func (d *download) pick() (int, *parent) {
 			seed = par
 			continue
 		}
-		if par.inflight < maxInflightPerParent && par.count > 0 {
-			usable = append(usable, par)
+		if par.count > 0 {
+			holders = append(holders, par)
+			if par.inflight < maxInflightPerParent {
+				usable = append(usable, par)
+			}
 		}
+	}
+	if i, par := d.pickUrgent(usable, seed, now); par != nil {
+		return i, par
+	}
+	if !d.prefetch {
+		return -1, nil
+	}
+	if d.lazy && len(d.inflight) >= d.p.cfg.Concurrency-1 {
+		// Keep a slot free for the next on-demand read.
+		return -1, nil
 	}
 	bestPiece, bestCount := -1, 1<<30
 	var bestParent *parent
@@ -221,7 +250,7 @@ func (d *download) pick() (int, *parent) {
 		if choice != nil && count < bestCount {
 			bestPiece, bestCount, bestParent = i, count, choice
 		}
-		if choice == nil && seedPiece < 0 && seedOK {
+		if choice == nil && seedPiece < 0 && seedOK && !heldBy(holders, i) {
 			seedPiece = i
 		}
 	}
@@ -232,6 +261,41 @@ func (d *download) pick() (int, *parent) {
 		return seedPiece, seed
 	}
 	return -1, nil
+}
+
+// pickUrgent returns a piece a reader waits for and a parent for it: the
+// least busy peer parent that holds it (digest known), else the seed, which
+// fetches it from the origin on demand if it must. Caller holds d.mu.
+func (d *download) pickUrgent(usable []*parent, seed *parent, now time.Time) (int, *parent) {
+	for i := range d.urgent {
+		if d.inflight[i] || d.t.Has(i) {
+			continue
+		}
+		var choice *parent
+		if !d.digests[i].IsZero() {
+			for _, par := range usable {
+				if par.bitmap.Has(i) && (choice == nil || par.inflight < choice.inflight) {
+					choice = par
+				}
+			}
+		}
+		if choice == nil && seed != nil && !now.Before(seed.busyUntil) {
+			choice = seed
+		}
+		if choice != nil {
+			return i, choice
+		}
+	}
+	return -1, nil
+}
+
+func heldBy(ps []*parent, i int) bool {
+	for _, par := range ps {
+		if par.bitmap.Has(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // fetch downloads piece i from par, verifies and stores it.
@@ -257,8 +321,10 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		return
 	case status == http.StatusNotFound:
 		// Stale piece map: the parent no longer has it (or lost the task).
-		par.bitmap.Clear(i)
-		par.count--
+		if par.bitmap.Has(i) {
+			par.bitmap.Clear(i)
+			par.count--
+		}
 		return
 	default:
 		d.strike(par, reasonFor(err), err)
@@ -304,6 +370,11 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
+	d.mu.Lock()
+	if d.urgent[i] > 0 {
+		url += "?urgent=1"
+	}
+	d.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, sum, 0, "", err
@@ -322,7 +393,11 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
 	buf := make([]byte, n)
-	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: d.limits}, buf); err != nil {
+	limits := d.limits
+	if d.prefetchLimit != nil && !strings.Contains(url, "urgent") {
+		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
+	}
+	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}, buf); err != nil {
 		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
 	}
 	if h := resp.Header.Get(DigestHeader); h != "" {

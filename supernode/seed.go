@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -19,12 +20,14 @@ import (
 // Seed states. A seed task moves
 //
 //	probing -> fetching -> done
-//	probing|fetching -> failed
+//	probing -> on-demand -> fetching -> done   (lazy first registration)
+//	probing|on-demand|fetching -> failed
 //	done -> validating -> done (304, or 200 and refetched)
 //
 // and a failed seed is replaced by a fresh one at the next registration.
 const (
 	stateProbing  = "probing"
+	stateOnDemand = "on-demand" // lazy: only pieces peers ask for are fetched
 	stateFetching = "fetching"
 	stateDone     = "done"
 	stateFailed   = "failed"
@@ -37,6 +40,7 @@ type seedTask struct {
 	header  http.Header // credentials for the origin; memory only, never logged
 	digest  string      // expected whole-content digest, if known
 	created time.Time
+	pieces  singleflight.Group
 
 	ready chan struct{} // closed once the layout is known or the seed failed
 
@@ -47,6 +51,8 @@ type seedTask struct {
 	info          source.Info
 	lastValidated time.Time
 	validating    chan struct{} // non-nil while a revalidation runs
+	lazy          bool          // no full fetch asked for yet
+	filling       bool          // a full fetch runs
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
@@ -77,7 +83,7 @@ type seeder struct {
 // ensure returns the seed task for id, starting one if needed. A failed
 // task is retried; a finished one is revalidated with the origin when its
 // last validation is older than the revalidate interval.
-func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string) *seedTask {
+func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string, lazy bool) *seedTask {
 	s.mu.Lock()
 	st := s.tasks[id]
 	if st != nil {
@@ -88,7 +94,7 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 	}
 	if st == nil {
 		st = &seedTask{id: id, url: rawURL, header: header.Clone(), digest: digest,
-			created: time.Now(), ready: make(chan struct{}), state: stateProbing}
+			created: time.Now(), ready: make(chan struct{}), state: stateProbing, lazy: lazy}
 		s.tasks[id] = st
 		s.mu.Unlock()
 		go s.run(st)
@@ -96,7 +102,73 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 	}
 	s.mu.Unlock()
 	s.maybeRevalidate(ctx, st, header)
+	if !lazy {
+		s.startFill(st)
+	}
 	return st
+}
+
+// startFill starts the full origin fetch of a task that so far served
+// only pieces on demand. It does nothing before the layout is known (run
+// starts the fill itself then) or while a fill runs.
+func (s *seeder) startFill(st *seedTask) {
+	st.mu.Lock()
+	st.lazy = false
+	if st.filling || st.task == nil || st.state != stateOnDemand {
+		st.mu.Unlock()
+		return
+	}
+	st.filling, st.state = true, stateFetching
+	t, info := st.task, st.info
+	st.mu.Unlock()
+	go s.fill(st, t, info)
+}
+
+// fetchPiece makes the seed hold piece n, fetching it from the origin now
+// if needed; concurrent requests for one piece share one fetch.
+func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
+	st.mu.Lock()
+	t, info, state := st.task, st.info, st.state
+	st.mu.Unlock()
+	if t == nil || state == stateFailed {
+		return errors.New("task not ready")
+	}
+	if t.Has(n) {
+		return nil
+	}
+	if !info.AcceptRanges {
+		// No ranges: one piece cannot be fetched alone; stream it all.
+		s.startFill(st)
+		return t.Wait(ctx, n)
+	}
+	ch := st.pieces.DoChan(fmt.Sprint(n), func() (any, error) {
+		if t.Has(n) {
+			return nil, nil
+		}
+		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, source.FillOptions{
+			OnBytes: func(k int) {
+				st.fromOrigin.Add(int64(k))
+				s.onOrigin(k)
+			}})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := t.PutPiece(n, data); err != nil {
+			return nil, err
+		}
+		if t.Complete() {
+			st.mu.Lock()
+			st.state = stateDone
+			st.mu.Unlock()
+		}
+		return nil, nil
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *seeder) get(id string) *seedTask {
@@ -130,18 +202,26 @@ func (s *seeder) run(st *seedTask) {
 	}
 	st.mu.Lock()
 	st.task, st.info, st.lastValidated = t, info, time.Now()
-	st.state = stateFetching
-	if t.Complete() {
+	switch {
+	case t.Complete():
 		st.state = stateDone
+	case st.lazy:
+		st.state = stateOnDemand
+	default:
+		st.state, st.filling = stateFetching, true
 	}
+	fill := st.filling
 	st.mu.Unlock()
 	s.onLayout(st.id, t.NumPieces())
 	close(st.ready)
-	if t.Complete() {
+	switch {
+	case t.Complete():
 		log.WithField("bytes", t.Meta().Length).Info("seed: serving cached copy")
-		return
+	case fill:
+		s.fill(st, t, info)
+	default:
+		log.Info("seed: on demand (lazy registration); fetching pieces as peers ask")
 	}
-	s.fill(st, t, info)
 }
 
 func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
@@ -165,7 +245,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
 		return
 	}
 	st.mu.Lock()
-	st.state = stateDone
+	st.state, st.filling = stateDone, false
 	st.mu.Unlock()
 	log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
 		"fromOrigin": st.fromOrigin.Load()}).Info("seed: complete")
@@ -295,10 +375,14 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 		return
 	}
 	st.mu.Lock()
-	st.state, st.info = stateFetching, info
+	st.info = info
+	st.state = stateOnDemand
+	lazy := st.lazy
 	st.mu.Unlock()
 	s.onLayout(st.id, t.NumPieces())
-	go s.fill(st, t, info)
+	if !lazy {
+		s.startFill(st)
+	}
 }
 
 // seedSink adapts a cache task to source.Sink.

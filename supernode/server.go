@@ -192,7 +192,7 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.registrations.Inc()
-	st := s.seeds.ensure(r.Context(), id, req.URL, req.Header, req.Digest)
+	st := s.seeds.ensure(r.Context(), id, req.URL, req.Header, req.Digest, req.Lazy)
 	select {
 	case <-st.ready:
 	case <-r.Context().Done():
@@ -379,6 +379,16 @@ func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 		return nil, nil, false
 	}
 	return t, func() {}, true
+}
+
+// FetchPiece implements upload.PieceFetcher: the seed fetches a piece it
+// lacks from the origin when a peer asks for it.
+func (k seedTasks) FetchPiece(ctx context.Context, id string, n int) error {
+	st := k.s.get(id)
+	if st == nil {
+		return errors.New("unknown task")
+	}
+	return k.s.fetchPiece(ctx, st, n)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {

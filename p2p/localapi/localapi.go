@@ -6,6 +6,7 @@
 //	GET  /healthz
 //	POST /api/v1/download   DownloadRequest -> NDJSON Event lines
 //	GET  /api/v1/tasks      cached tasks (JSON)
+//	/api/v1/lazy/...        lazy reads for dfmount (see lazy.go)
 package localapi
 
 import (
@@ -55,6 +56,8 @@ type Event struct {
 type Server struct {
 	Peer *p2p.Peer
 	Log  logrus.FieldLogger
+
+	lazy lazyTable
 }
 
 // Handler returns the HTTP handler.
@@ -63,6 +66,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("POST /api/v1/download", s.download)
 	mux.HandleFunc("GET /api/v1/tasks", s.tasks)
+	s.lazyRoutes(mux)
 	return mux
 }
 

@@ -4,7 +4,8 @@
 // supernode's seed run the same server. It never fetches anything and never
 // sees request credentials.
 //
-//	GET /peer/tasks/{taskID}/pieces/{n}              piece bytes (Range allowed)
+//	GET /peer/tasks/{taskID}/pieces/{n}[?urgent=1]   piece bytes (Range allowed); urgent
+//	                                                 requests (a reader is waiting) skip the fan-out limit
 //	GET /peer/tasks/{taskID}/bitmap?have=K&wait=D    piece map as JSON; waits up to D
 //	                                                 (max 10s) while the holder has <= K pieces
 //
@@ -44,6 +45,13 @@ const BusyHeader = "X-Damselfly-Busy"
 // is called when the request is done with the task.
 type Tasks interface {
 	Lookup(taskID string) (t *cache.Task, release func(), ok bool)
+}
+
+// PieceFetcher is implemented by Tasks that can fetch a piece they lack on
+// request (the seed, from the origin). The upload server calls it for an
+// absent piece and serves the piece once it returns nil.
+type PieceFetcher interface {
+	FetchPiece(ctx context.Context, taskID string, n int) error
 }
 
 // BitmapResponse is the body of a bitmap request.
@@ -153,12 +161,23 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		return
 	}
 	defer release()
+	if n >= t.NumPieces() {
+		http.Error(w, "no such piece", http.StatusNotFound)
+		return
+	}
+	if f, ok := s.tasks.(PieceFetcher); ok && !t.Has(n) {
+		if err := f.FetchPiece(r.Context(), taskID, n); err != nil {
+			s.log.WithError(err).WithField("piece", n).Warn("fetch piece on demand")
+			http.Error(w, "piece not available: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
 	sec, err := t.PieceReader(n)
 	if err != nil {
 		http.Error(w, "piece not present", http.StatusNotFound)
 		return
 	}
-	if !s.admitPiece(taskID, n, t.NumPieces()) {
+	if r.URL.Query().Get("urgent") == "" && !s.admitPiece(taskID, n, t.NumPieces()) {
 		s.busy.Add(1)
 		w.Header().Set(BusyHeader, "piece")
 		http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)

@@ -52,6 +52,10 @@ type RegisterRequest struct {
 	// Digest, e.g. "sha256:<hex>", names content-addressed data (an OCI
 	// blob): the task ID derives from it.
 	Digest string `json:"digest,omitempty"`
+	// Lazy asks the seed not to fetch the whole content: it fetches the
+	// pieces peers ask it for (a FUSE mount reading a few records). A later
+	// registration without Lazy starts the full fetch.
+	Lazy bool `json:"lazy,omitempty"`
 }
 
 // Parent is a peer (or the seed) a child may download pieces from.

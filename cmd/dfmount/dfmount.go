@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/fusefs"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/p2p/localapi"
+)
+
+const (
+	defaultSock = "/run/damselfly/dfdaemon.sock"
+	// childEnv marks the background child of --daemon; readyFD is the pipe
+	// it reports readiness on.
+	childEnv = "DAMSELFLY_DFMOUNT_CHILD"
+	readyFD  = 3
+)
+
+type options struct {
+	kind, dataDir, daemonSock, uploadListen, advertiseIP, logLevel, logFile string
+	digest, tocDigest, tag                                                  string
+	supernodes, headers, filters                                            []string
+	prefetch, noDaemon, background, allowOther, unmount, debugFUSE          bool
+	prefetchLimit                                                           cli.Rate
+	readTimeout                                                             time.Duration
+}
+
+func newCommand() *cobra.Command {
+	var o options
+	home, _ := os.UserHomeDir()
+	cmd := &cobra.Command{
+		Use:   "dfmount URL MOUNTPOINT | dfmount -u MOUNTPOINT",
+		Short: "Mount remote content read-only; reads fetch pieces on demand through P2P",
+		Long: `dfmount makes remote content usable before it is downloaded. Reads fetch only
+the pieces they touch, at top priority, through the P2P network; a background
+prefetcher (on by default) completes the content behind them. Pieces and
+metadata stay in --data-dir, so a remount resumes, and stat/ls/readlink work
+from metadata even with the network gone.
+
+--type selects what URL holds:
+  file     one file, named after the URL's last path element (default)
+  dataset  a dataset manifest (JSON, see the README) listing paths, sizes,
+           digests and URLs; the mount shows the tree
+  estargz  an eStargz layer blob; the mount shows the layer's tree, reading
+           each file's chunks lazily and verifying their digests
+
+A read whose pieces cannot be had within --read-timeout fails with EIO.
+dfmount runs in the foreground and unmounts on SIGINT/SIGTERM; --daemon
+backgrounds it once the mount is ready. A stale mount left by a crash is
+replaced. Extended attributes: user.damselfly.progress ("present/size"),
+user.damselfly.digest, user.damselfly.source.`,
+		Example: `  dfmount https://example.com/data/train.bin /mnt/train --supernode sn1:8002
+  dfmount --type dataset https://example.com/ds/manifest.json /mnt/ds --prefetch=false
+  dfmount -u /mnt/train`,
+		Args:          cobra.RangeArgs(1, 2),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.unmount {
+				if len(args) != 1 {
+					return errors.New("usage: dfmount -u MOUNTPOINT")
+				}
+				return fusefs.Unmount(args[0])
+			}
+			if len(args) != 2 {
+				return errors.New("usage: dfmount URL MOUNTPOINT")
+			}
+			if o.background && os.Getenv(childEnv) == "" {
+				return daemonize(&o)
+			}
+			return run(&o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.BoolVarP(&o.unmount, "unmount", "u", false, "unmount MOUNTPOINT and exit")
+	f.StringVar(&o.kind, "type", "file", "what URL holds: file, dataset or estargz")
+	f.StringSliceVar(&o.supernodes, "supernode", nil, "supernode HOST:PORT, comma-separated or repeated, tried in order")
+	f.BoolVar(&o.prefetch, "prefetch", true, "fetch the whole content in the background, behind reads")
+	f.Var(&o.prefetchLimit, "prefetch-limit", "rate limit of the background prefetch, e.g. 50M (bytes/s; 0: none)")
+	f.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "a read waits at most this long for its pieces, then fails with EIO")
+	f.StringArrayVarP(&o.headers, "header", "H", nil, "'Key: Value' header sent to the origin only (repeatable)")
+	f.StringVar(&o.digest, "digest", "", "expected digest of the file (--type file), shown as user.damselfly.digest")
+	f.StringVar(&o.tocDigest, "toc-digest", "", "expected TOC digest of the eStargz blob (--type estargz): verifies the TOC and so every chunk")
+	f.StringVar(&o.tag, "tag", "", "tag that separates tasks of the same URL")
+	f.StringSliceVar(&o.filters, "filter", nil, "query parameters left out of the task identity")
+	f.StringVar(&o.daemonSock, "daemon-sock", defaultSock, "dfdaemon socket; used when a daemon answers there")
+	f.BoolVar(&o.noDaemon, "no-daemon", false, "always use an embedded peer")
+	f.StringVar(&o.dataDir, "data-dir", filepath.Join(home, ".damselfly", "dfmount"), "piece store of the embedded peer")
+	f.StringVar(&o.uploadListen, "upload-listen", "0.0.0.0:0", "upload server address of the embedded peer")
+	f.StringVar(&o.advertiseIP, "advertise-ip", "", "IP other peers use to reach the embedded peer")
+	f.BoolVar(&o.background, "daemon", false, "run in the background once mounted")
+	f.StringVar(&o.logFile, "log-file", "", "log file (default with --daemon: DATA_DIR/dfmount.log)")
+	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount")
+	f.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// opener opens URLs lazily, through a dfdaemon or an embedded peer.
+type opener struct {
+	o      *options
+	header http.Header
+	client *localapi.Client // nil: embedded
+	peer   *p2p.Peer
+	closer []func()
+}
+
+func (op *opener) open(ctx context.Context, url string) (fusefs.Content, error) {
+	if op.client != nil {
+		rl, err := op.client.OpenLazy(ctx, localapi.LazyOpenRequest{URL: url, Header: op.header, Tag: op.o.tag,
+			Filters: op.o.filters, Prefetch: op.o.prefetch, PrefetchLimit: int64(op.o.prefetchLimit)})
+		if err != nil {
+			return nil, err
+		}
+		op.closer = append(op.closer, func() { rl.Close() })
+		return rl, nil
+	}
+	l, err := op.peer.OpenLazy(ctx, p2p.Request{URL: url, Header: op.header, Tag: op.o.tag, Filters: op.o.filters},
+		p2p.LazyOptions{Prefetch: op.o.prefetch, PrefetchLimit: int64(op.o.prefetchLimit), ReadTimeout: op.o.readTimeout})
+	if err != nil {
+		return nil, err
+	}
+	op.closer = append(op.closer, func() { l.Close() })
+	return l, nil
+}
+
+func run(o *options, rawURL, mnt string) (err error) {
+	log, err := cli.SetupLog(o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+		log.SetOutput(f)
+	}
+	fusefs.Log = log
+	defer func() { reportReady(err) }()
+	if _, err := manifest.ParseURL(rawURL); err != nil {
+		return err
+	}
+	if o.kind != "file" && o.kind != "dataset" && o.kind != "estargz" {
+		return fmt.Errorf("--type %q: want file, dataset or estargz", o.kind)
+	}
+	header := http.Header{}
+	for _, kv := range o.headers {
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("invalid --header: want 'Key: Value'")
+		}
+		header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	op := &opener{o: o, header: header}
+	if c := localapi.NewClient(o.daemonSock); !o.noDaemon && c.Alive(ctx) {
+		op.client = c
+		log.WithField("sock", o.daemonSock).Info("reading through dfdaemon")
+	} else {
+		peer, err := p2p.New(p2p.Config{DataDir: o.dataDir, Supernodes: cli.SplitList(o.supernodes, ","),
+			UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, Log: log})
+		if err != nil {
+			return err
+		}
+		defer peer.Close()
+		op.peer = peer
+	}
+	defer func() {
+		for _, c := range op.closer {
+			c()
+		}
+	}()
+
+	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	entries, err := buildTree(openCtx, o, op, rawURL)
+	if err != nil {
+		return err
+	}
+	root, err := fusefs.NewTree(entries, o.readTimeout)
+	if err != nil {
+		return err
+	}
+	server, err := fusefs.Mount(mnt, root, fusefs.MountOptions{AllowOther: o.allowOther, Debug: o.debugFUSE})
+	if err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"mountpoint": mnt, "url": manifest.RedactURL(rawURL), "type": o.kind,
+		"entries": len(entries), "prefetch": o.prefetch}).Info("mounted")
+	reportReady(nil)
+	go func() {
+		<-ctx.Done()
+		log.Info("unmounting")
+		for i := 0; i < 50; i++ {
+			if err := server.Unmount(); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		log.Error("mount busy; detaching it")
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+	}()
+	server.Wait()
+	log.Info("unmounted")
+	return nil
+}
+
+// buildTree opens the content behind rawURL and returns the mount's tree.
+func buildTree(ctx context.Context, o *options, op *opener, rawURL string) ([]fusefs.Entry, error) {
+	now := time.Now()
+	c, err := op.open(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch o.kind {
+	case "dataset":
+		if c.Size() > 64<<20 {
+			return nil, fmt.Errorf("dataset manifest is %d bytes; refusing more than 64 MiB", c.Size())
+		}
+		buf := make([]byte, c.Size())
+		if _, err := c.ReadAtContext(ctx, buf, 0); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read dataset manifest: %w", err)
+		}
+		ds, err := fusefs.ParseDataset(buf, rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return ds.Entries(op.open, now), nil
+	case "estargz":
+		var td digest.Digest
+		if o.tocDigest != "" {
+			if td, err = digest.Parse(o.tocDigest); err != nil {
+				return nil, fmt.Errorf("--toc-digest: %w", err)
+			}
+		}
+		sg, err := fusefs.OpenStargz(ctx, c, manifest.RedactURL(rawURL), td)
+		if err != nil {
+			return nil, err
+		}
+		return sg.Entries()
+	default:
+		return fusefs.SingleFile(rawURL, c, o.digest, now), nil
+	}
+}
+
+// daemonize re-runs dfmount in the background and waits until the child
+// says the mount is ready (or failed).
+func daemonize(o *options) error {
+	if o.logFile == "" {
+		os.MkdirAll(o.dataDir, 0o755)
+		o.logFile = filepath.Join(o.dataDir, "dfmount.log")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	args := append([]string{}, os.Args[1:]...)
+	args = append(args, "--log-file", o.logFile)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start background dfmount: %w", err)
+	}
+	w.Close()
+	msg, _ := io.ReadAll(r)
+	if s := strings.TrimSpace(string(msg)); s != "ok" {
+		if s == "" {
+			s = "background dfmount exited before mounting; see " + o.logFile
+		}
+		return errors.New(s)
+	}
+	fmt.Fprintf(os.Stderr, "dfmount: mounted in the background (pid %d), log %s\n", cmd.Process.Pid, o.logFile)
+	return nil
+}
+
+// reportReady tells a waiting parent (--daemon) how mounting went; only
+// the first report counts.
+func reportReady(err error) {
+	if os.Getenv(childEnv) == "" {
+		return
+	}
+	f := os.NewFile(readyFD, "ready")
+	if f == nil {
+		return
+	}
+	msg := "ok\n"
+	if err != nil {
+		msg = err.Error() + "\n"
+	}
+	f.Write([]byte(msg))
+	f.Close()
+	os.Unsetenv(childEnv)
+}

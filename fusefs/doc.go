@@ -1,0 +1,13 @@
+// Package fusefs owns Damselfly's FUSE file systems: read-only go-fuse node
+// trees over a single URL, a dataset manifest or an eStargz layer blob,
+// whose reads fault in pieces through the peer engine (via the Content
+// interface) and whose attributes and listings come from metadata, so they
+// work offline. It also owns mounting, stale-mount detection and unmounting.
+// It does not fetch anything itself and knows nothing of supernodes.
+//
+// Extended attributes on every regular file:
+//
+//	user.damselfly.progress   "<bytes present>/<size>" of the backing content
+//	user.damselfly.digest     expected digest of the file, when known
+//	user.damselfly.source     the URL the file comes from (credentials redacted)
+package fusefs

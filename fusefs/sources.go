@@ -1,0 +1,168 @@
+package fusefs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+)
+
+// urlData reads a file that is one whole URL's content.
+type urlData struct {
+	lc   *lazyContent
+	size int64
+}
+
+// URLData returns FileData for a URL's content, opened with open at first
+// read (or already opened when c is non-nil).
+func URLData(rawURL string, size int64, open Opener, c Content) FileData {
+	return &urlData{lc: &lazyContent{url: rawURL, open: open, c: c}, size: size}
+}
+
+func (u *urlData) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	c, err := u.lc.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if c.Size() != u.size {
+		return 0, fmt.Errorf("%s: content is %d bytes, metadata says %d", manifest.RedactURL(u.lc.url), c.Size(), u.size)
+	}
+	return c.ReadAtContext(ctx, p, off)
+}
+
+func (u *urlData) Progress() (int64, int64) {
+	if c := u.lc.peek(); c != nil {
+		return c.Present(), u.size
+	}
+	return 0, u.size
+}
+
+func (u *urlData) PassthroughPath() string {
+	if c := u.lc.peek(); c != nil && c.Complete() {
+		return c.DataPath()
+	}
+	return ""
+}
+
+// FileName is the name a plain URL's file gets in the mount: the last
+// element of its path, or "download" when there is none.
+func FileName(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "download"
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" || name == ".." {
+		return "download"
+	}
+	return name
+}
+
+// SingleFile is the tree of a plain URL mount: one file.
+func SingleFile(rawURL string, c Content, digest string, modTime time.Time) []Entry {
+	return []Entry{{Path: FileName(rawURL), Mode: 0o444, Size: c.Size(), ModTime: modTime,
+		Digest: digest, Source: manifest.RedactURL(rawURL), Data: URLData(rawURL, c.Size(), nil, c)}}
+}
+
+// Dataset is a dataset manifest: a JSON document listing the files (and
+// symlinks) of a tree, each file with its size, digest and URL:
+//
+//	{
+//	  "version": 1,
+//	  "files": [
+//	    {"path": "train/shard-000.bin", "size": 1048576,
+//	     "digest": "sha256:…", "url": "shards/000.bin", "mode": "0444"}
+//	  ],
+//	  "symlinks": [{"path": "latest", "target": "train/shard-000.bin"}]
+//	}
+//
+// Relative URLs resolve against the manifest's own URL. Paths must be
+// relative and must not contain "..". Mode is optional (default 0444).
+type Dataset struct {
+	Version  int              `json:"version"`
+	Files    []DatasetFile    `json:"files"`
+	Symlinks []DatasetSymlink `json:"symlinks,omitempty"`
+}
+
+// DatasetFile is one file of a dataset.
+type DatasetFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest,omitempty"`
+	URL    string `json:"url"`
+	Mode   string `json:"mode,omitempty"`
+}
+
+// DatasetSymlink is one symlink of a dataset.
+type DatasetSymlink struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
+}
+
+// ParseDataset parses and checks a dataset manifest fetched from base.
+func ParseDataset(data []byte, base string) (*Dataset, error) {
+	var d Dataset
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("dataset manifest: %w", err)
+	}
+	if d.Version != 1 {
+		return nil, fmt.Errorf("dataset manifest: version %d not supported (want 1)", d.Version)
+	}
+	b, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("dataset manifest URL: %w", err)
+	}
+	for i := range d.Files {
+		f := &d.Files[i]
+		if _, err := CheckPath(f.Path); err != nil {
+			return nil, fmt.Errorf("dataset manifest: %w", err)
+		}
+		if f.Size < 0 {
+			return nil, fmt.Errorf("dataset manifest: %s: negative size", f.Path)
+		}
+		ref, err := url.Parse(f.URL)
+		if err != nil || f.URL == "" {
+			return nil, fmt.Errorf("dataset manifest: %s: bad url %q", f.Path, f.URL)
+		}
+		f.URL = b.ResolveReference(ref).String()
+		if _, err := manifest.ParseURL(f.URL); err != nil {
+			return nil, fmt.Errorf("dataset manifest: %s: %w", f.Path, err)
+		}
+		if f.Mode != "" {
+			if _, err := strconv.ParseUint(f.Mode, 8, 32); err != nil {
+				return nil, fmt.Errorf("dataset manifest: %s: bad mode %q", f.Path, f.Mode)
+			}
+		}
+	}
+	for _, s := range d.Symlinks {
+		if _, err := CheckPath(s.Path); err != nil {
+			return nil, fmt.Errorf("dataset manifest: %w", err)
+		}
+	}
+	return &d, nil
+}
+
+// Entries returns the dataset's tree; each file's content is opened with
+// open at its first read.
+func (d *Dataset) Entries(open Opener, modTime time.Time) []Entry {
+	var out []Entry
+	for _, f := range d.Files {
+		mode := os.FileMode(0o444)
+		if f.Mode != "" {
+			m, _ := strconv.ParseUint(f.Mode, 8, 32)
+			mode = os.FileMode(m).Perm()
+		}
+		out = append(out, Entry{Path: f.Path, Mode: mode, Size: f.Size, ModTime: modTime, Digest: f.Digest,
+			Source: manifest.RedactURL(f.URL), Data: URLData(f.URL, f.Size, open, nil)})
+	}
+	for _, s := range d.Symlinks {
+		out = append(out, Entry{Path: s.Path, Mode: os.ModeSymlink | 0o777, Target: s.Target, ModTime: modTime})
+	}
+	return out
+}

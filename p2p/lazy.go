@@ -1,0 +1,271 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/supernode/api"
+)
+
+// LazyOptions configures a lazily read task.
+type LazyOptions struct {
+	// Prefetch fetches the whole task in the background, behind reads.
+	Prefetch bool
+	// PrefetchLimit caps the prefetcher's bytes/s (0: only host limits).
+	PrefetchLimit int64
+	// ReadTimeout bounds how long ReadAt waits for missing pieces (60s).
+	ReadTimeout time.Duration
+}
+
+// ErrReadTimeout is returned by ReadAt when pieces did not arrive in time.
+var ErrReadTimeout = errors.New("pieces did not arrive within the read timeout")
+
+// Lazy is a task opened for random-access reads before it is downloaded:
+// a read asks for the pieces it touches at top priority (ahead of the
+// prefetcher) and waits for them. Concurrent reads of one piece share one
+// fetch. With no supernode reachable, a task already in the store is
+// served from what it holds while registration is retried in the
+// background. Lazy implements io.ReaderAt.
+type Lazy struct {
+	p    *Peer
+	req  Request
+	opt  LazyOptions
+	id   string
+	t    *cache.Task
+	log  logrus.FieldLogger
+	done func()
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	d  *download // nil while offline
+}
+
+// OpenLazy opens req.URL for lazy reads.
+func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Lazy, error) {
+	if opt.ReadTimeout <= 0 {
+		opt.ReadTimeout = 60 * time.Second
+	}
+	if _, err := manifest.ParseURL(req.URL); err != nil {
+		return nil, err
+	}
+	id, err := manifest.TaskID(req.URL, req.Tag, req.Filters)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lazy{p: p, req: req, opt: opt, id: id,
+		log: p.log.WithFields(logrus.Fields{"task": id[:12], "url": manifest.RedactURL(req.URL)})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	var reg *api.RegisterResponse
+	if p.snc != nil {
+		reg, err = p.registerLazy(ctx, id, req, opt)
+		if err != nil && !errors.Is(err, api.ErrUnreachable) {
+			return nil, err
+		}
+	}
+	if reg != nil {
+		if err := l.start(ctx, reg); err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	// Offline: serve what the store holds and keep trying to register.
+	t, err := p.store.Open(ctx, id)
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, fmt.Errorf("open %s: no supernode reachable and nothing cached: %w", manifest.RedactURL(req.URL), err)
+		}
+		return nil, err
+	}
+	p.hold(t)
+	ht, release, _ := p.Lookup(id)
+	l.t, l.done = ht, release
+	l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the cached pieces and retrying")
+	l.wg.Add(1)
+	go l.reconnect()
+	return l, nil
+}
+
+func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt LazyOptions) (*api.RegisterResponse, error) {
+	reg, err := p.snc.Register(ctx, &api.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: !opt.Prefetch})
+	if err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Code == api.CodeOrigin {
+			return nil, fmt.Errorf("open %s: %s", manifest.RedactURL(req.URL), ae.Message)
+		}
+		return nil, err
+	}
+	if err := reg.Layout().Validate(); err != nil {
+		return nil, fmt.Errorf("supernode sent a bad layout: %w", err)
+	}
+	return reg, nil
+}
+
+// start begins the lazy download loop for a registered task.
+func (l *Lazy) start(ctx context.Context, reg *api.RegisterResponse) error {
+	var c counters
+	d, err := l.p.newDownload(ctx, l.id, l.req, reg, &c, l.log)
+	if err != nil {
+		return err
+	}
+	d.lazy, d.prefetch = true, l.opt.Prefetch
+	d.prefetchLimit = ratelimit.New(l.opt.PrefetchLimit)
+	l.mu.Lock()
+	if l.t == nil {
+		l.t = d.t
+		ht, release, _ := l.p.Lookup(l.id)
+		l.t, l.done = ht, release
+	}
+	l.d = d
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if _, err := d.run(l.ctx); err != nil && l.ctx.Err() == nil {
+			l.log.WithError(err).Warn("lazy download stopped")
+		}
+	}()
+	return nil
+}
+
+// reconnect retries registration while offline.
+func (l *Lazy) reconnect() {
+	defer l.wg.Done()
+	for wait := time.Second; ; wait = min(2*wait, 15*time.Second) {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		reg, err := l.p.registerLazy(l.ctx, l.id, l.req, l.opt)
+		if err != nil {
+			continue
+		}
+		if reg.Length != l.t.Meta().Length || reg.PieceSize != l.t.Meta().PieceSize {
+			l.log.Error("content changed at the origin; cached copy kept as is, not mixing versions")
+			return
+		}
+		if err := l.start(l.ctx, reg); err == nil {
+			l.log.Info("supernode reachable again")
+		}
+		return
+	}
+}
+
+// Size is the content length.
+func (l *Lazy) Size() int64 { return l.t.Meta().Length }
+
+// TaskID is the task's ID.
+func (l *Lazy) TaskID() string { return l.id }
+
+// Task is the underlying store entry (for its data file and piece map).
+func (l *Lazy) Task() *cache.Task { return l.t }
+
+// Present is how many bytes are in the store.
+func (l *Lazy) Present() int64 { return l.t.BytesPresent() }
+
+// Complete reports whether every piece is present.
+func (l *Lazy) Complete() bool { return l.t.Complete() }
+
+// Ensure makes [off, off+n) present, asking for missing pieces at top
+// priority and waiting for them until ctx ends.
+func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
+	if off < 0 || off >= l.Size() || n <= 0 {
+		return nil
+	}
+	if off+n > l.Size() {
+		n = l.Size() - off
+	}
+	first, last := l.t.Layout().PiecesIn(off, n)
+	var missing []int
+	for i := first; i <= last; i++ {
+		if !l.t.Has(i) {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	d := l.d
+	l.mu.Unlock()
+	if d != nil {
+		d.want(missing, +1)
+		defer d.want(missing, -1)
+	}
+	for _, i := range missing {
+		if err := l.t.Wait(ctx, i); err != nil {
+			return fmt.Errorf("wait for piece %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// ReadAt reads through Ensure, within the read timeout; a timeout returns
+// an error wrapping ErrReadTimeout.
+func (l *Lazy) ReadAt(p []byte, off int64) (int, error) {
+	ctx, cancel := context.WithTimeout(l.ctx, l.opt.ReadTimeout)
+	defer cancel()
+	return l.ReadAtContext(ctx, p, off)
+}
+
+// ReadAtContext is ReadAt bounded by ctx instead of the read timeout.
+func (l *Lazy) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	size := l.Size()
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	if off+n > size {
+		n = size - off
+	}
+	if err := l.Ensure(ctx, off, n); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("read %d bytes at %d: %w", n, off, ErrReadTimeout)
+		}
+		return 0, err
+	}
+	m, err := l.t.ReadAt(p[:n], off)
+	if err == nil && int64(m) < int64(len(p)) {
+		err = io.EOF
+	}
+	return m, err
+}
+
+// Close stops the background download and releases the task (it stays in
+// the store).
+func (l *Lazy) Close() error {
+	l.cancel()
+	l.wg.Wait()
+	if l.done != nil {
+		l.done()
+	}
+	return nil
+}
+
+// want adds delta waiters to each piece and wakes the dispatcher.
+func (d *download) want(pieces []int, delta int) {
+	d.mu.Lock()
+	for _, i := range pieces {
+		if d.urgent[i] += delta; d.urgent[i] <= 0 {
+			delete(d.urgent, i)
+		}
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+// DataPath is the store's data file of the task (content at its offsets).
+func (l *Lazy) DataPath() string { return l.t.DataPath() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ const (
 // fileNode is a regular, read-only file whose bytes come from FileData.
 type fileNode struct {
 	fs.Inode
+	xattrSet
 	entry   Entry
 	attr    fuse.Attr
 	timeout time.Duration
@@ -108,9 +110,51 @@ func (f *fileNode) xattr(name string) (string, bool) {
 }
 
 func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, ok := f.xattr(attr)
+	if v, ok := f.xattr(attr); ok {
+		return copyXattr(dest, []byte(v))
+	}
+	return f.xattrSet.Getxattr(ctx, attr, dest)
+}
+
+func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var names []string
+	for _, n := range []string{XattrProgress, XattrDigest, XattrSource} {
+		if _, ok := f.xattr(n); ok {
+			names = append(names, n)
+		}
+	}
+	return listXattrs(dest, append(names, f.xattrSet.names()...))
+}
+
+// xattrSet serves a fixed map of extended attributes.
+type xattrSet struct {
+	xattrs map[string][]byte
+}
+
+func (x *xattrSet) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	v, ok := x.xattrs[attr]
 	if !ok {
 		return 0, syscall.ENODATA
+	}
+	return copyXattr(dest, v)
+}
+
+func (x *xattrSet) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	return listXattrs(dest, x.names())
+}
+
+func (x *xattrSet) names() []string {
+	out := make([]string, 0, len(x.xattrs))
+	for k := range x.xattrs {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func copyXattr(dest, v []byte) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
 	}
 	if len(dest) < len(v) {
 		return uint32(len(v)), syscall.ERANGE
@@ -118,13 +162,14 @@ func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 	return uint32(copy(dest, v)), 0
 }
 
-func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+func listXattrs(dest []byte, names []string) (uint32, syscall.Errno) {
 	var b strings.Builder
-	for _, n := range []string{XattrProgress, XattrDigest, XattrSource} {
-		if _, ok := f.xattr(n); ok {
-			b.WriteString(n)
-			b.WriteByte(0)
-		}
+	for _, n := range names {
+		b.WriteString(n)
+		b.WriteByte(0)
+	}
+	if len(dest) == 0 {
+		return uint32(b.Len()), 0
 	}
 	if len(dest) < b.Len() {
 		return uint32(b.Len()), syscall.ERANGE

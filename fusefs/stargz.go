@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
 )
 
 // Stargz is an eStargz layer blob read lazily: its TOC (at the end of the
@@ -120,13 +122,30 @@ func checkEntryNames(ents []*estargz.TOCEntry) error {
 	return nil
 }
 
-// Entries returns the layer's tree.
-func (s *Stargz) Entries() ([]Entry, error) {
+// EntriesOptions tunes how a layer's TOC becomes a tree.
+type EntriesOptions struct {
+	// OverlayWhiteouts turns OCI whiteouts into overlayfs ones, for use as
+	// an overlay lower layer: ".wh.NAME" becomes a 0/0 character device
+	// NAME, and ".wh..wh..opq" marks its directory opaque
+	// (trusted.overlay.opaque=y).
+	OverlayWhiteouts bool
+}
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+	opaqueXattr    = "trusted.overlay.opaque"
+)
+
+// Entries returns the layer's tree with modes, owners, times, symlink
+// targets, device numbers and extended attributes from the TOC.
+func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 	root, ok := s.r.Lookup("")
 	if !ok {
 		return nil, errors.New("eStargz TOC has no root")
 	}
 	var out []Entry
+	index := map[string]int{}
 	var walk func(dir string, e *estargz.TOCEntry)
 	walk = func(dir string, e *estargz.TOCEntry) {
 		e.ForeachChild(func(base string, ent *estargz.TOCEntry) bool {
@@ -134,10 +153,29 @@ func (s *Stargz) Entries() ([]Entry, error) {
 			if dir != "" {
 				p = dir + "/" + base
 			}
-			fi := ent.Stat()
-			en := Entry{Path: p, Mode: fi.Mode(), ModTime: ent.ModTime(), UID: uint32(ent.UID), GID: uint32(ent.GID)}
+			if opt.OverlayWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
+				if base == whiteoutOpaque {
+					if i, ok := index[dir]; ok {
+						if out[i].Xattrs == nil {
+							out[i].Xattrs = map[string][]byte{}
+						}
+						out[i].Xattrs[opaqueXattr] = []byte("y")
+					}
+					return true
+				}
+				name := strings.TrimPrefix(base, whiteoutPrefix)
+				if dir != "" {
+					name = dir + "/" + name
+				}
+				out = append(out, Entry{Path: name, Mode: os.ModeDevice | os.ModeCharDevice, ModTime: ent.ModTime()})
+				return true
+			}
+			en := Entry{Path: p, Mode: tocMode(ent), ModTime: ent.ModTime(), UID: uint32(ent.UID), GID: uint32(ent.GID),
+				Xattrs: ent.Xattrs}
 			switch ent.Type {
 			case "dir":
+				en.Mode |= os.ModeDir
+				index[p] = len(out)
 				out = append(out, en)
 				walk(p, ent)
 				return true
@@ -145,13 +183,18 @@ func (s *Stargz) Entries() ([]Entry, error) {
 				en.Mode = os.ModeSymlink | 0o777
 				en.Target = ent.LinkName
 			case "reg":
-				en.Mode = fi.Mode().Perm()
 				en.Size = ent.Size
 				en.Digest = ent.Digest
 				en.Source = s.source
 				en.Data = &stargzFile{s: s, name: p, size: ent.Size}
+			case "char", "block":
+				en.Mode |= os.ModeDevice
+				if ent.Type == "char" {
+					en.Mode |= os.ModeCharDevice
+				}
+				en.Rdev = uint32(unix.Mkdev(uint32(ent.DevMajor), uint32(ent.DevMinor)))
 			default:
-				return true // devices, fifos: not served
+				return true // fifos are not served
 			}
 			out = append(out, en)
 			return true
@@ -159,6 +202,32 @@ func (s *Stargz) Entries() ([]Entry, error) {
 	}
 	walk("", root)
 	return out, nil
+}
+
+// tocMode turns a TOC entry's Unix mode into permissions plus setuid,
+// setgid and sticky.
+func tocMode(e *estargz.TOCEntry) os.FileMode {
+	m := os.FileMode(e.Mode) & os.ModePerm
+	if e.Mode&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if e.Mode&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if e.Mode&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// PrefetchRange returns the blob range holding the files eStargz marks as
+// prioritized (everything before the prefetch landmark), or 0 when the
+// layer has none.
+func (s *Stargz) PrefetchRange() int64 {
+	if e, ok := s.r.Lookup(estargz.PrefetchLandmark); ok {
+		return e.Offset
+	}
+	return 0
 }
 
 // stargzFile reads one regular file of the layer.

@@ -39,6 +39,11 @@ type Entry struct {
 	Digest  string // expected digest, for the xattr
 	Source  string // redacted source URL, for the xattr
 	Data    FileData
+	// Rdev is the device number of a device node (os.ModeDevice).
+	Rdev uint32
+	// Xattrs are extended attributes to show (e.g. from a layer's TOC,
+	// or trusted.overlay.opaque on opaque directories).
+	Xattrs map[string][]byte
 }
 
 // CheckPath rejects names that would escape the mount: absolute paths, ".."
@@ -100,6 +105,11 @@ func NewTree(entries []Entry, readTimeout time.Duration) (*Root, error) {
 	}
 	r := &Root{entries: out, timeout: readTimeout}
 	r.dirNode.attr = fuse.Attr{Mode: syscall.S_IFDIR | 0o755}
+	for _, e := range out {
+		if e.Path == "." && e.Mode.IsDir() {
+			r.dirNode.xattrs = e.Xattrs
+		}
+	}
 	return r, nil
 }
 
@@ -122,12 +132,24 @@ func (r *Root) OnAdd(ctx context.Context) {
 		attr := fuse.Attr{Size: uint64(e.Size), Owner: fuse.Owner{Uid: e.UID, Gid: e.GID}}
 		attr.SetTimes(nil, &e.ModTime, &e.ModTime)
 		perm := uint32(e.Mode.Perm())
+		perm |= specialBits(e.Mode)
 		switch {
 		case e.Mode.IsDir():
 			in := mkdir(e.Path)
-			d := in.Operations().(interface{ setAttr(fuse.Attr) })
+			d := in.Operations().(*dirNode)
 			attr.Mode = syscall.S_IFDIR | perm
-			d.setAttr(attr)
+			d.attr, d.xattrs = attr, e.Xattrs
+		case e.Mode&os.ModeDevice != 0:
+			parent := mkdir(path.Dir(e.Path))
+			typ := uint32(syscall.S_IFBLK)
+			if e.Mode&os.ModeCharDevice != 0 {
+				typ = syscall.S_IFCHR
+			}
+			attr.Mode = typ | perm
+			attr.Rdev = e.Rdev
+			n := &dirNode{attr: attr}
+			n.xattrs = e.Xattrs
+			parent.AddChild(path.Base(e.Path), parent.NewPersistentInode(ctx, n, fs.StableAttr{Mode: typ}), false)
 		case e.Mode&os.ModeSymlink != 0:
 			parent := mkdir(path.Dir(e.Path))
 			attr.Mode = syscall.S_IFLNK | 0o777
@@ -138,20 +160,40 @@ func (r *Root) OnAdd(ctx context.Context) {
 			parent := mkdir(path.Dir(e.Path))
 			attr.Mode = syscall.S_IFREG | perm
 			n := &fileNode{entry: e, attr: attr, timeout: r.timeout}
+			n.xattrs = e.Xattrs
 			parent.AddChild(path.Base(e.Path), parent.NewPersistentInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG}), false)
 		}
 	}
 }
 
-// dirNode is a directory; children are added at mount time.
+// specialBits maps setuid, setgid and sticky to their stat bits.
+func specialBits(m os.FileMode) uint32 {
+	var b uint32
+	if m&os.ModeSetuid != 0 {
+		b |= syscall.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		b |= syscall.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		b |= syscall.S_ISVTX
+	}
+	return b
+}
+
+// dirNode is a directory (children are added at mount time), or a device
+// node: both are attributes and extended attributes only.
 type dirNode struct {
 	fs.Inode
 	attr fuse.Attr
+	xattrSet
 }
 
-var _ = (fs.NodeGetattrer)((*dirNode)(nil))
-
-func (d *dirNode) setAttr(a fuse.Attr) { d.attr = a }
+var (
+	_ = (fs.NodeGetattrer)((*dirNode)(nil))
+	_ = (fs.NodeGetxattrer)((*dirNode)(nil))
+	_ = (fs.NodeListxattrer)((*dirNode)(nil))
+)
 
 func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Attr = d.attr

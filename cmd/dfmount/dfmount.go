@@ -19,10 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/lazyopen"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p"
-	"github.com/damselfly-p2p/damselfly/p2p/localapi"
 )
 
 const (
@@ -114,34 +113,6 @@ user.damselfly.digest, user.damselfly.source.`,
 	return cmd
 }
 
-// opener opens URLs lazily, through a dfdaemon or an embedded peer.
-type opener struct {
-	o      *options
-	header http.Header
-	client *localapi.Client // nil: embedded
-	peer   *p2p.Peer
-	closer []func()
-}
-
-func (op *opener) open(ctx context.Context, url string) (fusefs.Content, error) {
-	if op.client != nil {
-		rl, err := op.client.OpenLazy(ctx, localapi.LazyOpenRequest{URL: url, Header: op.header, Tag: op.o.tag,
-			Filters: op.o.filters, Prefetch: op.o.prefetch, PrefetchLimit: int64(op.o.prefetchLimit)})
-		if err != nil {
-			return nil, err
-		}
-		op.closer = append(op.closer, func() { rl.Close() })
-		return rl, nil
-	}
-	l, err := op.peer.OpenLazy(ctx, p2p.Request{URL: url, Header: op.header, Tag: op.o.tag, Filters: op.o.filters},
-		p2p.LazyOptions{Prefetch: op.o.prefetch, PrefetchLimit: int64(op.o.prefetchLimit), ReadTimeout: op.o.readTimeout})
-	if err != nil {
-		return nil, err
-	}
-	op.closer = append(op.closer, func() { l.Close() })
-	return l, nil
-}
-
 func run(o *options, rawURL, mnt string) (err error) {
 	log, err := cli.SetupLog(o.logLevel)
 	if err != nil {
@@ -173,28 +144,21 @@ func run(o *options, rawURL, mnt string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	op := &opener{o: o, header: header}
-	if c := localapi.NewClient(o.daemonSock); !o.noDaemon && c.Alive(ctx) {
-		op.client = c
-		log.WithField("sock", o.daemonSock).Info("reading through dfdaemon")
-	} else {
-		peer, err := p2p.New(p2p.Config{DataDir: o.dataDir, Supernodes: cli.SplitList(o.supernodes, ","),
-			UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, Log: log})
-		if err != nil {
-			return err
-		}
-		defer peer.Close()
-		op.peer = peer
+	op, err := lazyopen.New(ctx, lazyopen.Config{DaemonSock: o.daemonSock, NoDaemon: o.noDaemon, DataDir: o.dataDir,
+		Supernodes: o.supernodes, UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, Prefetch: o.prefetch,
+		PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout, Tag: o.tag, Filters: o.filters, Log: log})
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for _, c := range op.closer {
-			c()
-		}
-	}()
+	defer op.Close()
+	open := func(ctx context.Context, url string) (fusefs.Content, error) {
+		c, _, err := op.Open(ctx, url, header)
+		return c, err
+	}
 
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	entries, err := buildTree(openCtx, o, op, rawURL)
+	entries, err := buildTree(openCtx, o, open, rawURL)
 	if err != nil {
 		return err
 	}
@@ -227,9 +191,9 @@ func run(o *options, rawURL, mnt string) (err error) {
 }
 
 // buildTree opens the content behind rawURL and returns the mount's tree.
-func buildTree(ctx context.Context, o *options, op *opener, rawURL string) ([]fusefs.Entry, error) {
+func buildTree(ctx context.Context, o *options, open fusefs.Opener, rawURL string) ([]fusefs.Entry, error) {
 	now := time.Now()
-	c, err := op.open(ctx, rawURL)
+	c, err := open(ctx, rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +210,7 @@ func buildTree(ctx context.Context, o *options, op *opener, rawURL string) ([]fu
 		if err != nil {
 			return nil, err
 		}
-		return ds.Entries(op.open, now), nil
+		return ds.Entries(open, now), nil
 	case "estargz":
 		var td digest.Digest
 		if o.tocDigest != "" {
@@ -258,7 +222,7 @@ func buildTree(ctx context.Context, o *options, op *opener, rawURL string) ([]fu
 		if err != nil {
 			return nil, err
 		}
-		return sg.Entries()
+		return sg.Entries(fusefs.EntriesOptions{})
 	default:
 		return fusefs.SingleFile(rawURL, c, o.digest, now), nil
 	}

@@ -209,8 +209,9 @@ func (p *Peer) Store() *cache.Store { return p.store }
 // UploadedBytes is the total of piece bytes served to others.
 func (p *Peer) UploadedBytes() int64 { return p.upload.BytesServed() }
 
-// Lookup implements upload.Tasks: tasks being downloaded or held for
-// seeding, and finished tasks in the store (opened on demand).
+// Lookup implements upload.Tasks: the tasks this peer holds open (being
+// downloaded, or kept for seeding; see Restore for tasks from before a
+// restart).
 func (p *Peer) Lookup(taskID string) (*cache.Task, func(), bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -321,8 +322,14 @@ func (p *Peer) Close() error {
 		cancel()
 	}
 	p.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	p.httpSrv.Shutdown(ctx)
+	// Let uploads in flight finish briefly (children retry elsewhere
+	// anyway); connections that never sent a request count as busy for
+	// Shutdown, so do not wait long.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if err := p.httpSrv.Shutdown(ctx); err != nil {
+		// Idle or slow clients: close their connections outright.
+		p.httpSrv.Close()
+	}
 	cancel()
 	p.wg.Wait()
 	p.mu.Lock()

@@ -239,6 +239,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeUnknownPeer, "peer not registered for this task; register again", 0)
 		return
 	}
+	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
 	state, serr, t := st.snapshot()
 	var resp api.SyncResponse
 	if state == stateFailed {
@@ -324,6 +325,7 @@ func (s *Supernode) taskStatus(st *seedTask) api.TaskStatus {
 		ts.Length, ts.PieceSize, ts.SeedPieces, ts.NumPieces = m.Length, m.PieceSize, t.Count(), t.NumPieces()
 	}
 	ts.Peers, ts.PeersDone = s.sched.TaskCounts(st.id)
+	ts.BytesPeerToPeer, _ = s.sched.TaskTraffic(st.id)
 	return ts
 }
 

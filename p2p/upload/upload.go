@@ -177,12 +177,8 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		http.Error(w, "piece not present", http.StatusNotFound)
 		return
 	}
-	if r.URL.Query().Get("urgent") == "" && !s.admitPiece(taskID, n, t.NumPieces()) {
-		s.busy.Add(1)
-		w.Header().Set(BusyHeader, "piece")
-		http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)
-		return
-	}
+	// Take a slot first: a request turned away for lack of slots must not
+	// count towards the piece's fan-out.
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -191,6 +187,12 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set(BusyHeader, "slots")
 		http.Error(w, "upload slots full", http.StatusServiceUnavailable)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" && !s.admitPiece(taskID, n, t.NumPieces()) {
+		s.busy.Add(1)
+		w.Header().Set(BusyHeader, "piece")
+		http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)
 		return
 	}
 	t.Touch()

@@ -83,6 +83,9 @@ type peerTask struct {
 	done    bool
 	parents map[string]bool // parents given to this child
 	index   int             // position in task.peers
+	// fromPeers and fromSeed are the child's cumulative counters as it
+	// last reported them.
+	fromPeers, fromSeed int64
 }
 
 type task struct {
@@ -193,6 +196,29 @@ func (s *Scheduler) Finished(taskID, peerID string, pieces []int, done bool) err
 		s.releaseParents(pt)
 	}
 	return nil
+}
+
+// Traffic records a child's cumulative byte counters for a task.
+func (s *Scheduler) Traffic(taskID, peerID string, fromPeers, fromSeed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pt, err := s.lookup(taskID, peerID); err == nil {
+		pt.fromPeers = max(pt.fromPeers, fromPeers)
+		pt.fromSeed = max(pt.fromSeed, fromSeed)
+	}
+}
+
+// TaskTraffic sums the byte counters the task's current peers reported.
+func (s *Scheduler) TaskTraffic(taskID string) (fromPeers, fromSeed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tasks[taskID]; t != nil {
+		for _, pt := range t.peers {
+			fromPeers += pt.fromPeers
+			fromSeed += pt.fromSeed
+		}
+	}
+	return fromPeers, fromSeed
 }
 
 // MoreParents returns up to ParentLimit parents the child does not have yet,

@@ -79,7 +79,7 @@ func TestCheckEntryNames(t *testing.T) {
 		names []string
 		ok    bool
 	}{
-		{[]string{"bin/", "bin/sh", "./etc/passwd", "./"}, true},
+		{[]string{"bin/", "bin/sh", "./etc/passwd", "./", "/"}, true},
 		{[]string{"bin/../../etc/shadow"}, false},
 		{[]string{"/etc/shadow"}, false},
 	}

@@ -107,8 +107,8 @@ func checkEntryNames(ents []*estargz.TOCEntry) error {
 		for len(name) > 2 && name[:2] == "./" {
 			name = name[2:]
 		}
-		if name == "" || name == "." || name == "./" {
-			continue // the root itself
+		if name == "" || name == "." || name == "./" || name == "/" {
+			continue // the root itself (umoci names it "/")
 		}
 		if _, err := CheckPath(name); err != nil {
 			return fmt.Errorf("eStargz TOC: %w", err)
@@ -152,6 +152,8 @@ func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 			p := base
 			if dir != "" {
 				p = dir + "/" + base
+			} else if base == estargz.TOCTarName || base == estargz.PrefetchLandmark || base == estargz.NoPrefetchLandmark {
+				return true // eStargz's own bookkeeping, not part of the layer
 			}
 			if opt.OverlayWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
 				if base == whiteoutOpaque {

@@ -7,8 +7,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOTOOLCHAIN := auto
 GO ?= go
 
-# Debian packages the suites use (curl: bench baseline).
-DEB_PACKAGES := curl ca-certificates git
+# Debian packages the suites use (curl: bench baseline and curl -x; containerd,
+# runc, docker-registry, skopeo, umoci, busybox-static: registry mirror e2e).
+DEB_PACKAGES := curl ca-certificates git containerd runc docker-registry skopeo umoci busybox-static
 
 .PHONY: all build deps demo test unit e2e bench vet clean
 

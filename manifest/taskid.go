@@ -55,6 +55,24 @@ func TaskID(rawURL, tag string, filters []string) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// BlobDigest returns the digest an OCI blob URL names, if it is one.
+func BlobDigest(rawURL string) (digest.Digest, bool) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", false
+	}
+	if m := ociBlobPath.FindStringSubmatch(u.Path); m != nil {
+		return digest.Digest(m[1]), true
+	}
+	return "", false
+}
+
+// IsBlobURL reports whether rawURL is an OCI blob URL (content-addressed).
+func IsBlobURL(rawURL string) bool {
+	_, ok := BlobDigest(rawURL)
+	return ok
+}
+
 // DigestTaskID is the task ID of content addressed by d.
 func DigestTaskID(d digest.Digest) string {
 	sum := sha256.Sum256([]byte("digest\x00" + d.String()))

@@ -134,11 +134,11 @@ func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *cou
 
 func (p *Peer) register(ctx context.Context, taskID string, req Request) (*api.RegisterResponse, error) {
 	reg, err := p.snc.Register(ctx, &api.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID})
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL)})
 	if err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Code == api.CodeOrigin {
-			return nil, fmt.Errorf("download %s: %s", manifest.RedactURL(req.URL), ae.Message)
+			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(req.URL), ae)
 		}
 		return nil, fmt.Errorf("register with supernode: %w", err)
 	}
@@ -182,6 +182,15 @@ func (p *Peer) openTaskFor(ctx context.Context, meta cache.Meta) (*cache.Task, f
 func (c *counters) result(taskID string, length int64, backToSource bool) *Result {
 	return &Result{TaskID: taskID, Length: length, Reused: c.reused.Load(), FromPeers: c.fromPeers.Load(),
 		FromSeed: c.fromSeed.Load(), FromOrigin: c.fromOrigin.Load(), BackToSource: backToSource}
+}
+
+// blobDigest is the digest of an OCI blob URL ("" otherwise): the seed
+// then checks the whole blob against it.
+func blobDigest(rawURL string) string {
+	if d, ok := manifest.BlobDigest(rawURL); ok {
+		return d.String()
+	}
+	return ""
 }
 
 func limiters(p *Peer, req Request) []*ratelimit.Limiter {

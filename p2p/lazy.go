@@ -99,11 +99,12 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 
 func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt LazyOptions) (*api.RegisterResponse, error) {
 	reg, err := p.snc.Register(ctx, &api.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: !opt.Prefetch})
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: !opt.Prefetch,
+		Digest: blobDigest(req.URL)})
 	if err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Code == api.CodeOrigin {
-			return nil, fmt.Errorf("open %s: %s", manifest.RedactURL(req.URL), ae.Message)
+			return nil, fmt.Errorf("open %s: %w", manifest.RedactURL(req.URL), ae)
 		}
 		return nil, err
 	}

@@ -53,6 +53,8 @@ type seedTask struct {
 	validating    chan struct{} // non-nil while a revalidation runs
 	lazy          bool          // no full fetch asked for yet
 	filling       bool          // a full fetch runs
+	claimed       map[int]bool  // pieces an on-demand fetch is getting
+	urgent        map[int]int   // pieces peers wait for while the fill runs
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
@@ -125,26 +127,44 @@ func (s *seeder) startFill(st *seedTask) {
 }
 
 // fetchPiece makes the seed hold piece n, fetching it from the origin now
-// if needed; concurrent requests for one piece share one fetch.
+// if needed. While a full fill runs, the piece only moves to the front of
+// the fill's order (so it is never fetched twice); otherwise one on-demand
+// fetch per piece runs, claimed so that a fill starting meanwhile skips it.
 func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	st.mu.Lock()
-	t, info, state := st.task, st.info, st.state
-	st.mu.Unlock()
+	t, info, state, filling := st.task, st.info, st.state, st.filling
 	if t == nil || state == stateFailed {
+		st.mu.Unlock()
 		return errors.New("task not ready")
 	}
 	if t.Has(n) {
+		st.mu.Unlock()
 		return nil
 	}
-	if !info.AcceptRanges {
+	if filling || !info.AcceptRanges {
+		if st.urgent == nil {
+			st.urgent = map[int]int{}
+		}
+		st.urgent[n]++
+		st.mu.Unlock()
+		defer func() {
+			st.mu.Lock()
+			if st.urgent[n]--; st.urgent[n] <= 0 {
+				delete(st.urgent, n)
+			}
+			st.mu.Unlock()
+		}()
 		// No ranges: one piece cannot be fetched alone; stream it all.
 		s.startFill(st)
 		return t.Wait(ctx, n)
 	}
+	st.mu.Unlock()
 	ch := st.pieces.DoChan(fmt.Sprint(n), func() (any, error) {
 		if t.Has(n) {
 			return nil, nil
 		}
+		st.setClaim(n, true)
+		defer st.setClaim(n, false)
 		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, source.FillOptions{
 			OnBytes: func(k int) {
 				st.fromOrigin.Add(int64(k))
@@ -169,6 +189,31 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func (st *seedTask) setClaim(n int, on bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.claimed == nil {
+		st.claimed = map[int]bool{}
+	}
+	if on {
+		st.claimed[n] = true
+	} else {
+		delete(st.claimed, n)
+	}
+}
+
+// urgentOrder lists the pieces peers are waiting for, for the fill to
+// fetch first.
+func (st *seedTask) urgentOrder() []int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]int, 0, len(st.urgent))
+	for i := range st.urgent {
+		out = append(out, i)
+	}
+	return out
 }
 
 func (s *seeder) get(id string) *seedTask {
@@ -230,13 +275,26 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
 	have := t.Count()
 	log.WithFields(logrus.Fields{"bytes": t.Meta().Length, "pieces": t.NumPieces(), "present": have,
 		"ranges": info.AcceptRanges}).Info("seed: fetching from origin")
-	err := s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t}, source.FillOptions{
+	opts := source.FillOptions{
 		Concurrency: s.concurrency,
+		Order:       st.urgentOrder,
 		OnBytes: func(n int) {
 			st.fromOrigin.Add(int64(n))
 			s.onOrigin(n)
 		},
-	})
+	}
+	var err error
+	// A piece an on-demand fetch had claimed is skipped by the fill; if
+	// that fetch failed, the piece is still missing: fill again.
+	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
+		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st}, opts)
+		for err == nil && !t.Complete() && st.claimedAny() {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err == nil && !t.Complete() {
+		err = errors.New("pieces still missing after the fill")
+	}
 	if err == nil && st.digest != "" {
 		err = verifyWhole(t, st.digest)
 	}
@@ -326,8 +384,8 @@ func (s *seeder) fail(st *seedTask, err error) {
 // check is older than the revalidate interval. Concurrent registrations
 // share one check. On 200 the cached copy is dropped and refetched.
 func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.Header) {
-	if s.revalidate < 0 {
-		return
+	if s.revalidate < 0 || st.digest != "" || manifest.IsBlobURL(st.url) {
+		return // content-addressed: it cannot change
 	}
 	st.mu.Lock()
 	if st.state != stateDone || time.Since(st.lastValidated) < s.revalidate {
@@ -385,11 +443,28 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 	}
 }
 
-// seedSink adapts a cache task to source.Sink.
-type seedSink struct{ t *cache.Task }
+func (st *seedTask) claimedAny() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.claimed) > 0
+}
+
+// seedSink adapts a cache task to source.Sink. Pieces an on-demand fetch
+// is getting count as present, so the fill does not fetch them too.
+type seedSink struct {
+	t  *cache.Task
+	st *seedTask
+}
 
 func (k seedSink) Layout() manifest.Layout { return k.t.Layout() }
-func (k seedSink) Has(i int) bool          { return k.t.Has(i) }
+func (k seedSink) Has(i int) bool {
+	if k.t.Has(i) {
+		return true
+	}
+	k.st.mu.Lock()
+	defer k.st.mu.Unlock()
+	return k.st.claimed[i]
+}
 func (k seedSink) PutPiece(i int, data []byte) error {
 	_, err := k.t.PutPiece(i, data)
 	return err

@@ -72,6 +72,8 @@ type Supernode struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	metrics *metrics
+	// preheats runs preheat jobs (preheat.go).
+	preheats *preheater
 }
 
 // New opens the seed store and returns a supernode.
@@ -144,6 +146,7 @@ func (s *Supernode) routes() {
 	s.mux.HandleFunc("POST /api/v1/peers/leave", s.handleLeave)
 	s.mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.handleTask)
+	s.preheatRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.metrics.collectors()...)

@@ -1,5 +1,6 @@
 // Command dfdaemon runs a host's Damselfly peer: piece store, upload server,
-// download engine and the local API that dfget uses.
+// download engine, the local API that dfget uses, and the registry mirror
+// and forward proxy (package proxy) that docker and containerd point at.
 package main
 
 import (
@@ -36,13 +37,20 @@ func newCommand() *cobra.Command {
 		quota                                    cli.Size
 		slots, conc                              int
 		ttl, gcEvery, idle                       time.Duration
+		px                                       proxyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dfdaemon",
 		Short: "Damselfly peer daemon (one per host)",
 		Long: `dfdaemon is the host's peer: it keeps downloaded pieces in its store, serves
 them to other peers, downloads for dfget through the local API on a unix
-socket, and enforces host-wide upload and download rate limits.`,
+socket, and enforces host-wide upload and download rate limits.
+
+It is also a registry mirror (--proxy-listen, default 127.0.0.1:65001):
+point docker's registry-mirrors or containerd's hosts.toml at it and blob
+pulls go P2P while manifests and tokens pass through to the registry. The
+same port is a plain HTTP forward proxy (curl -x) whose --proxy-rule
+patterns choose which URLs go P2P.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -62,6 +70,11 @@ socket, and enforces host-wide upload and download rate limits.`,
 				return err
 			}
 			defer peer.Close()
+			stopProxy, err := px.start(cmd, peer, log)
+			if err != nil {
+				return err
+			}
+			defer stopProxy()
 			ln, err := localapi.Listen(sock)
 			if err != nil {
 				return err
@@ -123,5 +136,6 @@ socket, and enforces host-wide upload and download rate limits.`,
 	f.DurationVar(&gcEvery, "gc-interval", time.Minute, "how often cache GC runs")
 	f.DurationVar(&idle, "seed-idle", 30*time.Minute, "stop serving a finished task after it has been idle this long (it stays cached)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	px.register(f)
 	return cmd
 }

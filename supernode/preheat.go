@@ -1,0 +1,527 @@
+package supernode
+
+// Preheat: fetch a file, or every blob of an image, into the seed's cache
+// before anyone asks for it, so that the first pull is served from the
+// supernode and not from the origin.
+//
+//	POST /api/v1/preheats                PreheatRequest -> 202 PreheatStatus
+//	GET  /api/v1/preheats                -> [PreheatStatus], newest first
+//	GET  /api/v1/preheats/{id}           -> PreheatStatus
+//	POST /api/v1/registry/notifications  a registry's notification envelope
+//	                                     (distribution's notifications.endpoints)
+//	                                     -> 200 {"preheats": [id, ...]}
+//
+// An image preheat resolves a tag (an index or manifest list to the
+// requested platform's manifest) and warms the config and every layer, as
+// tasks keyed by digest: the same tasks the registry mirror's peers
+// register. Pushed blobs and manifests announced by a registry's
+// notifications are preheated as they arrive.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/proxy/registry"
+)
+
+// Preheat types and states.
+const (
+	PreheatFile  = "file"
+	PreheatImage = "image"
+
+	PreheatPending = "pending"
+	PreheatRunning = "running"
+	PreheatSuccess = "success"
+	PreheatFailed  = "failed"
+)
+
+// PreheatRequest asks the supernode to warm its cache.
+type PreheatRequest struct {
+	// Type is "image" (URL is a manifest URL, /v2/NAME/manifests/REF) or
+	// "file"; empty means image for a manifest URL, file otherwise.
+	Type string `json:"type,omitempty"`
+	URL  string `json:"url"`
+	// Headers go to the origin or registry (credentials: a Basic one is
+	// exchanged for a bearer token when the registry asks for one). They
+	// are never logged, stored or shown.
+	Headers http.Header `json:"headers,omitempty"`
+	// Platform picks an image from an index, os/arch[/variant]
+	// (linux/amd64).
+	Platform string `json:"platform,omitempty"`
+	// Digest ("sha256:...") is the expected digest of a file; its task is
+	// then keyed by it.
+	Digest string `json:"digest,omitempty"`
+	// Tag and Filters derive a file's task ID as dfget's do.
+	Tag     string   `json:"tag,omitempty"`
+	Filters []string `json:"filters,omitempty"`
+}
+
+// PreheatStatus describes one preheat. URLs are redacted.
+type PreheatStatus struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	URL      string `json:"url"`
+	Platform string `json:"platform,omitempty"`
+	// Trigger is "api" or "registry" (a push notification).
+	Trigger string `json:"trigger"`
+	State   string `json:"state"`
+	Error   string `json:"error,omitempty"`
+	// Blobs are the tasks being warmed (once an image is resolved).
+	Blobs []PreheatBlob `json:"blobs"`
+	// Length is the bytes of all blobs whose length is known; Present the
+	// bytes already in the cache.
+	Length     int64      `json:"length"`
+	Present    int64      `json:"present"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// PreheatBlob is one task of a preheat.
+type PreheatBlob struct {
+	URL     string `json:"url"`
+	Digest  string `json:"digest,omitempty"`
+	TaskID  string `json:"taskID"`
+	State   string `json:"state"`
+	Length  int64  `json:"length"`
+	Present int64  `json:"present"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Limits of the preheater.
+const (
+	preheatConcurrency = 4    // blobs fetched from origins at once
+	preheatKeep        = 1000 // finished preheats remembered
+	preheatKeepFor     = 24 * time.Hour
+	preheatPoll        = 200 * time.Millisecond
+	maxNotification    = 8 << 20 // bytes of one notification envelope
+)
+
+type preheater struct {
+	s   *Supernode
+	reg *registry.Client
+	sem chan struct{}
+	log logrus.FieldLogger
+
+	mu     sync.Mutex
+	jobs   map[string]*preheatJob
+	active map[string]*preheatJob // dedupe key -> unfinished job
+}
+
+type preheatJob struct {
+	id, key string
+	req     PreheatRequest
+
+	mu      sync.Mutex
+	status  PreheatStatus
+	targets []*preheatTarget
+}
+
+type preheatTarget struct {
+	url, digest, taskID string
+	length              int64
+	state, err          string
+}
+
+// preheatRoutes sets up the preheater and registers its endpoints.
+func (s *Supernode) preheatRoutes() {
+	hc := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: time.Minute,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}}
+	s.preheats = &preheater{s: s, log: s.log, sem: make(chan struct{}, preheatConcurrency),
+		reg:  &registry.Client{HTTP: hc, Tokens: registry.NewTokens(hc, s.log), Log: s.log},
+		jobs: map[string]*preheatJob{}, active: map[string]*preheatJob{}}
+	s.mux.HandleFunc("POST /api/v1/preheats", s.preheats.handleCreate)
+	s.mux.HandleFunc("GET /api/v1/preheats", s.preheats.handleList)
+	s.mux.HandleFunc("GET /api/v1/preheats/{id}", s.preheats.handleGet)
+	s.mux.HandleFunc("POST /api/v1/registry/notifications", s.preheats.handleNotification)
+}
+
+// normalize checks a request and fills in its type.
+func (req *PreheatRequest) normalize() error {
+	if _, err := manifest.ParseURL(req.URL); err != nil {
+		return err
+	}
+	isManifest := registry.IsManifestURL(req.URL)
+	switch req.Type {
+	case "":
+		req.Type = PreheatFile
+		if isManifest {
+			req.Type = PreheatImage
+		}
+	case PreheatImage:
+		if !isManifest {
+			return fmt.Errorf("image preheat needs a manifest URL (scheme://host/v2/NAME/manifests/TAG), got %s", manifest.RedactURL(req.URL))
+		}
+	case PreheatFile:
+	default:
+		return fmt.Errorf("preheat type %q: want %q or %q", req.Type, PreheatImage, PreheatFile)
+	}
+	if req.Type == PreheatImage {
+		if req.Digest != "" {
+			return errors.New("digest is for file preheats; an image's blobs carry their own")
+		}
+		if _, err := registry.ParsePlatform(req.Platform); err != nil {
+			return err
+		}
+		if req.Platform == "" {
+			req.Platform = "linux/amd64"
+		}
+	} else {
+		req.Platform = ""
+		if req.Digest != "" {
+			if _, err := parseDigest(req.Digest); err != nil {
+				return err
+			}
+		} else if _, d, ok := registry.ParseBlobPath(urlPath(req.URL)); ok {
+			req.Digest = d.String()
+		}
+	}
+	return nil
+}
+
+func urlPath(raw string) string {
+	u, err := manifest.ParseURL(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}
+
+// start creates a job, or returns the unfinished one for the same thing.
+func (p *preheater) start(req PreheatRequest, trigger string) (*preheatJob, bool) {
+	key := strings.Join([]string{req.Type, req.URL, req.Platform, req.Digest, req.Tag}, "\x00")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if j := p.active[key]; j != nil {
+		return j, false
+	}
+	p.prune()
+	b := make([]byte, 8)
+	rand.Read(b)
+	j := &preheatJob{id: hex.EncodeToString(b), key: key, req: req, status: PreheatStatus{
+		Type: req.Type, URL: manifest.RedactURL(req.URL), Platform: req.Platform, Trigger: trigger,
+		State: PreheatPending, CreatedAt: time.Now()}}
+	j.status.ID = j.id
+	p.jobs[j.id] = j
+	p.active[key] = j
+	go p.run(j)
+	return j, true
+}
+
+// prune forgets old finished jobs. Caller holds p.mu.
+func (p *preheater) prune() {
+	var done []*preheatJob
+	for _, j := range p.jobs {
+		j.mu.Lock()
+		fin := j.status.FinishedAt
+		j.mu.Unlock()
+		if fin != nil {
+			if time.Since(*fin) > preheatKeepFor {
+				delete(p.jobs, j.id)
+				continue
+			}
+			done = append(done, j)
+		}
+	}
+	if len(done) < preheatKeep {
+		return
+	}
+	sort.Slice(done, func(a, b int) bool { return done[a].status.CreatedAt.Before(done[b].status.CreatedAt) })
+	for _, j := range done[:len(done)-preheatKeep+1] {
+		delete(p.jobs, j.id)
+	}
+}
+
+func (p *preheater) run(j *preheatJob) {
+	ctx := p.s.ctx
+	start := time.Now()
+	log := p.log.WithFields(logrus.Fields{"preheat": j.id, "type": j.req.Type, "url": manifest.RedactURL(j.req.URL),
+		"trigger": j.status.Trigger})
+	j.setState(PreheatRunning, "")
+	log.Info("preheat: started")
+	err := p.execute(ctx, j, log)
+	p.mu.Lock()
+	delete(p.active, j.key)
+	p.mu.Unlock()
+	st := j.snapshot(p.s)
+	fields := logrus.Fields{"blobs": len(st.Blobs), "bytes": st.Length, "took": time.Since(start).Round(time.Millisecond)}
+	if err != nil {
+		j.setState(PreheatFailed, err.Error())
+		log.WithFields(fields).WithError(err).Error("preheat: failed")
+		return
+	}
+	j.setState(PreheatSuccess, "")
+	log.WithFields(fields).Info("preheat: done; content is in the supernode cache")
+}
+
+func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.FieldLogger) error {
+	req := j.req
+	header := req.Headers.Clone()
+	var targets []*preheatTarget
+	switch req.Type {
+	case PreheatImage:
+		ref, err := registry.ParseManifestURL(req.URL)
+		if err != nil {
+			return err
+		}
+		plat, _ := registry.ParsePlatform(req.Platform)
+		im, err := p.reg.Resolve(ctx, ref, header, plat)
+		if err != nil {
+			return fmt.Errorf("resolve image: %w", err)
+		}
+		if im.Authorization != "" {
+			if header == nil {
+				header = http.Header{}
+			}
+			header.Set("Authorization", im.Authorization)
+		}
+		for _, d := range im.Blobs() {
+			dg := digest.Digest(d.Digest)
+			targets = append(targets, &preheatTarget{url: ref.BlobURL(d.Digest), digest: d.Digest,
+				taskID: manifest.DigestTaskID(dg), length: d.Size, state: PreheatPending})
+		}
+		log.WithFields(logrus.Fields{"manifest": im.Manifest.Digest, "blobs": len(targets)}).Info("preheat: image resolved")
+	default:
+		t := &preheatTarget{url: req.URL, digest: req.Digest, length: -1, state: PreheatPending}
+		if req.Digest != "" {
+			d, _ := parseDigest(req.Digest)
+			t.taskID = manifest.DigestTaskID(d)
+		} else {
+			id, err := manifest.TaskID(req.URL, req.Tag, req.Filters)
+			if err != nil {
+				return err
+			}
+			t.taskID = id
+		}
+		targets = append(targets, t)
+	}
+	j.mu.Lock()
+	j.targets = targets
+	j.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(targets))
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case p.sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-p.sem }()
+			j.setTarget(t, PreheatRunning, "")
+			if err := p.warm(ctx, t, header); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", manifest.RedactURL(t.url), err)
+				j.setTarget(t, PreheatFailed, err.Error())
+				return
+			}
+			j.setTarget(t, PreheatSuccess, "")
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// warm makes the seed hold the whole task, starting it if needed.
+func (p *preheater) warm(ctx context.Context, t *preheatTarget, header http.Header) error {
+	st := p.s.seeds.ensure(ctx, t.taskID, t.url, header, t.digest, false)
+	select {
+	case <-st.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	tick := time.NewTicker(preheatPoll)
+	defer tick.Stop()
+	for {
+		state, err, _ := st.snapshot()
+		switch state {
+		case stateDone:
+			return nil
+		case stateFailed:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (j *preheatJob) setState(state, errMsg string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.status.State, j.status.Error = state, errMsg
+	if state == PreheatSuccess || state == PreheatFailed {
+		now := time.Now()
+		j.status.FinishedAt = &now
+	}
+}
+
+func (j *preheatJob) setTarget(t *preheatTarget, state, errMsg string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t.state, t.err = state, errMsg
+}
+
+// snapshot renders the job with live byte counts from the seed.
+func (j *preheatJob) snapshot(s *Supernode) PreheatStatus {
+	j.mu.Lock()
+	st := j.status
+	targets := make([]preheatTarget, len(j.targets))
+	for i, t := range j.targets {
+		targets[i] = *t
+	}
+	j.mu.Unlock()
+	st.Blobs = make([]PreheatBlob, 0, len(targets))
+	st.Length, st.Present = 0, 0
+	for _, t := range targets {
+		b := PreheatBlob{URL: manifest.RedactURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
+			Length: t.length, Error: t.err}
+		if seed := s.seeds.get(t.taskID); seed != nil {
+			if _, _, task := seed.snapshot(); task != nil {
+				b.Length, b.Present = task.Meta().Length, task.BytesPresent()
+			}
+		}
+		if b.Length > 0 {
+			st.Length += b.Length
+		}
+		st.Present += b.Present
+		st.Blobs = append(st.Blobs, b)
+	}
+	return st
+}
+
+func (p *preheater) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req PreheatRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := req.normalize(); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), 0)
+		return
+	}
+	j, created := p.start(req, "api")
+	st := j.snapshot(p.s)
+	w.Header().Set("Location", "/api/v1/preheats/"+j.id)
+	w.Header().Set("Content-Type", "application/json")
+	if created {
+		w.WriteHeader(http.StatusAccepted)
+	}
+	json.NewEncoder(w).Encode(&st)
+}
+
+func (p *preheater) handleList(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	jobs := make([]*preheatJob, 0, len(p.jobs))
+	for _, j := range p.jobs {
+		jobs = append(jobs, j)
+	}
+	p.mu.Unlock()
+	out := make([]PreheatStatus, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, j.snapshot(p.s))
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.After(out[b].CreatedAt) })
+	writeJSON(w, out)
+}
+
+func (p *preheater) handleGet(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	j := p.jobs[r.PathValue("id")]
+	p.mu.Unlock()
+	if j == nil {
+		writeError(w, http.StatusNotFound, "unknown_preheat", "no such preheat (finished ones are kept for a day)", 0)
+		return
+	}
+	st := j.snapshot(p.s)
+	writeJSON(w, &st)
+}
+
+// notificationEnvelope is distribution's notification body.
+type notificationEnvelope struct {
+	Events []notificationEvent `json:"events"`
+}
+
+type notificationEvent struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	Target struct {
+		MediaType  string `json:"mediaType"`
+		Digest     string `json:"digest"`
+		Size       int64  `json:"size"`
+		Repository string `json:"repository"`
+		URL        string `json:"url"`
+		Tag        string `json:"tag"`
+	} `json:"target"`
+}
+
+// handleNotification preheats what a registry says was pushed: blobs as
+// files keyed by their digest, manifests as images. Pulls and deletes are
+// ignored. It answers at once (registries block their queue on slow
+// endpoints); the preheats run in the background.
+func (p *preheater) handleNotification(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxNotification+1))
+	if err != nil || len(body) > maxNotification {
+		writeError(w, http.StatusBadRequest, "bad_request", "notification unreadable or too large", 0)
+		return
+	}
+	var env notificationEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid notification JSON: "+err.Error(), 0)
+		return
+	}
+	ids := []string{}
+	seen := map[string]bool{}
+	ignored := 0
+	for _, ev := range env.Events {
+		if (ev.Action != "push" && ev.Action != "mount") || ev.Target.URL == "" {
+			ignored++
+			continue
+		}
+		req := PreheatRequest{URL: ev.Target.URL}
+		if registry.IsManifestMediaType(ev.Target.MediaType) || registry.IsManifestURL(ev.Target.URL) {
+			req.Type = PreheatImage
+		} else {
+			req.Type, req.Digest = PreheatFile, ev.Target.Digest
+		}
+		if err := req.normalize(); err != nil {
+			p.log.WithError(err).WithFields(logrus.Fields{"event": ev.ID, "url": manifest.RedactURL(ev.Target.URL)}).
+				Warn("preheat: ignoring a registry event")
+			continue
+		}
+		if seen[req.URL] {
+			continue
+		}
+		seen[req.URL] = true
+		j, _ := p.start(req, "registry")
+		ids = append(ids, j.id)
+	}
+	if len(ids) > 0 {
+		p.log.WithFields(logrus.Fields{"events": len(env.Events), "preheats": len(ids), "ignored": ignored}).
+			Info("preheat: registry notification")
+	}
+	writeJSON(w, map[string][]string{"preheats": ids})
+}

@@ -1,0 +1,327 @@
+package supernode_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/proxy/registry"
+	"github.com/damselfly-p2p/damselfly/supernode"
+	"github.com/damselfly-p2p/damselfly/testenv"
+)
+
+// preheatRegistry is an in-process registry holding a two-platform image
+// behind bearer auth that accepts alice's Basic credentials at its token
+// server.
+type preheatRegistry struct {
+	srv, tokens *httptest.Server
+	docs        map[string][]byte
+	blobs       map[string][]byte
+	mu          sync.Mutex
+	blobGets    map[string]int
+	blobBytes   atomic.Int64
+	tokenReqs   atomic.Int64
+	// amd64 config and layer, and the arm64 layer
+	amdConfig, amdLayer, armLayer digest.Digest
+}
+
+func newPreheatRegistry(t *testing.T, layerSize int) *preheatRegistry {
+	t.Helper()
+	r := &preheatRegistry{docs: map[string][]byte{}, blobs: map[string][]byte{}, blobGets: map[string]int{}}
+	blob := func(n int) digest.Digest {
+		b := make([]byte, n)
+		rand.Read(b)
+		d := digest.FromBytes(b)
+		r.blobs[d.String()] = b
+		return d
+	}
+	doc := func(v any) registry.Descriptor {
+		b, _ := json.Marshal(v)
+		d := digest.FromBytes(b)
+		r.docs[d.String()] = b
+		return registry.Descriptor{Digest: d.String(), Size: int64(len(b))}
+	}
+	img := func(cfg, layer digest.Digest, arch string) registry.Descriptor {
+		d := doc(map[string]any{"schemaVersion": 2, "mediaType": registry.MediaTypeDockerV2,
+			"config": map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cfg, "size": len(r.blobs[cfg.String()])},
+			"layers": []any{map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": len(r.blobs[layer.String()])}}})
+		d.MediaType = registry.MediaTypeDockerV2
+		d.Platform = &registry.Platform{OS: "linux", Architecture: arch}
+		return d
+	}
+	r.amdConfig, r.amdLayer, r.armLayer = blob(300), blob(layerSize), blob(layerSize)
+	amd := img(r.amdConfig, r.amdLayer, "amd64")
+	arm := img(blob(300), r.armLayer, "arm64")
+	idx := doc(map[string]any{"schemaVersion": 2, "mediaType": registry.MediaTypeDockerList, "manifests": []any{arm, amd}})
+	r.docs["v1"] = r.docs[idx.Digest]
+	const token = "preheat-token"
+	r.tokens = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.tokenReqs.Add(1)
+		if u, p, ok := req.BasicAuth(); !ok || u != "alice" || p != "pw" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"token": token})
+	}))
+	t.Cleanup(r.tokens.Close)
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="reg",scope="repository:%s:pull"`,
+				r.tokens.URL, registry.RepositoryOf(req.URL.Path)))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		ref := req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]
+		if strings.Contains(req.URL.Path, "/manifests/") {
+			b, ok := r.docs[ref]
+			if !ok {
+				http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
+				return
+			}
+			var probe struct {
+				MediaType string `json:"mediaType"`
+			}
+			json.Unmarshal(b, &probe)
+			w.Header().Set("Content-Type", probe.MediaType)
+			w.Write(b)
+			return
+		}
+		b, ok := r.blobs[ref]
+		if !ok {
+			http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN"}]}`, http.StatusNotFound)
+			return
+		}
+		if req.Method == http.MethodGet {
+			r.mu.Lock()
+			r.blobGets[ref]++
+			r.mu.Unlock()
+		}
+		w.Header().Set("Etag", `"`+ref+`"`)
+		http.ServeContent(&countWriter{ResponseWriter: w, n: &r.blobBytes}, req, "", time.Time{}, bytes.NewReader(b))
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+type countWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (r *preheatRegistry) gets(d digest.Digest) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobGets[d.String()]
+}
+
+// waitPreheat polls a preheat until it finishes.
+func waitPreheat(t *testing.T, n *node, id string) supernode.PreheatStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a := n.get(t, "/api/v1/preheats/"+id)
+		if a.status != http.StatusOK {
+			t.Fatalf("preheat %s: status %d: %s", id, a.status, a.body)
+		}
+		var st supernode.PreheatStatus
+		if err := json.Unmarshal(a.body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State == supernode.PreheatSuccess || st.State == supernode.PreheatFailed {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("preheat %s still %s after 30s: %+v", id, st.State, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startPreheat(t *testing.T, n *node, req any) supernode.PreheatStatus {
+	t.Helper()
+	a := n.post(t, "/api/v1/preheats", req)
+	if a.status != http.StatusAccepted && a.status != http.StatusOK {
+		t.Fatalf("POST /api/v1/preheats: %d: %s", a.status, a.body)
+	}
+	var st supernode.PreheatStatus
+	if err := json.Unmarshal(a.body, &st); err != nil || st.ID == "" {
+		t.Fatalf("preheat answer %s: %v", a.body, err)
+	}
+	if a.header.Get("Location") != "/api/v1/preheats/"+st.ID {
+		t.Errorf("Location %q", a.header.Get("Location"))
+	}
+	return st
+}
+
+// TestPreheatImage resolves a manifest list to linux/amd64, exchanges
+// Basic credentials for a token, and warms the config and layer.
+func TestPreheatImage(t *testing.T) {
+	reg := newPreheatRegistry(t, 3<<20)
+	n := startNode(t, supernode.Config{})
+	url := reg.srv.URL + "/v2/team/app/manifests/v1"
+	st := startPreheat(t, n, supernode.PreheatRequest{URL: url,
+		Headers: http.Header{"Authorization": {"Basic YWxpY2U6cHc="}}}) // alice:pw
+	if st.Type != supernode.PreheatImage || st.Platform != "linux/amd64" || st.Trigger != "api" {
+		t.Errorf("first answer %+v", st)
+	}
+	st = waitPreheat(t, n, st.ID)
+	if st.State != supernode.PreheatSuccess {
+		t.Fatalf("preheat %s: %s", st.State, st.Error)
+	}
+	if len(st.Blobs) != 2 || st.Blobs[0].Digest != reg.amdConfig.String() || st.Blobs[1].Digest != reg.amdLayer.String() {
+		t.Fatalf("blobs %+v: want the amd64 config and layer", st.Blobs)
+	}
+	if st.Present != st.Length || st.Length != 300+3<<20 {
+		t.Errorf("present %d of %d bytes", st.Present, st.Length)
+	}
+	for _, b := range st.Blobs {
+		ts := n.waitDone(t, b.TaskID)
+		if b.TaskID != manifest.DigestTaskID(digest.Digest(b.Digest)) {
+			t.Errorf("blob task %s is not the digest task", b.TaskID)
+		}
+		if ts.BytesFromOrigin != b.Length {
+			t.Errorf("%s: %d bytes from the registry, want %d", b.Digest, ts.BytesFromOrigin, b.Length)
+		}
+	}
+	if reg.gets(reg.armLayer) != 0 {
+		t.Error("the arm64 layer was fetched")
+	}
+	if n := reg.tokenReqs.Load(); n != 1 {
+		t.Errorf("%d token requests, want 1 (shared by the manifest and blob fetches)", n)
+	}
+	if strings.Contains(n.logs.String(), "preheat-token") || strings.Contains(n.logs.String(), "YWxpY2U6cHc=") {
+		t.Error("credentials in the logs")
+	}
+	// A second preheat of the warm image costs the registry no blob bytes.
+	before := reg.blobBytes.Load()
+	st2 := waitPreheat(t, n, startPreheat(t, n, map[string]any{"url": url, "type": "image", "platform": "linux/arm64",
+		"headers": map[string][]string{"Authorization": {"Basic YWxpY2U6cHc="}}}).ID)
+	if st2.State != supernode.PreheatSuccess || st2.Blobs[1].Digest != reg.armLayer.String() {
+		t.Fatalf("arm64 preheat: %+v", st2)
+	}
+	if got := reg.blobBytes.Load() - before; got < 3<<20 || got > 3<<20+1000 {
+		t.Errorf("arm64 preheat fetched %d blob bytes, want the arm64 layer and config only", got)
+	}
+	var list []supernode.PreheatStatus
+	if a := n.get(t, "/api/v1/preheats"); a.status != 200 || json.Unmarshal(a.body, &list) != nil || len(list) != 2 || list[0].ID != st2.ID {
+		t.Errorf("list: %+v", list)
+	}
+}
+
+func TestPreheatFile(t *testing.T) {
+	origin := testenv.NewOrigin(t)
+	sum := origin.AddRandom("f.bin", 5<<20+7, 3)
+	n := startNode(t, supernode.Config{})
+	tests := []struct {
+		name, digest, wantState, wantErr string
+	}{
+		{"no digest", "", supernode.PreheatSuccess, ""},
+		{"right digest", "sha256:" + sum, supernode.PreheatSuccess, ""},
+		{"wrong digest", "sha256:" + strings.Repeat("0", 64), supernode.PreheatFailed, "does not match"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := waitPreheat(t, n, startPreheat(t, n, supernode.PreheatRequest{URL: origin.URL("f.bin"), Digest: tc.digest}).ID)
+			if st.State != tc.wantState || !strings.Contains(st.Error, tc.wantErr) {
+				t.Fatalf("state %s error %q; want %s %q", st.State, st.Error, tc.wantState, tc.wantErr)
+			}
+			if st.Type != supernode.PreheatFile || len(st.Blobs) != 1 {
+				t.Fatalf("%+v", st)
+			}
+			if tc.wantState == supernode.PreheatSuccess && st.Present != 5<<20+7 {
+				t.Errorf("present %d", st.Present)
+			}
+		})
+	}
+	if got := origin.BytesServed("f.bin"); got > 3*(5<<20+7) {
+		t.Errorf("origin served %d bytes for three preheats (two tasks)", got)
+	}
+}
+
+func TestPreheatErrors(t *testing.T) {
+	reg := newPreheatRegistry(t, 1000)
+	n := startNode(t, supernode.Config{})
+	bad := []struct{ name, body string }{
+		{"not JSON", `{`},
+		{"no URL", `{}`},
+		{"ftp", `{"url": "ftp://x/y"}`},
+		{"bad type", `{"url": "http://x/y", "type": "dir"}`},
+		{"image of a file URL", `{"url": "http://x/y.bin", "type": "image"}`},
+		{"bad platform", `{"url": "http://x/v2/a/manifests/t", "platform": "linux"}`},
+		{"bad digest", `{"url": "http://x/y", "digest": "md5:abc"}`},
+	}
+	for _, tc := range bad {
+		if a := n.post(t, "/api/v1/preheats", tc.body); a.status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400 (%s)", tc.name, a.status, a.body)
+		}
+	}
+	if a := n.get(t, "/api/v1/preheats/nope"); a.status != http.StatusNotFound {
+		t.Errorf("unknown preheat: %d", a.status)
+	}
+	// Failures are reported in the status, with the registry's answer.
+	for _, tc := range []struct{ url, header, want string }{
+		{reg.srv.URL + "/v2/app/manifests/missing", "Basic YWxpY2U6cHc=", "404"},
+		{reg.srv.URL + "/v2/app/manifests/v1", "", "token server refused"},
+		{reg.srv.URL + "/v2/app/manifests/v1", "Basic d3Jvbmc6cHc=", "token server refused"},
+	} {
+		req := supernode.PreheatRequest{URL: tc.url}
+		if tc.header != "" {
+			req.Headers = http.Header{"Authorization": {tc.header}}
+		}
+		st := waitPreheat(t, n, startPreheat(t, n, req).ID)
+		if st.State != supernode.PreheatFailed || !strings.Contains(st.Error, tc.want) {
+			t.Errorf("%s: state %s error %q, want failed with %q", tc.url, st.State, st.Error, tc.want)
+		}
+	}
+}
+
+// TestRegistryNotification feeds the supernode a registry's notification
+// envelope: pushed blobs and manifests are preheated, pulls ignored.
+func TestRegistryNotification(t *testing.T) {
+	origin := testenv.NewOrigin(t)
+	// The same content under its digest's blob path.
+	sum := origin.AddRandom("content", 2<<20, 9)
+	origin.AddRandom("v2/app/blobs/sha256:"+sum, 2<<20, 9)
+	blobURL := origin.URL("v2/app/blobs/sha256:" + sum)
+	n := startNode(t, supernode.Config{})
+	env := map[string]any{"events": []any{
+		map[string]any{"id": "1", "action": "push", "target": map[string]any{"mediaType": "application/octet-stream",
+			"digest": "sha256:" + sum, "size": 2 << 20, "repository": "app", "url": blobURL}},
+		map[string]any{"id": "2", "action": "pull", "target": map[string]any{"mediaType": "application/octet-stream",
+			"digest": "sha256:" + sum, "url": blobURL}},
+		map[string]any{"id": "3", "action": "push", "target": map[string]any{"mediaType": "application/octet-stream",
+			"digest": "sha256:" + sum, "size": 2 << 20, "repository": "app", "url": blobURL}},
+		map[string]any{"id": "4", "action": "delete", "target": map[string]any{"digest": "sha256:" + sum}},
+	}}
+	a := n.post(t, "/api/v1/registry/notifications", env)
+	var resp struct {
+		Preheats []string `json:"preheats"`
+	}
+	if a.status != 200 || json.Unmarshal(a.body, &resp) != nil || len(resp.Preheats) != 1 {
+		t.Fatalf("notification: %d %s; want one preheat", a.status, a.body)
+	}
+	st := waitPreheat(t, n, resp.Preheats[0])
+	if st.State != supernode.PreheatSuccess || st.Trigger != "registry" || st.Blobs[0].TaskID != manifest.DigestTaskID(digest.Digest("sha256:"+sum)) {
+		t.Fatalf("%+v", st)
+	}
+	if a := n.post(t, "/api/v1/registry/notifications", "nope"); a.status != 400 {
+		t.Errorf("bad envelope: %d", a.status)
+	}
+}

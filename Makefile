@@ -9,7 +9,7 @@ GO ?= go
 
 # Debian packages the suites use (curl: bench baseline and curl -x; containerd,
 # runc, docker-registry, skopeo, umoci, busybox-static: registry mirror e2e).
-DEB_PACKAGES := curl ca-certificates git containerd runc docker-registry skopeo umoci busybox-static
+DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static
 
 .PHONY: all build deps demo test unit e2e bench vet clean
 

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,50 +21,54 @@ import (
 const readScript = "#!/bin/sh\nhead -c 1048576 /data/big | sha256sum\n"
 
 // host is one simulated host: a df-snapshotter (embedded peer) and a
-// private containerd using it.
+// private containerd using it as a proxy plugin.
 type host struct {
-	dir, csock, ssock string
-	snap, ctrd        *testenv.Proc
-	snapArgs          []string
+	c        *testenv.Containerd
+	ssock    string
+	snap     *testenv.Proc
+	snapArgs []string
 }
 
 func startHost(t *testing.T, bin, supernode string, extra ...string) *host {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "dfsn")
+	dir, err := os.MkdirTemp("", "dfsn") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	h := &host{dir: dir, csock: filepath.Join(dir, "c.sock"), ssock: filepath.Join(dir, "s.sock")}
+	t.Cleanup(func() {
+		// Runs after the processes are killed: detach the FUSE layers.
+		for _, m := range mountsUnder(dir) {
+			syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	})
+	h := &host{ssock: filepath.Join(dir, "s.sock")}
 	h.snapArgs = append([]string{"--root", filepath.Join(dir, "snap"), "--address", h.ssock, "--supernode", supernode,
 		"--no-daemon", "--upload-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	h.startSnapshotter(t, bin)
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
+	h.c = testenv.StartContainerd(t, testenv.ContainerdOptions{ExtraConfig: fmt.Sprintf(`
 [proxy_plugins]
   [proxy_plugins.damselfly]
     type = "snapshot"
     address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), h.csock, h.csock+".ttrpc", h.ssock)
-	cfgPath := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	h.ctrd = testenv.Start(t, "", "/usr/bin/containerd", "--config", cfgPath)
-	waitSock(t, h.csock, h.ctrd)
-	t.Cleanup(func() {
-		// Containers and mounts go before the processes do.
-		exec.Command("ctr", "-a", h.csock, "-n", "t", "tasks", "kill", "-s", "KILL", "--all").Run()
-		out, _ := exec.Command("sh", "-c", "grep -F "+dir+" /proc/self/mountinfo | cut -d' ' -f5 | sort -r").Output()
-		for _, m := range strings.Fields(string(out)) {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	})
+`, h.ssock)})
 	return h
+}
+
+// mountsUnder lists mount points below dir, deepest first.
+func mountsUnder(dir string) []string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
 }
 
 func (h *host) startSnapshotter(t *testing.T, bin string) {
@@ -93,12 +96,11 @@ func waitSock(t *testing.T, sock string, p *testenv.Proc) {
 // ctr runs ctr against the host's containerd and returns its output.
 func (h *host) ctr(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("ctr", append([]string{"-a", h.csock, "-n", "t"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := h.c.Ctr(5*time.Minute, args...)
 	if err != nil {
-		t.Fatalf("ctr %s: %v\n%s\nsnapshotter log:\n%s", strings.Join(args, " "), err, out, h.snap.Tail(30))
+		t.Fatalf("%v\n%s\nsnapshotter log:\n%s", err, out, h.snap.Tail(30))
 	}
-	return string(out)
+	return out
 }
 
 // waitReconnect waits until containerd's connection to the snapshotter
@@ -107,7 +109,7 @@ func (h *host) waitReconnect(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		err := exec.Command("ctr", "-a", h.csock, "-n", "t", "snapshots", "--snapshotter", "damselfly", "ls").Run()
+		_, err := h.c.Ctr(10*time.Second, "snapshots", "--snapshotter", "damselfly", "ls")
 		if err == nil {
 			return
 		}
@@ -121,7 +123,7 @@ func (h *host) waitReconnect(t *testing.T) {
 func (h *host) pull(t *testing.T, bin, ref string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	p := testenv.Start(t, bin, "dfctl", "image", "pull", "--address", h.csock, "--namespace", "t",
+	p := testenv.Start(t, bin, "dfctl", "image", "pull", "--address", h.c.Sock, "--namespace", h.c.Namespace,
 		"--snapshotter", "damselfly", "--plain-http", ref)
 	code, err := p.Wait(5 * time.Minute)
 	if err != nil || code != 0 {

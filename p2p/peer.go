@@ -40,7 +40,7 @@ type Config struct {
 	UploadLimit, DownloadLimit int64
 	// UploadSlots caps concurrent piece uploads (8).
 	UploadSlots int
-	// Concurrency is how many pieces one download keeps in flight (4).
+	// Concurrency is how many pieces one download keeps in flight (8).
 	Concurrency int
 	// PieceTimeout bounds one piece fetch from a parent (30s).
 	PieceTimeout time.Duration
@@ -104,7 +104,7 @@ func New(cfg Config) (*Peer, error) {
 		cfg.UploadSlots = 8
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 4
+		cfg.Concurrency = 8
 	}
 	if cfg.PieceTimeout <= 0 {
 		cfg.PieceTimeout = 30 * time.Second

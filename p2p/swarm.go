@@ -118,10 +118,14 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *api
 
 func (d *download) run(ctx context.Context) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer d.release()
+	// Stop the watchers and the sync loop first, then wait for them: a
+	// watcher blocked in a long poll must not delay the result.
+	defer func() {
+		cancel()
+		wg.Wait()
+		d.release()
+	}()
 	d.ctx, d.wg = ctx, &wg
 	if d.t.Complete() {
 		d.log.Info("already in the local store")
@@ -257,7 +261,13 @@ func (d *download) pick() (int, *parent) {
 	if bestParent != nil {
 		return bestPiece, bestParent
 	}
-	if seedPiece >= 0 && seed.inflight < maxInflightFromSeed {
+	// The seed is limited to a couple of requests per child while peers
+	// can help; when it is the only source, it gets the whole window.
+	seedLimit := maxInflightFromSeed
+	if len(holders) == 0 {
+		seedLimit = d.p.cfg.Concurrency
+	}
+	if seedPiece >= 0 && seed.inflight < seedLimit {
 		return seedPiece, seed
 	}
 	return -1, nil

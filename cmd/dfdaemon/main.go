@@ -128,7 +128,7 @@ patterns choose which URLs go P2P.`,
 	f.Var(&upLimit, "upload-limit", "host-wide upload cap, e.g. 100M (bytes/s; 0: none)")
 	f.Var(&downLimit, "download-limit", "host-wide download cap, e.g. 200M (bytes/s; 0: none)")
 	f.IntVar(&slots, "upload-slots", 8, "concurrent piece uploads to other peers")
-	f.IntVar(&conc, "concurrency", 4, "pieces one download keeps in flight")
+	f.IntVar(&conc, "concurrency", 8, "pieces one download keeps in flight")
 	f.StringVar(&idc, "idc", "", "locality label: data centre (parents in the same one are preferred)")
 	f.StringVar(&rack, "rack", "", "locality label: rack")
 	f.Var(&quota, "quota", "piece store size limit, e.g. 50G (0: none)")

@@ -31,6 +31,7 @@ type options struct {
 	limit, totalLimit, uploadLimit                                   cli.Rate
 	timeout, keepSeeding                                             cli.Duration
 	noSource, noProgress, showBar, noDaemon                          bool
+	concurrency                                                      int
 }
 
 func newCommand() *cobra.Command {
@@ -97,6 +98,7 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 	f.StringVar(&o.advertiseIP, "advertise-ip", "", "IP other peers use to reach the embedded peer (default: from the route to the supernode)")
 	f.StringVar(&o.idc, "idc", "", "locality label of the embedded peer: data centre")
 	f.StringVar(&o.rack, "rack", "", "locality label of the embedded peer: rack")
+	f.IntVar(&o.concurrency, "concurrency", 8, "pieces the embedded peer keeps in flight")
 	f.Var(&o.keepSeeding, "keep-seeding", "after the download, keep uploading to other peers for this long (embedded peer only)")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
 	f.BoolVarP(&o.showBar, "showbar", "b", false, "show the progress bar even when stderr is not a terminal")

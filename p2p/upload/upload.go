@@ -101,9 +101,9 @@ func WithLimiter(l *rate.Limiter) Option { return func(s *Server) { s.limiter = 
 // WithFanout limits how a fresh piece spreads from this server, as a seed
 // in super-seeding mode: once a piece has been served n times, further
 // requests for it within window of its last upload are refused (503,
-// BusyHeader "piece"), so that children fetch it from each other. After
-// window passes with no upload of the piece, the next request is served, so
-// a swarm that cannot relay the piece still gets it.
+// BusyHeader "piece"), so that children fetch it from each other. Once a
+// window passes with no upload of the piece, its count starts over, so a
+// swarm that cannot relay the piece, or a later lone child, still gets it.
 func WithFanout(n int, window time.Duration) Option {
 	return func(s *Server) { s.fanout, s.fanoutWindow = n, window }
 }
@@ -225,7 +225,11 @@ func (s *Server) admitPiece(taskID string, n, numPieces int) bool {
 		s.fan[taskID] = f
 	}
 	p := &f[n]
-	if p.count >= s.fanout && now.Sub(p.last) < s.fanoutWindow {
+	if now.Sub(p.last) >= s.fanoutWindow {
+		// Quiet for a window: whoever got it may be gone; start over.
+		p.count = 0
+	}
+	if p.count >= s.fanout {
 		return false
 	}
 	p.count++

@@ -115,6 +115,10 @@ func WriteJSON(dir, name string, v any) (string, error) {
 		os.Remove(tmp.Name())
 		return "", err
 	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return "", err
@@ -141,4 +145,12 @@ func fmtRatio(r float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", r)
+}
+
+// fmtPct renders a fraction as a percentage, "-" when negative.
+func fmtPct(f float64) string {
+	if f < 0 || math.IsNaN(f) {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*f)
 }

@@ -54,6 +54,11 @@ type SwarmConfig struct {
 	// appears, not its exit. Without it, a peer leaves the swarm as soon as
 	// it has the file.
 	KeepSeeding bool `json:"keepSeeding"`
+	// PeerArgs are extra flags for each host's peer process: dfget in
+	// ModeDfget, dfdaemon in ModeDaemon (e.g. --concurrency 1).
+	PeerArgs []string `json:"peerArgs,omitempty"`
+	// SupernodeArgs are extra flags for the supernode.
+	SupernodeArgs []string `json:"supernodeArgs,omitempty"`
 	// Timeout bounds one N (0: 3 minutes or 10 T_min, whichever is longer).
 	Timeout time.Duration `json:"timeoutNs"`
 	// Verify checks every output file's SHA-256 after the run.
@@ -75,9 +80,31 @@ type SwarmRun struct {
 	Ratio float64 `json:"ratio"`
 	// PerPeer summarizes each peer's completion time, from its own start.
 	PerPeer Summary `json:"perPeer"`
+	// FinishLag summarizes, per peer (dfget mode), the time from its store
+	// first being seen complete to its completion (result line), in seconds:
+	// what dfget spends after the last piece (final sync, output file,
+	// waiting for its goroutines). Sampled every 250 ms, so +-0.25 s.
+	FinishLag Summary `json:"finishLag"`
 	// PeerSeconds are the per-peer completion times, in start order (-1
 	// for a peer that did not complete).
 	PeerSeconds []float64 `json:"peerSec"`
+	// CPUBusy is the fraction of the machine's CPU time that was busy
+	// from the first start to the last completion (-1: unknown); near 1
+	// means the run measured the machine rather than the product.
+	CPUBusy float64 `json:"cpuBusy"`
+	// CPU seconds used during the run by the supernode and by all peer
+	// processes together (dfget, and dfdaemon in daemon mode), read just
+	// before they are stopped (0: unknown). Peers that already exited are
+	// not counted.
+	SupernodeCPU float64 `json:"supernodeCpuSec"`
+	PeersCPU     float64 `json:"peersCpuSec"`
+	// BenchCPU is what dfbench itself (origin server, log polling) used.
+	BenchCPU float64 `json:"benchCpuSec"`
+	// MachineCPU is the busy CPU time of the whole machine during the run;
+	// OtherCPU is what neither the swarm nor dfbench used (other work on
+	// the machine disturbing the measurement; approximate).
+	MachineCPU float64 `json:"machineCpuSec"`
+	OtherCPU   float64 `json:"otherCpuSec"`
 	// StartSpread is how long starting all N dfget processes took, in seconds.
 	StartSpread float64 `json:"startSpreadSec"`
 	// OriginBytes is what the origin served during the P2P run; OriginLimit
@@ -97,6 +124,11 @@ type SwarmRun struct {
 	// bytes); Errors holds the first few reasons.
 	Failed int      `json:"failed"`
 	Errors []string `json:"errors,omitempty"`
+	// Progress samples the pieces all peers hold over the run (every
+	// 500 ms), from their stores on disk.
+	Progress []ProgressPoint `json:"progress,omitempty"`
+	// NumPieces is the file's piece count.
+	NumPieces int `json:"numPieces"`
 	// Direct is the completion of the last of N plain HTTP GETs from the
 	// capped origin, in seconds; nil when not measured. DirectPerClient
 	// are the clients' times.
@@ -216,6 +248,7 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 		ClientServer: float64(n) * F / float64(cfg.OriginCap),
 		OriginLimit:  cfg.FileSize + manifest.PieceSizeFor(cfg.FileSize)}
 	timeout := swarmTimeout(cfg, n)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -228,30 +261,36 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 	var peers []*swarmPeer
 	var sn *testenv.Supernode
 	var t0 time.Time
+	var cpu0 CPUTimes
+	var cpuOK bool
+	var self0 float64
+	var daemons []*testenv.Daemon
+	var dataDirs []string
 	err = guard(func() error {
-		sn = testenv.StartSupernode(tb, env.BinDir, "--log-level", "warn")
+		sn = testenv.StartSupernode(tb, env.BinDir, append([]string{"--log-level", "warn"}, cfg.SupernodeArgs...)...)
 		outDir := tb.TempDir()
 		secs := strconv.Itoa(int(timeout.Seconds()) + 30)
 		common := []string{"--log-level", "warn", "--timeout", secs}
-		var socks []string
 		if mode == ModeDaemon {
 			env.Logf("swarm N=%d: starting %d dfdaemons", n, n)
 			for i := 0; i < n; i++ {
-				d := testenv.StartDaemon(tb, env.BinDir, sn.Addr, "--log-level", "warn",
+				d := testenv.StartDaemon(tb, env.BinDir, sn.Addr, append([]string{"--log-level", "warn",
 					"--upload-limit", strconv.FormatInt(cfg.Upload, 10),
-					"--download-limit", strconv.FormatInt(cfg.Download, 10))
-				socks = append(socks, d.Sock)
+					"--download-limit", strconv.FormatInt(cfg.Download, 10)}, cfg.PeerArgs...)...)
+				daemons = append(daemons, d)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 			}
 		}
 		env.Logf("swarm N=%d: starting %d downloads (timeout %v)", n, n, timeout)
+		cpu0, cpuOK = ReadCPUTimes()
+		self0 = SelfCPUSeconds()
 		t0 = time.Now()
 		for i := 0; i < n; i++ {
 			args := append([]string(nil), common...)
 			if mode == ModeDaemon {
-				args = append(args, "--daemon-sock", socks[i])
+				args = append(args, "--daemon-sock", daemons[i].Sock)
 			} else {
 				args = append(args, "--no-daemon",
 					"--totallimit", strconv.FormatInt(cfg.Download, 10),
@@ -259,8 +298,16 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 				if cfg.KeepSeeding {
 					args = append(args, "--keep-seeding", secs)
 				}
+				args = append(args, cfg.PeerArgs...)
 			}
 			out := filepath.Join(outDir, fmt.Sprintf("peer%03d.bin", i))
+			if mode == ModeDaemon {
+				dataDirs = append(dataDirs, daemons[i].DataDir)
+			} else {
+				dd := tb.TempDir()
+				dataDirs = append(dataDirs, dd)
+				args = append(args, "--data-dir", dd)
+			}
 			start := time.Now()
 			p := testenv.Dfget(tb, env.BinDir, sn.Addr, origin.URL(name), out, args...)
 			peers = append(peers, &swarmPeer{proc: p, out: out, start: start})
@@ -272,11 +319,32 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 		return run, err
 	}
 	watchLog := mode == ModeDfget && cfg.KeepSeeding
+	run.NumPieces = manifest.NewLayout(cfg.FileSize).NumPieces()
+	pctx, stopProgress := context.WithCancel(ctx)
+	var full []time.Time
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		run.Progress, full = sampleProgress(pctx, t0, dataDirs, run.NumPieces)
+	}()
 	waitSwarm(ctx, peers, watchLog)
+	stopProgress()
+	<-sampled
+	run.BenchCPU = SelfCPUSeconds() - self0
+	run.CPUBusy = -1
+	cpu1, cpu1OK := ReadCPUTimes()
+	if cpu1OK && cpuOK {
+		run.CPUBusy = Utilization(cpu0, cpu1)
+		run.MachineCPU = BusySeconds(cpu0, cpu1)
+	}
 	if ctx.Err() != nil {
+		why := fmt.Errorf("not done after %v", timeout)
+		if parent.Err() != nil {
+			why = fmt.Errorf("interrupted: %v", context.Cause(parent))
+		}
 		for _, p := range peers {
 			if p.done.IsZero() && p.err == nil {
-				p.err = fmt.Errorf("not done after %v", timeout)
+				p.err = why
 			}
 		}
 	}
@@ -289,14 +357,30 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 	}); err != nil {
 		env.Logf("swarm N=%d: supernode status: %v", n, err)
 	}
+	if c, ok := ProcCPUSeconds(sn.Proc.Pid()); ok {
+		run.SupernodeCPU = c
+	}
+	for _, p := range peers {
+		if c, ok := ProcCPUSeconds(p.proc.Pid()); ok {
+			run.PeersCPU += c
+		}
+	}
+	for _, d := range daemons {
+		if c, ok := ProcCPUSeconds(d.Proc.Pid()); ok {
+			run.PeersCPU += c
+		}
+	}
+	if run.MachineCPU > 0 {
+		run.OtherCPU = max(0, run.MachineCPU-run.SupernodeCPU-run.PeersCPU-run.BenchCPU)
+	}
 	// Stop the swarm before verifying, so that hashing does not compete
 	// with anything.
 	for _, p := range peers {
 		p.proc.Kill9()
 	}
-	var times []float64
+	var times, lags []float64
 	var last time.Duration
-	for _, p := range peers {
+	for i, p := range peers {
 		if p.err == nil && cfg.Verify {
 			if err := guard(func() error {
 				if got := testenv.SHA256File(tb, p.out); got != sum {
@@ -317,6 +401,9 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 		}
 		d := p.done.Sub(p.start)
 		times = append(times, d.Seconds())
+		if i < len(full) && !full[i].IsZero() && mode == ModeDfget {
+			lags = append(lags, max(0, p.done.Sub(full[i]).Seconds()))
+		}
 		run.PeerSeconds = append(run.PeerSeconds, d.Seconds())
 		last = max(last, p.done.Sub(t0))
 		run.FromPeers += p.res.Peers
@@ -328,6 +415,7 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 		}
 	}
 	run.PerPeer = Summarize(times)
+	run.FinishLag = Summarize(lags)
 	if run.Failed == 0 && len(times) > 0 {
 		run.Last = last.Seconds()
 		run.Ratio = run.TMin / run.Last
@@ -496,6 +584,7 @@ type limitedReader struct {
 	lim *rate.Limiter
 }
 
+// Read reads at most a burst and waits for its tokens.
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if b := l.lim.Burst(); len(p) > b {
 		p = p[:b]
@@ -561,7 +650,7 @@ func SwarmTable(rep *SwarmReport) *Table {
 		fmtMiB(rep.Config.FileSize), fmtMiB(rep.Config.OriginCap), fmtMiB(rep.Config.Upload),
 		fmtMiB(rep.Config.Download), fmtMiB(rep.PieceSize), rep.Mode),
 		Header: []string{"N", "T_min", "T_last", "T_min/T", "p50", "p99", "origin", "from peers", "from seed",
-			"seed served", "b2s", "failed", "N*F/u_s", "direct"}}
+			"seed served", "b2s", "failed", "finish lag p50/max", "CPU busy", "CPU s: sn/peers/bench/other", "N*F/u_s", "direct"}}
 	for _, r := range rep.Runs {
 		direct := "-"
 		if r.Direct != nil {
@@ -571,13 +660,28 @@ func SwarmTable(rep *SwarmReport) *Table {
 		if r.Failed > 0 || r.Last == 0 {
 			last, ratio = "-", "-"
 		}
-		t.AddRow(r.N, fmtSec(r.TMin), last, ratio, fmtSec(r.PerPeer.P50), fmtSec(r.PerPeer.P99),
+		lag := "-"
+		if r.FinishLag.N > 0 {
+			lag = fmt.Sprintf("%.2f/%.2fs", r.FinishLag.P50, r.FinishLag.Max)
+		}
+		p50, p99 := "-", "-"
+		if r.PerPeer.N > 0 {
+			p50, p99 = fmtSec(r.PerPeer.P50), fmtSec(r.PerPeer.P99)
+		}
+		t.AddRow(r.N, fmtSec(r.TMin), last, ratio, p50, p99,
 			fmtMiB(r.OriginBytes), fmtMiB(r.FromPeers), fmtMiB(r.FromSeed), fmtMiB(r.SeedServed),
-			r.BackToSource, r.Failed, fmtSec(r.ClientServer), direct)
+			r.BackToSource, r.Failed, lag, fmtPct(r.CPUBusy),
+			fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", r.SupernodeCPU, r.PeersCPU, r.BenchCPU, r.OtherCPU), fmtSec(r.ClientServer), direct)
 	}
 	t.Notes = append(t.Notes,
 		"T_last: last peer done, from the first start; p50/p99: per-peer, from each peer's own start.",
+		"CPU busy: share of all cores busy during the P2P run (near 100%: the machine, not the product, is the limit);",
+		"CPU s: CPU seconds of the supernode, all peer processes, dfbench itself, and anything else on the machine.",
+		"finish lag: from a peer's store holding every piece (sampled every 250ms) to its result line.",
 		"T_min = max(F/u_s, F/d, N*F/(u_s+N*u)) (Kumar-Ross); N*F/u_s: origin alone; direct: N plain GETs from the capped origin, each read-capped at d.")
+	if len(rep.Config.PeerArgs) > 0 || len(rep.Config.SupernodeArgs) > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("extra flags: peers %q, supernode %q", rep.Config.PeerArgs, rep.Config.SupernodeArgs))
+	}
 	if rep.Mode == ModeDfget && rep.Config.KeepSeeding {
 		t.Notes = append(t.Notes, fmt.Sprintf("peers keep seeding after their download; completion = result line seen (polled every %v).", completionPoll))
 	}

@@ -35,14 +35,14 @@ test: deps vet unit e2e
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./testenv/e2e/
+	$(GO) vet -tags e2e ./testenv/e2e/ ./cmd/dfctl/
 
 unit:
 	$(GO) test -race -count=1 -timeout 10m ./...
 
 # Real processes on loopback (slow tier).
 e2e:
-	$(GO) test -tags e2e -count=1 -timeout 30m -v ./testenv/e2e/ 2>&1 | tee /tmp/damselfly-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -timeout 30m -v ./testenv/e2e/ ./cmd/dfctl/ 2>&1 | tee /tmp/damselfly-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
 
 # Benchmarks: tables on stdout, JSON and PNG plots under results/.
 bench: deps

@@ -42,7 +42,7 @@ unit:
 
 # Real processes on loopback (slow tier).
 e2e:
-	$(GO) test -tags e2e -count=1 -timeout 30m -v ./testenv/e2e/ ./cmd/dfctl/ 2>&1 | tee /tmp/damselfly-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 30m -v ./testenv/e2e/ ./cmd/dfctl/ 2>&1 | tee /tmp/damselfly-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
 
 # Benchmarks: tables on stdout, JSON and PNG plots under results/.
 bench: deps

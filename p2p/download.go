@@ -29,6 +29,12 @@ type Request struct {
 	MD5    string
 	// Output, when set, receives the file atomically.
 	Output string
+	// MoveOutput hands the store's finished copy to Output instead of
+	// copying it (the task then leaves the store): a one-shot download
+	// writes every byte once and keeps one copy on disk. It falls back to a
+	// copy when the store and Output are on different file systems, or
+	// when the task is in use (being served or downloaded by others).
+	MoveOutput bool
 	// Limit caps this download's bytes/s (0: only the host-wide cap).
 	Limit int64
 	// NoSource forbids going to the origin directly.
@@ -95,8 +101,11 @@ func (p *Peer) Download(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	if req.Output != "" {
-		if err := writeOutput(t, req.Output); err != nil {
-			return nil, err
+		moved := req.MoveOutput && p.exportOutput(taskID, req.Output)
+		if !moved {
+			if err := writeOutput(t, req.Output); err != nil {
+				return nil, err
+			}
 		}
 	}
 	res.Elapsed = time.Since(start)

@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 
 	"fmt"
 	"hash"
@@ -97,4 +98,38 @@ func writeOutput(t *cache.Task, path string) (err error) {
 		return fmt.Errorf("move output into place at %s: %w", path, err)
 	}
 	return nil
+}
+
+// exportOutput moves the finished task's data file to path and drops the
+// task from the peer and the store; it reports false (and changes nothing)
+// when it cannot, e.g. across file systems or while another download of
+// the task runs here.
+func (p *Peer) exportOutput(taskID, path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return false // writeOutput reports it
+	}
+	p.mu.Lock()
+	ot := p.open[taskID]
+	if ot == nil || ot.active > 0 {
+		p.mu.Unlock()
+		return false
+	}
+	delete(p.open, taskID) // no more uploads of it
+	p.mu.Unlock()
+	err = p.store.Export(ot.t, abs)
+	if err != nil {
+		p.mu.Lock()
+		p.open[taskID] = ot
+		p.mu.Unlock()
+		if !errors.Is(err, cache.ErrInUse) {
+			p.log.WithError(err).Debug("could not move the download into place; copying it")
+		}
+		return false
+	}
+	os.Chmod(abs, 0o644)
+	return true
 }

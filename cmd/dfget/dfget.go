@@ -51,7 +51,10 @@ unless --no-source.
 
 FILE appears only when it is complete and verified: every piece is checked
 against the seed's sha256, and the whole file against --digest/--md5 if given.
-Exit status 0 means the file is complete and verified.
+Exit status 0 means the file is complete and verified. Without a dfdaemon and
+without --keep-seeding, the embedded peer moves its finished copy to FILE
+rather than copying it (one write, one copy on disk); a rerun then downloads
+again, from peers.
 
 The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 --totallimit, -m/--md5, --notbs, -b/--showbar, -i/--identifier, -f/--filter,
@@ -180,6 +183,9 @@ func runEmbedded(ctx context.Context, o *options, req p2p.Request, log *logrus.L
 		return nil, err
 	}
 	defer peer.Close()
+	// A peer that will not seed afterwards hands its copy over instead of
+	// copying it: every byte is written once and one copy stays on disk.
+	req.MoveOutput = o.keepSeeding == 0
 	res, err := peer.Download(ctx, req)
 	if err != nil {
 		return nil, err

@@ -442,3 +442,43 @@ func TestMountViaDaemon(t *testing.T) {
 	}
 	stopMount(t, p)
 }
+
+// TestMountDaemonMode: --daemon returns once the mount is ready and leaves
+// a background dfmount serving it; dfmount -u ends it.
+func TestMountDaemonMode(t *testing.T) {
+	bin := bins(t)
+	origin := testenv.NewOrigin(t)
+	want := origin.AddRandom("f.bin", 4<<20, 24)
+	sn := testenv.StartSupernode(t, bin)
+	dir, mnt := t.TempDir(), t.TempDir()
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	p := testenv.Start(t, bin, "dfmount", "--daemon", "--supernode", sn.Addr, "--data-dir", dir, "--no-daemon",
+		"--upload-listen", "127.0.0.1:0", origin.URL("f.bin"), mnt)
+	waitOK(t, p, time.Minute)
+	if !fusefs.Alive(mnt) {
+		t.Fatal("dfmount --daemon returned but nothing is mounted")
+	}
+	if got := sha256Of(t, filepath.Join(mnt, "f.bin")); got != want {
+		t.Fatalf("sha256 %s, want %s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dfmount.log")); err != nil {
+		t.Errorf("no background log: %v", err)
+	}
+	u := testenv.Start(t, bin, "dfmount", "-u", mnt)
+	waitOK(t, u, 30*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := fusefs.MountedType(mnt); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still mounted after dfmount -u")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A second -u on a plain directory says it is not mounted.
+	u = testenv.Start(t, bin, "dfmount", "-u", mnt)
+	if code, _ := u.Wait(30 * time.Second); code == 0 || !strings.Contains(u.Log(), "not mounted") {
+		t.Fatalf("dfmount -u of an unmounted dir: exit %d\n%s", code, u.Log())
+	}
+}

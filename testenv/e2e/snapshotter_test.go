@@ -247,3 +247,41 @@ func TestSnapshotterTwoHosts(t *testing.T) {
 		t.Errorf("two hosts cost the registry %d bytes, one host %d: want about one copy", both, one)
 	}
 }
+
+// TestSnapshotterOffline: with the registry and the supernode gone after a
+// lazy start, a read of a missing chunk fails with an I/O error within the
+// read timeout, and containerd's calls keep answering.
+func TestSnapshotterOffline(t *testing.T) {
+	bin := bins(t)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	_, esgz, _ := appImage(t, bin, reg)
+	want := firstMiBSHA(256<<20, 31)
+	sn := testenv.StartSupernode(t, bin)
+	h := startHost(t, bin, sn.Addr, "--background-fetch=false", "--read-timeout", "3s")
+	h.pull(t, bin, esgz)
+	if out := h.ctr(t, "run", "--rm", "--snapshotter", "damselfly", esgz, "on1", "sh", "/read.sh"); !strings.Contains(out, want) {
+		t.Fatalf("online run printed %q", out)
+	}
+	reg.Proc.Kill9()
+	sn.Proc.Kill9()
+	// What was read before still reads.
+	if out := h.ctr(t, "run", "--rm", "--snapshotter", "damselfly", esgz, "off1", "sh", "/read.sh"); !strings.Contains(out, want) {
+		t.Fatalf("offline re-read of present chunks printed %q", out)
+	}
+	// A read of chunks nobody has fails, in bounded time.
+	start := time.Now()
+	out, err := h.c.Ctr(2*time.Minute, "run", "--rm", "--snapshotter", "damselfly", esgz, "off2",
+		"sh", "-c", "tail -c 1048576 /data/big | sha256sum; echo status=$?")
+	took := time.Since(start)
+	t.Logf("offline read of a missing chunk: %v after %s: %s", err, took.Round(time.Millisecond), strings.TrimSpace(out))
+	if err == nil && !strings.Contains(out, "I/O error") && !strings.Contains(out, "Input/output error") {
+		t.Fatalf("read of a missing chunk offline did not fail: %q", out)
+	}
+	if took > 90*time.Second {
+		t.Fatalf("failing read took %s with --read-timeout 3s", took)
+	}
+	// containerd still answers, including about the snapshotter.
+	if _, err := h.c.Ctr(30*time.Second, "snapshots", "--snapshotter", "damselfly", "ls"); err != nil {
+		t.Fatalf("containerd stopped answering: %v", err)
+	}
+}

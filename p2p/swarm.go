@@ -310,7 +310,11 @@ func heldBy(ps []*parent, i int) bool {
 
 // fetch downloads piece i from par, verifies and stores it.
 func (d *download) fetch(ctx context.Context, i int, par *parent) {
-	data, digest, status, busy, err := d.get(ctx, i, par)
+	data, digest, status, busy, holders, err := d.get(ctx, i, par)
+	if len(holders) > 0 {
+		// The seed says who just got this piece: make them parents.
+		go d.adopt(d.addParents(holders))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.poke()
@@ -376,7 +380,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 }
 
 // get fetches piece i's bytes from par within the piece timeout.
-func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, err error) {
+func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []api.Parent, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
@@ -387,20 +391,22 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	d.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, sum, 0, "", err
+		return nil, sum, 0, "", nil, err
 	}
+	req.Header.Set(upload.PeerHeader, d.p.id+" "+d.p.host.UploadAddr)
 	resp, err := d.p.client.Do(req)
 	if err != nil {
-		return nil, sum, 0, "", err
+		return nil, sum, 0, "", nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
+		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), parseHolders(resp.Header.Get(upload.HoldersHeader)),
+			fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
 	}
 	_, n := d.layout.PieceRange(i)
 	if resp.ContentLength >= 0 && resp.ContentLength != n {
-		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
+		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
 	buf := make([]byte, n)
 	limits := d.limits
@@ -408,12 +414,24 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
 	}
 	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}, buf); err != nil {
-		return nil, sum, resp.StatusCode, "", fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
+		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
 	}
 	if h := resp.Header.Get(DigestHeader); h != "" {
 		sum, _ = cache.ParseSum(h)
 	}
-	return buf, sum, resp.StatusCode, "", nil
+	return buf, sum, resp.StatusCode, "", nil, nil
+}
+
+// parseHolders reads a HoldersHeader value.
+func parseHolders(h string) []api.Parent {
+	var out []api.Parent
+	for _, item := range strings.Split(h, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(item), " ")
+		if ok && id != "" && addr != "" {
+			out = append(out, api.Parent{PeerID: id, Addr: addr})
+		}
+	}
+	return out
 }
 
 func reasonFor(err error) string {

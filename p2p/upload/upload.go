@@ -37,6 +37,15 @@ import (
 // DigestHeader carries the served piece's digest ("sha256:<hex>").
 const DigestHeader = "X-Damselfly-Piece-Digest"
 
+// PeerHeader identifies the requesting child on piece requests:
+// "<peerID> <uploadAddr>". HoldersHeader, on a 503 "piece" answer, lists the
+// children that just got the piece, comma-separated in the same form, so
+// the child can fetch it from them.
+const (
+	PeerHeader    = "X-Damselfly-Peer"
+	HoldersHeader = "X-Damselfly-Holders"
+)
+
 // BusyHeader tells a 503's cause: "slots" (the server is full) or "piece"
 // (this piece was just served to enough children; ask them).
 const BusyHeader = "X-Damselfly-Busy"
@@ -77,10 +86,11 @@ type Server struct {
 	fan          map[string][]pieceFan
 }
 
-// pieceFan is how often and when a piece was last served.
+// pieceFan is how often and when a piece was last served, and to whom.
 type pieceFan struct {
-	count int
-	last  time.Time
+	count   int
+	last    time.Time
+	holders []string // PeerHeader values of recent recipients
 }
 
 // Option configures a Server.
@@ -189,11 +199,14 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		http.Error(w, "upload slots full", http.StatusServiceUnavailable)
 		return
 	}
-	if r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" && !s.admitPiece(taskID, n, t.NumPieces()) {
-		s.busy.Add(1)
-		w.Header().Set(BusyHeader, "piece")
-		http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)
-		return
+	if r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" {
+		if ok, holders := s.admitPiece(taskID, n, t.NumPieces(), r.Header.Get(PeerHeader)); !ok {
+			s.busy.Add(1)
+			w.Header().Set(BusyHeader, "piece")
+			w.Header().Set(HoldersHeader, strings.Join(holders, ","))
+			http.Error(w, "piece just served to other peers; fetch it from them", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	t.Touch()
 	cw := &countingWriter{w: w, ctx: r.Context(), limiter: s.limiter}
@@ -208,10 +221,11 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	}
 }
 
-// admitPiece applies the fan-out limit and counts the upload.
-func (s *Server) admitPiece(taskID string, n, numPieces int) bool {
+// admitPiece applies the fan-out limit and counts the upload; when it
+// refuses, it returns the recent recipients to ask instead.
+func (s *Server) admitPiece(taskID string, n, numPieces int, peer string) (bool, []string) {
 	if s.fanout <= 0 || n >= numPieces {
-		return true
+		return true, nil
 	}
 	now := time.Now()
 	s.fanMu.Lock()
@@ -227,14 +241,17 @@ func (s *Server) admitPiece(taskID string, n, numPieces int) bool {
 	p := &f[n]
 	if now.Sub(p.last) >= s.fanoutWindow {
 		// Quiet for a window: whoever got it may be gone; start over.
-		p.count = 0
+		p.count, p.holders = 0, p.holders[:0]
 	}
 	if p.count >= s.fanout {
-		return false
+		return false, append([]string(nil), p.holders...)
 	}
 	p.count++
 	p.last = now
-	return true
+	if peer != "" && len(p.holders) < 2*s.fanout {
+		p.holders = append(p.holders, peer)
+	}
+	return true, nil
 }
 
 // Forget drops the fan-out record of a task (after it is removed).

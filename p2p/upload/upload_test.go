@@ -579,3 +579,23 @@ func TestUploadLimiter(t *testing.T) {
 		})
 	}
 }
+
+// TestFanoutNamesHolders: a refusal names the children that got the piece,
+// so the refused child can ask them.
+func TestFanoutNamesHolders(t *testing.T) {
+	f := newFixture(t, 0)
+	_, hs := serve(t, f.tasks, upload.WithFanout(2, time.Minute))
+	u0 := pieceURL(hs.URL, f.id, 0)
+	for _, who := range []string{"peer-a 127.0.0.1:1001", "peer-b 127.0.0.1:1002"} {
+		if r := do(t, http.MethodGet, u0, http.Header{upload.PeerHeader: {who}}); r.status != 200 {
+			t.Fatalf("%s: status %d", who, r.status)
+		}
+	}
+	r := do(t, http.MethodGet, u0, http.Header{upload.PeerHeader: {"peer-c 127.0.0.1:1003"}})
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("third child: status %d, want 503", r.status)
+	}
+	if got := r.header.Get(upload.HoldersHeader); got != "peer-a 127.0.0.1:1001,peer-b 127.0.0.1:1002" {
+		t.Fatalf("holders = %q", got)
+	}
+}

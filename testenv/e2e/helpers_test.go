@@ -117,6 +117,19 @@ func waitPresent(t *testing.T, dataDir string, minRecords int, timeout time.Dura
 	t.Fatalf("%s never held %d pieces", dataDir, minRecords)
 }
 
+// presentPieces counts the pieces a data dir's store records (one task).
+func presentPieces(t *testing.T, dataDir string) int {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(dataDir, "tasks", "*", "pieces"))
+	n := 0
+	for _, m := range matches {
+		if b, err := os.ReadFile(m); err == nil {
+			n += countRecords(b)
+		}
+	}
+	return n
+}
+
 func countRecords(b []byte) int {
 	n := 0
 	for i := 0; i+32 <= len(b); i += 32 {

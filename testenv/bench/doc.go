@@ -1,8 +1,10 @@
 // Package bench owns Damselfly's benchmark scenarios, the library behind the
 // dfbench CLI (testenv/cmd/dfbench, `make bench`): swarm scaling against the
-// Kumar–Ross bound, single-client overhead against curl, and scheduler
-// throughput. Scenarios start real components through package testenv
-// (supernode, dfget and dfdaemon processes, a capped and counting origin) on
+// Kumar–Ross bound, single-client overhead against curl, scheduler
+// throughput, dfmount against dfget and the local disk, and df-snapshotter's
+// lazy start against a full pull. Scenarios start real components through
+// package testenv (supernode, dfget, dfdaemon, dfmount, df-snapshotter
+// processes, a capped and counting origin, docker-registry, containerd) on
 // 127.0.0.1, measure them, and return plain result structs that this package
 // also knows how to print as tables, check against targets, write as JSON and
 // draw as PNG plots (gonum/plot).

@@ -1,7 +1,7 @@
 // Command dfbench runs Damselfly's benchmark scenarios with real processes on
 // 127.0.0.1 (the target behind `make bench`):
 //
-//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler] [--out results/]
+//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler,mount,container] [--out results/]
 //
 // swarm: N peers (1, 10, 25, 50, 100; --quick: 1, 5, 10) download one file
 // at once through a fresh supernode from an origin capped at u_s, each peer
@@ -13,6 +13,16 @@
 //
 // scheduler: 10,000 simulated peers register and report pieces against one
 // supernode.
+//
+// mount: dfmount on a 2 GiB file (--quick: 512 MiB): time to first byte of
+// random 4 KiB reads through a cold lazy mount against the local disk with
+// a cold page cache (p50, p99), and sequential read throughput through a
+// cold mount and after completion against dfget and the local disk.
+//
+// container: df-snapshotter: cold start (pull + run to the script's
+// output) of busybox + a 256 MiB file, lazy (eStargz, FUSE) against a full
+// pull, and the time to read the whole file lazily against full pull plus
+// read; registry egress of each.
 //
 // It prints a table per scenario and a line per target, writes
 // OUT/<scenario>.json and PNG plots under OUT, and tears down every process
@@ -97,6 +107,12 @@ type options struct {
 	schedPeers, schedClients   int
 	schedPiecesPerSync         int
 	swarmTimeout, singleTimout time.Duration
+
+	mountSize, containerBig byteSize
+	mountReads, mountReps   int
+	containerReps           int
+	mountTimeout            time.Duration
+	dropCaches              bool
 }
 
 func main() {
@@ -107,11 +123,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	var o options
 	fs := flag.NewFlagSet("dfbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&o.quick, "quick", false, "small run: swarm N=1,5,10 with F=8M, single 256M")
-	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler", "comma-separated scenarios to run")
+	fs.BoolVar(&o.quick, "quick", false, "small run: swarm N=1,5,10 with F=8M, single 256M, mount 512M")
+	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler,mount,container", "comma-separated scenarios to run")
 	fs.StringVar(&o.out, "out", "results", "directory for <scenario>.json and PNG plots")
 	fs.StringVar(&o.tmp, "tmp", "", "directory for temporary files (default $TMPDIR or /tmp); single writes its outputs here")
-	fs.StringVar(&o.bin, "bin", "", "use the supernode, dfdaemon and dfget binaries in this directory instead of building ./cmd/... (same as $"+testenv.BinDirEnv+")")
+	fs.StringVar(&o.bin, "bin", "", "use the product binaries (supernode, dfdaemon, dfget, dfmount, df-snapshotter, dfctl) in this directory instead of building ./cmd/... (same as $"+testenv.BinDirEnv+")")
 	fs.DurationVar(&o.timeout, "timeout", 45*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.strict, "strict", false, "exit 1 when a target is not met")
 	fs.BoolVar(&o.keep, "keep", false, "keep temporary directories (logs, data dirs) for inspection")
@@ -133,6 +149,13 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.schedPeers, "sched-peers", 10000, "scheduler: simulated peers")
 	fs.IntVar(&o.schedClients, "sched-clients", 64, "scheduler: concurrent HTTP clients")
 	fs.IntVar(&o.schedPiecesPerSync, "sched-pieces-per-sync", 4, "scheduler: pieces reported per sync")
+	fs.Var(&o.mountSize, "mount-size", "mount: origin file size (default 2G; --quick 512M)")
+	fs.IntVar(&o.mountReads, "mount-reads", 200, "mount: random 4 KiB reads for time to first byte")
+	fs.IntVar(&o.mountReps, "mount-reps", 3, "mount: repetitions of each sequential read, interleaved (medians reported)")
+	fs.DurationVar(&o.mountTimeout, "mount-timeout", 10*time.Minute, "mount: bound on one sequential read or download")
+	fs.BoolVar(&o.dropCaches, "drop-caches", true, "mount: when posix_fadvise leaves pages cached, echo 3 > /proc/sys/vm/drop_caches (root)")
+	fs.Var(&o.containerBig, "container-file", "container: size of the image's big file (default 256M)")
+	fs.IntVar(&o.containerReps, "container-reps", 3, "container: repetitions of the lazy and the full measurement (medians reported)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -148,11 +171,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	for _, s := range strings.Split(o.scenarios, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "swarm", "single", "scheduler":
+		case "swarm", "single", "scheduler", "mount", "container":
 			want[s] = true
 		case "":
 		default:
-			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler)\n", s)
+			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler, mount, container)\n", s)
 			return 2
 		}
 	}
@@ -196,7 +219,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if o.bin != "" {
 		os.Setenv(testenv.BinDirEnv, o.bin)
 	}
-	if want["swarm"] || want["single"] {
+	if want["swarm"] || want["single"] || want["mount"] || want["container"] {
 		btb, closeBuild := testenv.NewProgramTB(o.tmp)
 		env.Logf("building binaries")
 		err := guardErr(func() { env.BinDir = testenv.BuildBinaries(btb) })
@@ -274,6 +297,41 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		})
 	}
 
+	if want["mount"] {
+		scenario("mount", func() error {
+			rep, err := bench.RunMount(ctx, env, bench.MountConfig{FileSize: int64(o.mountSize), Reads: o.mountReads,
+				Reps: o.mountReps, Timeout: o.mountTimeout, Verify: verify, DropCaches: o.dropCaches})
+			// A run cut short still shows what it measured (no targets).
+			if len(rep.TTFB) > 0 {
+				for _, t := range bench.MountTables(rep) {
+					t.Fprint(stdout)
+				}
+				bench.PrintTargets(stdout, rep.Targets)
+				targets = append(targets, rep.Targets...)
+				writeOut(stdout, stderr, o.out, "mount", rep)
+				plot(stderr, filepath.Join(o.out, "mount_ttfb.png"), func(p string) error { return bench.PlotMountTTFB(rep, p) })
+				if len(rep.Seq) > 0 {
+					plot(stderr, filepath.Join(o.out, "mount_seq.png"), func(p string) error { return bench.PlotMountSeq(rep, p) })
+				}
+			}
+			return err
+		})
+	}
+	if want["container"] {
+		scenario("container", func() error {
+			rep, err := bench.RunContainer(ctx, env, bench.ContainerConfig{BigSize: int64(o.containerBig), Reps: o.containerReps})
+			if err != nil {
+				return err
+			}
+			bench.ContainerTable(rep).Fprint(stdout)
+			bench.PrintTargets(stdout, rep.Targets)
+			targets = append(targets, rep.Targets...)
+			writeOut(stdout, stderr, o.out, "container", rep)
+			plot(stderr, filepath.Join(o.out, "container.png"), func(p string) error { return bench.PlotContainer(rep, p) })
+			return nil
+		})
+	}
+
 	fmt.Fprintln(stdout, "\n== targets ==")
 	bench.PrintTargets(stdout, targets)
 	met := 0
@@ -316,6 +374,8 @@ func defaults(o *options) {
 	setSize(&o.up, 512<<10, 1*bench.MiB)
 	setSize(&o.down, 512<<10, 1*bench.MiB)
 	setSize(&o.singleSize, 1<<30, 256*bench.MiB)
+	setSize(&o.mountSize, 2<<30, 512*bench.MiB)
+	setSize(&o.containerBig, 256*bench.MiB, 256*bench.MiB)
 }
 
 // scenarioErr carries a scenario's error through guardErr.

@@ -50,7 +50,18 @@ type Lazy struct {
 
 	mu sync.Mutex
 	d  *download // nil while offline
+	// lastPiece is where the previous read ended; ahead holds pieces asked
+	// for by readahead (see Ensure).
+	lastPiece int
+	streak    int
+	ahead     map[int]bool
 }
+
+// readAheadPieces is how many pieces past a sequential read are asked for
+// at read priority without waiting for them: a reader going through a file
+// then finds its next pieces arriving instead of paying one round trip
+// through the swarm per piece.
+const readAheadPieces = 4
 
 // OpenLazy opens req.URL for lazy reads.
 func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Lazy, error) {
@@ -201,8 +212,21 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 	}
 	l.mu.Lock()
 	d := l.d
+	// Two reads in a row that move on to the next piece make a sequential
+	// reader; a lone random read never triggers readahead.
+	switch {
+	case first == l.lastPiece+1:
+		l.streak++
+	case first != l.lastPiece:
+		l.streak = 0
+	}
+	sequential := l.streak >= 2
+	l.lastPiece = last
 	l.mu.Unlock()
 	if d != nil {
+		if sequential {
+			l.readAhead(d, last+1)
+		}
 		d.want(missing, +1)
 		defer d.want(missing, -1)
 	}
@@ -212,6 +236,43 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 		}
 	}
 	return nil
+}
+
+// readAhead asks for the pieces after from that are neither present nor
+// already asked for, and drops the request once each arrives (or after the
+// read timeout).
+func (l *Lazy) readAhead(d *download, from int) {
+	var ra []int
+	l.mu.Lock()
+	if l.ahead == nil {
+		l.ahead = map[int]bool{}
+	}
+	for i := from; i < from+readAheadPieces && i < l.t.NumPieces(); i++ {
+		if !l.ahead[i] && !l.t.Has(i) {
+			l.ahead[i] = true
+			ra = append(ra, i)
+		}
+	}
+	l.mu.Unlock()
+	if len(ra) == 0 {
+		return
+	}
+	d.want(ra, +1)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		ctx, cancel := context.WithTimeout(l.ctx, l.opt.ReadTimeout)
+		defer cancel()
+		for _, i := range ra {
+			l.t.Wait(ctx, i)
+		}
+		d.want(ra, -1)
+		l.mu.Lock()
+		for _, i := range ra {
+			delete(l.ahead, i)
+		}
+		l.mu.Unlock()
+	}()
 }
 
 // ReadAt reads through Ensure, within the read timeout; a timeout returns

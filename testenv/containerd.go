@@ -181,6 +181,26 @@ func (c *Containerd) teardown(t TB) {
 	}
 	// runc's state root of our namespace (empty once the tasks are gone).
 	os.Remove(filepath.Join("/run/containerd/runc", c.Namespace))
+	removeCgroups(c.Namespace)
+}
+
+// removeCgroups removes the (empty, once its tasks are dead) cgroups runc
+// made for a namespace, deepest first, in every hierarchy (v1 and v2).
+func removeCgroups(ns string) {
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
+	roots = append(roots, filepath.Join("/sys/fs/cgroup", ns))
+	for _, root := range roots {
+		var dirs []string
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			syscall.Rmdir(dirs[i])
+		}
+	}
 }
 
 // pidsWithArg returns the processes whose command line contains arg (the

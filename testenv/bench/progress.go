@@ -2,9 +2,9 @@ package bench
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/damselfly-p2p/damselfly/cache"
 )
 
 // ProgressPoint is the swarm's state at one moment of a run.
@@ -18,34 +18,8 @@ type ProgressPoint struct {
 // progressEvery is how often the swarm's progress is sampled.
 const progressEvery = 250 * time.Millisecond
 
-// countStoredPieces counts the pieces a peer's store holds, from its
-// on-disk piece records (DATA_DIR/tasks/*/pieces: one 32-byte digest per
-// piece, all zeros while absent; the layout package cache uses). A store
-// it cannot read counts 0.
-func countStoredPieces(dataDir string) int {
-	matches, _ := filepath.Glob(filepath.Join(dataDir, "tasks", "*", "pieces"))
-	n := 0
-	for _, m := range matches {
-		if b, err := os.ReadFile(m); err == nil {
-			n += countRecords(b)
-		}
-	}
-	return n
-}
-
-// countRecords counts the non-zero 32-byte records in b.
-func countRecords(b []byte) int {
-	n := 0
-	for i := 0; i+32 <= len(b); i += 32 {
-		for _, x := range b[i : i+32] {
-			if x != 0 {
-				n++
-				break
-			}
-		}
-	}
-	return n
-}
+// countStoredPieces counts the pieces a peer's store holds.
+func countStoredPieces(dataDir string) int { return cache.CountPresent(dataDir) }
 
 // sampleProgress records the pieces held by the stores in dirs every
 // progressEvery from t0 until ctx ends, and returns the samples (with a

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
@@ -100,48 +101,22 @@ func assertSHA(t *testing.T, path, want string) {
 
 func pieceSize(length int64) int64 { return manifest.PieceSizeFor(length) }
 
-// waitFile waits until path has at least n bytes of present pieces, judged
-// by the store's pieces file records; used to kill a peer mid-transfer.
+// waitPresent waits until the store in dataDir holds at least minRecords
+// pieces; used to kill a peer mid-transfer.
 func waitPresent(t *testing.T, dataDir string, minRecords int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		matches, _ := filepath.Glob(filepath.Join(dataDir, "tasks", "*", "pieces"))
-		for _, m := range matches {
-			if b, err := os.ReadFile(m); err == nil && countRecords(b) >= minRecords {
-				return
-			}
+		if cache.CountPresent(dataDir) >= minRecords {
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never held %d pieces", dataDir, minRecords)
 }
 
-// presentPieces counts the pieces a data dir's store records (one task).
-func presentPieces(t *testing.T, dataDir string) int {
-	t.Helper()
-	matches, _ := filepath.Glob(filepath.Join(dataDir, "tasks", "*", "pieces"))
-	n := 0
-	for _, m := range matches {
-		if b, err := os.ReadFile(m); err == nil {
-			n += countRecords(b)
-		}
-	}
-	return n
-}
-
-func countRecords(b []byte) int {
-	n := 0
-	for i := 0; i+32 <= len(b); i += 32 {
-		for _, x := range b[i : i+32] {
-			if x != 0 {
-				n++
-				break
-			}
-		}
-	}
-	return n
-}
+// presentPieces counts the pieces the store in dataDir holds.
+func presentPieces(t *testing.T, dataDir string) int { return cache.CountPresent(dataDir) }
 
 // evilPeer is a real HTTP server on loopback that joins a task, claims
 // every piece, and serves garbage.

@@ -23,25 +23,11 @@ import (
 	"github.com/damselfly-p2p/damselfly/proxy"
 	"github.com/damselfly-p2p/damselfly/proxy/registry"
 	"github.com/damselfly-p2p/damselfly/supernode"
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 // logBuffer collects log output (safe for concurrent use).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testenv.LogBuffer
 
 // fakeRegistry is an in-process OCI registry: manifests and blobs of one
 // repository, optional bearer-token auth with its own token server, and

@@ -10,14 +10,12 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 // quietLogger discards log output in tests.
-func quietLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+func quietLogger() logrus.FieldLogger { return testenv.QuietLogger() }
 
 // newStore opens a store in dir (a fresh temporary one if empty) and closes
 // it at the end of the test.

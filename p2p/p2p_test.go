@@ -28,11 +28,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
-func quietLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+func quietLogger() logrus.FieldLogger { return testenv.QuietLogger() }
 
 // startSupernode serves an in-process supernode on 127.0.0.1 and returns
 // its address.

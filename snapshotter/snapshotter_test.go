@@ -3,7 +3,6 @@ package snapshotter
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/snapshots"
 	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 // fakeLayers records mounts; a unit-test stand-in for FUSE layers.
@@ -47,11 +48,7 @@ func (f *fakeLayers) count() int {
 	return len(f.mounted)
 }
 
-func quiet() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+func quiet() logrus.FieldLogger { return testenv.QuietLogger() }
 
 func newSN(t *testing.T, root string, fl LayerMounter) *Snapshotter {
 	t.Helper()

@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"bytes"
+	"io"
 	"sync"
+
+	"github.com/sirupsen/logrus"
 )
 
 // LogBuffer collects log output from several goroutines, for tests that
@@ -24,4 +27,12 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// QuietLogger is a logger that discards everything, for tests whose
+// components would otherwise log to the test output.
+func QuietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
 }

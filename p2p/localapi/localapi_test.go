@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,11 +23,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
-func quietLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+func quietLogger() logrus.FieldLogger { return testenv.QuietLogger() }
 
 // sockDir returns a short temporary directory (unix socket paths are
 // limited to about 100 bytes; t.TempDir() can be longer).

@@ -19,11 +19,7 @@ import (
 )
 
 // quietLogger discards log output.
-func quietLogger() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
+func quietLogger() logrus.FieldLogger { return testenv.QuietLogger() }
 
 // taskMap is an upload.Tasks over tasks opened in a cache store. It counts
 // lookups and releases so that tests can check that every lookup is

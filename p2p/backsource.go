@@ -6,7 +6,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 )
 
 // backToSource fetches the task's missing pieces straight from the origin.
@@ -38,7 +38,7 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 	if len(known) != l.NumPieces() {
 		known = nil
 	}
-	err = p.src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, source.FillOptions{
+	err = p.src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, origin.FillOptions{
 		Concurrency: p.cfg.Concurrency,
 		Limiter:     nil,
 		OnBytes:     func(n int) { c.fromOrigin.Add(int64(n)) },

@@ -4,5 +4,5 @@
 // other peers, host-wide rate limits, going to the origin when no supernode
 // can be reached, and delivering the finished file atomically. It does not
 // choose parents for others (package supernode/scheduler does) and does not
-// talk to origins itself (package p2p/source does).
+// talk to origins itself (package origin does).
 package p2p

@@ -13,7 +13,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // Request is one download.
@@ -125,7 +125,7 @@ func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *cou
 	}
 	reg, err := p.register(ctx, taskID, req)
 	if err != nil {
-		if errors.Is(err, api.ErrUnreachable) {
+		if errors.Is(err, wire.ErrUnreachable) {
 			if req.NoSource {
 				return nil, fmt.Errorf("%v: %w", err, ErrNoSource)
 			}
@@ -141,12 +141,12 @@ func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *cou
 	return d.run(ctx)
 }
 
-func (p *Peer) register(ctx context.Context, taskID string, req Request) (*api.RegisterResponse, error) {
-	reg, err := p.snc.Register(ctx, &api.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
+func (p *Peer) register(ctx context.Context, taskID string, req Request) (*wire.RegisterResponse, error) {
+	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL)})
 	if err != nil {
-		var ae *api.Error
-		if errors.As(err, &ae) && ae.Code == api.CodeOrigin {
+		var ae *wire.Error
+		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {
 			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(req.URL), ae)
 		}
 		return nil, fmt.Errorf("register with supernode: %w", err)

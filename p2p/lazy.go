@@ -13,7 +13,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // LazyOptions configures a lazily read task.
@@ -78,10 +78,10 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	l := &Lazy{p: p, req: req, opt: opt, id: id,
 		log: p.log.WithFields(logrus.Fields{"task": id[:12], "url": manifest.RedactURL(req.URL)})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	var reg *api.RegisterResponse
+	var reg *wire.RegisterResponse
 	if p.snc != nil {
 		reg, err = p.registerLazy(ctx, id, req, opt)
-		if err != nil && !errors.Is(err, api.ErrUnreachable) {
+		if err != nil && !errors.Is(err, wire.ErrUnreachable) {
 			return nil, err
 		}
 	}
@@ -108,13 +108,13 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	return l, nil
 }
 
-func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt LazyOptions) (*api.RegisterResponse, error) {
-	reg, err := p.snc.Register(ctx, &api.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
+func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt LazyOptions) (*wire.RegisterResponse, error) {
+	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: !opt.Prefetch,
 		Digest: blobDigest(req.URL)})
 	if err != nil {
-		var ae *api.Error
-		if errors.As(err, &ae) && ae.Code == api.CodeOrigin {
+		var ae *wire.Error
+		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {
 			return nil, fmt.Errorf("open %s: %w", manifest.RedactURL(req.URL), ae)
 		}
 		return nil, err
@@ -126,7 +126,7 @@ func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt Laz
 }
 
 // start begins the lazy download loop for a registered task.
-func (l *Lazy) start(ctx context.Context, reg *api.RegisterResponse) error {
+func (l *Lazy) start(ctx context.Context, reg *wire.RegisterResponse) error {
 	var c counters
 	d, err := l.p.newDownload(ctx, l.id, l.req, reg, &c, l.log)
 	if err != nil {

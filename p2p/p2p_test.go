@@ -23,7 +23,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
@@ -75,7 +75,7 @@ func openPeer(t *testing.T, supernodes ...string) *p2p.Peer {
 	t.Helper()
 	p, err := p2p.New(p2p.Config{DataDir: t.TempDir(), Supernodes: supernodes, UploadListen: "127.0.0.1:0",
 		StallTimeout: 8 * time.Second, Log: quietLogger(),
-		Source: source.New(source.WithRetries(2), source.WithBackoff(time.Millisecond, 10*time.Millisecond), source.WithLogger(quietLogger()))})
+		Source: origin.New(origin.WithRetries(2), origin.WithBackoff(time.Millisecond, 10*time.Millisecond), origin.WithLogger(quietLogger()))})
 	if err != nil {
 		t.Fatalf("p2p.New: %v", err)
 	}
@@ -434,7 +434,7 @@ func TestConcurrentSameURL(t *testing.T) {
 }
 
 // TestHeaderToOrigin: Request.Header reaches the origin, through the
-// supernode's seed or directly when going back to source.
+// supernode's seed or directly when going back to origin.
 func TestHeaderToOrigin(t *testing.T) {
 	content := []byte(strings.Repeat("damselfly header test ", 100000)) // 2.2 MB
 	sum := sha256.Sum256(content)

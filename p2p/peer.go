@@ -18,9 +18,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // Config configures a Peer. Zero fields take the defaults in parentheses.
@@ -55,8 +55,8 @@ type Config struct {
 	// SyncSupernode fsyncs piece data before recording it (power-loss safe
 	// without a re-verify after a crash; slower).
 	Sync bool
-	// Source is the origin client (default source.New()).
-	Source *source.Client
+	// Source is the origin client (default origin.New()).
+	Source *origin.Client
 	Log    logrus.FieldLogger
 }
 
@@ -65,10 +65,10 @@ type Peer struct {
 	cfg      Config
 	log      logrus.FieldLogger
 	id       string
-	host     api.Host
+	host     wire.Host
 	store    *cache.Store
-	snc      *api.Client // nil without supernodes
-	src      *source.Client
+	snc      *wire.Client // nil without supernodes
+	src      *origin.Client
 	upLimit  *rate.Limiter
 	dlLimit  *rate.Limiter
 	upload   *upload.Server
@@ -116,12 +116,12 @@ func New(cfg Config) (*Peer, error) {
 		cfg.Log = logrus.StandardLogger()
 	}
 	if cfg.Source == nil {
-		cfg.Source = source.New(source.WithLogger(cfg.Log))
+		cfg.Source = origin.New(origin.WithLogger(cfg.Log))
 	}
 	p := &Peer{cfg: cfg, log: cfg.Log, src: cfg.Source, open: map[string]*openTask{},
 		upLimit: ratelimit.New(cfg.UploadLimit), dlLimit: ratelimit.New(cfg.DownloadLimit)}
 	if len(cfg.Supernodes) > 0 {
-		c, err := api.NewClient(cfg.Supernodes)
+		c, err := wire.NewClient(cfg.Supernodes)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +147,7 @@ func New(cfg Config) (*Peer, error) {
 	}
 	hostname, _ := os.Hostname()
 	p.id = newPeerID(hostname)
-	p.host = api.Host{Hostname: hostname, UploadAddr: addr, IDC: cfg.IDC, Rack: cfg.Rack, UploadSlots: cfg.UploadSlots}
+	p.host = wire.Host{Hostname: hostname, UploadAddr: addr, IDC: cfg.IDC, Rack: cfg.Rack, UploadSlots: cfg.UploadSlots}
 	p.upload = upload.New(p, upload.WithSlots(cfg.UploadSlots), upload.WithLimiter(p.upLimit), upload.WithLogger(cfg.Log))
 	p.httpSrv = &http.Server{Handler: p.upload, ReadHeaderTimeout: 10 * time.Second}
 	p.client = &http.Client{Transport: &http.Transport{
@@ -279,8 +279,8 @@ func (p *Peer) Seed(ctx context.Context, idle time.Duration) {
 		if p.snc == nil {
 			continue
 		}
-		err := p.snc.Heartbeat(ctx, &api.HeartbeatRequest{PeerID: p.id})
-		if api.IsCode(err, api.CodeUnknownPeer) {
+		err := p.snc.Heartbeat(ctx, &wire.HeartbeatRequest{PeerID: p.id})
+		if wire.IsCode(err, wire.CodeUnknownPeer) {
 			p.announce(ctx)
 		} else if err != nil {
 			p.log.WithError(err).Debug("heartbeat failed")
@@ -290,9 +290,9 @@ func (p *Peer) Seed(ctx context.Context, idle time.Duration) {
 
 func (p *Peer) announce(ctx context.Context) {
 	p.mu.Lock()
-	req := api.AnnounceRequest{PeerID: p.id, Host: p.host}
+	req := wire.AnnounceRequest{PeerID: p.id, Host: p.host}
 	for id, ot := range p.open {
-		req.Tasks = append(req.Tasks, api.AnnouncedTask{TaskID: id, Bitmap: ot.t.Bitmap()})
+		req.Tasks = append(req.Tasks, wire.AnnouncedTask{TaskID: id, Bitmap: ot.t.Bitmap()})
 	}
 	p.mu.Unlock()
 	if err := p.snc.Announce(ctx, &req); err != nil {
@@ -318,7 +318,7 @@ func (p *Peer) GC(ctx context.Context) ([]string, int64, error) { return p.store
 func (p *Peer) Close() error {
 	if p.snc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		p.snc.Leave(ctx, &api.LeaveRequest{PeerID: p.id})
+		p.snc.Leave(ctx, &wire.LeaveRequest{PeerID: p.id})
 		cancel()
 	}
 	p.cancel()

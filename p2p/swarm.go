@@ -18,7 +18,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // DigestHeader carries a piece's digest on piece responses. Children trust
@@ -80,7 +80,7 @@ type download struct {
 	lazy, prefetch bool
 	prefetchLimit  *ratelimit.Limiter
 	unsynced       []int
-	bad            []api.ParentReport
+	bad            []wire.ParentReport
 	seedDone       bool
 	seedErr        string
 	lastGain       time.Time
@@ -93,7 +93,7 @@ type download struct {
 	release func()
 }
 
-func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *api.RegisterResponse, c *counters, log logrus.FieldLogger) (*download, error) {
+func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wire.RegisterResponse, c *counters, log logrus.FieldLogger) (*download, error) {
 	l := reg.Layout()
 	t, release, err := p.openTaskFor(ctx, cache.Meta{TaskID: id, URL: manifest.RedactURL(req.URL), Length: l.Length,
 		PieceSize: l.PieceSize, ETag: reg.ETag, LastModified: reg.LastModified})
@@ -372,7 +372,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	case errors.Is(werr, cache.ErrDigestMismatch), errors.Is(werr, cache.ErrBadPiece):
 		d.log.WithFields(logrus.Fields{"piece": i, "parent": par.id}).Warn("parent served a corrupt piece; dropping it")
 		par.failures = parentStrikes
-		d.drop(par, api.ReasonCorrupt)
+		d.drop(par, wire.ReasonCorrupt)
 	default:
 		d.log.WithError(werr).WithField("piece", i).Error("store piece")
 		d.storeErr = werr
@@ -380,7 +380,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 }
 
 // get fetches piece i's bytes from par within the piece timeout.
-func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []api.Parent, err error) {
+func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []wire.Parent, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
@@ -423,12 +423,12 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 }
 
 // parseHolders reads a HoldersHeader value.
-func parseHolders(h string) []api.Parent {
-	var out []api.Parent
+func parseHolders(h string) []wire.Parent {
+	var out []wire.Parent
 	for _, item := range strings.Split(h, ",") {
 		id, addr, ok := strings.Cut(strings.TrimSpace(item), " ")
 		if ok && id != "" && addr != "" {
-			out = append(out, api.Parent{PeerID: id, Addr: addr})
+			out = append(out, wire.Parent{PeerID: id, Addr: addr})
 		}
 	}
 	return out
@@ -437,11 +437,11 @@ func parseHolders(h string) []api.Parent {
 func reasonFor(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return api.ReasonTimeout
+		return wire.ReasonTimeout
 	case errors.Is(err, cache.ErrBadPiece):
-		return api.ReasonBadResponse
+		return wire.ReasonBadResponse
 	default:
-		return api.ReasonUnreachable
+		return wire.ReasonUnreachable
 	}
 }
 
@@ -467,7 +467,7 @@ func (d *download) drop(par *parent, reason string) {
 		return
 	}
 	par.dropped = true
-	d.bad = append(d.bad, api.ParentReport{PeerID: par.id, Reason: reason})
+	d.bad = append(d.bad, wire.ParentReport{PeerID: par.id, Reason: reason})
 	d.log.WithFields(logrus.Fields{"parent": par.id, "reason": reason}).Info("dropped parent")
 }
 
@@ -511,7 +511,7 @@ func (d *download) anyPeerCanHelp() bool {
 
 // addParents adds parents not known yet. Caller must not hold d.mu; new
 // parents are watched once the download runs.
-func (d *download) addParents(ps []api.Parent) []*parent {
+func (d *download) addParents(ps []wire.Parent) []*parent {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var added []*parent
@@ -555,7 +555,7 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 				errs++
 				d.mu.Lock()
 				if errs >= 3 {
-					d.drop(par, api.ReasonUnreachable)
+					d.drop(par, wire.ReasonUnreachable)
 				}
 				d.mu.Unlock()
 				sleepCtx(ctx, time.Duration(errs)*300*time.Millisecond)

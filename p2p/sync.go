@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/cache"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // syncLoop reports finished pieces and failing parents to the supernode in
@@ -41,7 +41,7 @@ func (d *download) syncLoop(ctx context.Context) {
 // syncOnce sends one SyncRequest. Reports are put back when it fails.
 func (d *download) syncOnce(ctx context.Context, done bool) {
 	d.mu.Lock()
-	req := api.SyncRequest{PeerID: d.p.id, TaskID: d.id, Finished: d.unsynced, KnownDigests: d.known,
+	req := wire.SyncRequest{PeerID: d.p.id, TaskID: d.id, Finished: d.unsynced, KnownDigests: d.known,
 		BadParents: d.bad, Done: done, WantParents: !done && d.wantParents(),
 		BytesFromPeers: d.c.fromPeers.Load(), BytesFromSeed: d.c.fromSeed.Load()}
 	d.unsynced, d.bad = nil, nil
@@ -53,7 +53,7 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 		d.unsynced = append(req.Finished, d.unsynced...)
 		d.bad = append(req.BadParents, d.bad...)
 		d.mu.Unlock()
-		if api.IsCode(err, api.CodeUnknownPeer) || api.IsCode(err, api.CodeUnknownTask) {
+		if wire.IsCode(err, wire.CodeUnknownPeer) || wire.IsCode(err, wire.CodeUnknownTask) {
 			d.log.Info("supernode forgot this peer (restarted?); registering again")
 			d.registerAgain(ctx)
 		} else if ctx.Err() == nil {

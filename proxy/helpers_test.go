@@ -21,7 +21,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/proxy"
-	"github.com/damselfly-p2p/damselfly/proxy/registry"
+	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )

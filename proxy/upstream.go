@@ -12,7 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/damselfly-p2p/damselfly/proxy/registry"
+	"github.com/damselfly-p2p/damselfly/registry"
 )
 
 // anonDeniedFor is how long a repository whose token server refused

@@ -20,9 +20,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
@@ -39,8 +39,8 @@ type node struct {
 }
 
 // fastSource is an origin client that gives up quickly on 5xx.
-func fastSource(log logrus.FieldLogger) *source.Client {
-	return source.New(source.WithRetries(2), source.WithBackoff(time.Millisecond, 10*time.Millisecond), source.WithLogger(log))
+func fastSource(log logrus.FieldLogger) *origin.Client {
+	return origin.New(origin.WithRetries(2), origin.WithBackoff(time.Millisecond, 10*time.Millisecond), origin.WithLogger(log))
 }
 
 // startNode starts a supernode with cfg (DataDir defaults to a temporary
@@ -96,9 +96,9 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) errorResponse(t *testing.T) api.ErrorResponse {
+func (a answer) errorResponse(t *testing.T) wire.ErrorResponse {
 	t.Helper()
-	var e api.ErrorResponse
+	var e wire.ErrorResponse
 	if err := json.Unmarshal(a.body, &e); err != nil {
 		t.Fatalf("error body is not an ErrorResponse: %v (%q)", err, a.body)
 	}
@@ -155,39 +155,39 @@ func (n *node) get(t *testing.T, path string) answer {
 }
 
 // register registers and expects success.
-func (n *node) register(t *testing.T, req api.RegisterRequest) *api.RegisterResponse {
+func (n *node) register(t *testing.T, req wire.RegisterRequest) *wire.RegisterResponse {
 	t.Helper()
 	a := n.post(t, "/api/v1/tasks/register", req)
 	if a.status != http.StatusOK {
 		t.Fatalf("register %s: status %d: %s", manifest.RedactURL(req.URL), a.status, a.body)
 	}
-	var resp api.RegisterResponse
+	var resp wire.RegisterResponse
 	if err := json.Unmarshal(a.body, &resp); err != nil {
 		t.Fatalf("decode RegisterResponse: %v", err)
 	}
 	return &resp
 }
 
-func (n *node) taskStatus(t *testing.T, id string) api.TaskStatus {
+func (n *node) taskStatus(t *testing.T, id string) wire.TaskStatus {
 	t.Helper()
 	a := n.get(t, "/api/v1/tasks/"+id)
 	if a.status != http.StatusOK {
 		t.Fatalf("task %s: status %d: %s", id, a.status, a.body)
 	}
-	var ts api.TaskStatus
+	var ts wire.TaskStatus
 	if err := json.Unmarshal(a.body, &ts); err != nil {
 		t.Fatal(err)
 	}
 	return ts
 }
 
-func (n *node) status(t *testing.T) (api.Status, []byte) {
+func (n *node) status(t *testing.T) (wire.Status, []byte) {
 	t.Helper()
 	a := n.get(t, "/api/v1/status")
 	if a.status != http.StatusOK {
 		t.Fatalf("status: %d: %s", a.status, a.body)
 	}
-	var st api.Status
+	var st wire.Status
 	if err := json.Unmarshal(a.body, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func (n *node) status(t *testing.T) (api.Status, []byte) {
 }
 
 // waitDone waits until the seed of task id holds everything.
-func (n *node) waitDone(t *testing.T, id string) api.TaskStatus {
+func (n *node) waitDone(t *testing.T, id string) wire.TaskStatus {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -212,7 +212,7 @@ func (n *node) waitDone(t *testing.T, id string) api.TaskStatus {
 
 // seedContent reads every piece of task id from the seed's upload server
 // and returns the sha256 (hex) of their concatenation.
-func (n *node) seedContent(t *testing.T, reg *api.RegisterResponse) string {
+func (n *node) seedContent(t *testing.T, reg *wire.RegisterResponse) string {
 	t.Helper()
 	h := sha256.New()
 	l := reg.Layout()
@@ -266,8 +266,8 @@ func metric(t *testing.T, text, name string) float64 {
 }
 
 // peerHost is the host of a fake peer (nothing listens at its address).
-func peerHost(name string, port int) api.Host {
-	return api.Host{Hostname: name, UploadAddr: "127.0.0.1:" + strconv.Itoa(port), UploadSlots: 4}
+func peerHost(name string, port int) wire.Host {
+	return wire.Host{Hostname: name, UploadAddr: "127.0.0.1:" + strconv.Itoa(port), UploadSlots: 4}
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -16,7 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/proxy/registry"
+	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )

@@ -14,7 +14,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 )
 
 // Seed states. A seed task moves
@@ -48,7 +48,7 @@ type seedTask struct {
 	state         string
 	err           error
 	task          *cache.Task
-	info          source.Info
+	info          origin.Info
 	lastValidated time.Time
 	validating    chan struct{} // non-nil while a revalidation runs
 	lazy          bool          // no full fetch asked for yet
@@ -69,7 +69,7 @@ func (st *seedTask) snapshot() (state string, err error, t *cache.Task) {
 // seeder owns all seed tasks.
 type seeder struct {
 	store       *cache.Store
-	src         *source.Client
+	src         *origin.Client
 	log         logrus.FieldLogger
 	concurrency int
 	revalidate  time.Duration
@@ -165,7 +165,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		}
 		st.setClaim(n, true)
 		defer st.setClaim(n, false)
-		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, source.FillOptions{
+		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
 				st.fromOrigin.Add(int64(k))
 				s.onOrigin(k)
@@ -269,13 +269,13 @@ func (s *seeder) run(st *seedTask) {
 	}
 }
 
-func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
+func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	log := s.logFor(st)
 	start := time.Now()
 	have := t.Count()
 	log.WithFields(logrus.Fields{"bytes": t.Meta().Length, "pieces": t.NumPieces(), "present": have,
 		"ranges": info.AcceptRanges}).Info("seed: fetching from origin")
-	opts := source.FillOptions{
+	opts := origin.FillOptions{
 		Concurrency: s.concurrency,
 		Order:       st.urgentOrder,
 		OnBytes: func(n int) {
@@ -311,7 +311,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info source.Info) {
 
 // prepare opens the cached copy if there is one and it is still current,
 // else probes the origin and creates a fresh cache entry.
-func (s *seeder) prepare(st *seedTask) (*cache.Task, source.Info, error) {
+func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 	ctx := s.ctx
 	if t, err := s.store.Open(ctx, st.id); err == nil {
 		m := t.Meta()
@@ -346,7 +346,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, source.Info, error) {
 			return t, info, nil
 		}
 	} else if !errors.Is(err, cache.ErrNotFound) {
-		return nil, source.Info{}, fmt.Errorf("open cached copy: %w", err)
+		return nil, origin.Info{}, fmt.Errorf("open cached copy: %w", err)
 	}
 	info, err := s.src.Probe(ctx, st.url, st.header)
 	if err != nil {
@@ -362,7 +362,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, source.Info, error) {
 	return t, info, nil
 }
 
-func (s *seeder) metaFor(st *seedTask, info source.Info) cache.Meta {
+func (s *seeder) metaFor(st *seedTask, info origin.Info) cache.Meta {
 	l := manifest.NewLayout(info.Length)
 	return cache.Meta{TaskID: st.id, URL: manifest.RedactURL(st.url), Length: l.Length, PieceSize: l.PieceSize,
 		ETag: info.ETag, LastModified: info.LastModified, Digest: st.digest}
@@ -449,7 +449,7 @@ func (st *seedTask) claimedAny() bool {
 	return len(st.claimed) > 0
 }
 
-// seedSink adapts a cache task to source.Sink. Pieces an on-demand fetch
+// seedSink adapts a cache task to origin.Sink. Pieces an on-demand fetch
 // is getting count as present, so the fill does not fetch them too.
 type seedSink struct {
 	t  *cache.Task

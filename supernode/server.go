@@ -17,9 +17,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p/source"
+	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/supernode/scheduler"
 )
 
@@ -53,8 +53,8 @@ type Config struct {
 	TTL   time.Duration
 	// Scheduler tunes parent selection.
 	Scheduler scheduler.Config
-	// Source is the origin client (default source.New()).
-	Source *source.Client
+	// Source is the origin client (default origin.New()).
+	Source *origin.Client
 	Log    logrus.FieldLogger
 }
 
@@ -103,7 +103,7 @@ func New(cfg Config) (*Supernode, error) {
 		cfg.Log = logrus.StandardLogger()
 	}
 	if cfg.Source == nil {
-		cfg.Source = source.New(source.WithLogger(cfg.Log))
+		cfg.Source = origin.New(origin.WithLogger(cfg.Log))
 	}
 	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
 	if err != nil {
@@ -181,17 +181,17 @@ func (s *Supernode) janitor() {
 }
 
 func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
-	var req api.RegisterRequest
+	var req wire.RegisterRequest
 	if !decode(w, r, &req) {
 		return
 	}
 	if req.PeerID == "" {
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "peerID is required", 0)
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "peerID is required", 0)
 		return
 	}
 	id, err := taskIDFor(&req)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error(), 0)
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), 0)
 		return
 	}
 	s.metrics.registrations.Inc()
@@ -208,11 +208,11 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	parents, err := s.sched.Register(id, req.PeerID, req.Host, nil)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error(), 0)
+		writeError(w, http.StatusInternalServerError, wire.CodeInternal, err.Error(), 0)
 		return
 	}
 	m := t.Meta()
-	resp := api.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
+	resp := wire.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
 		LastModified: m.LastModified, Digests: digests(t), SeedDone: t.Complete(),
 		Parents: append(parents, s.seedParent())}
 	s.log.WithFields(logrus.Fields{"task": id[:12], "peer": req.PeerID, "parents": len(parents)}).Debug("registered")
@@ -220,7 +220,7 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
-	var req api.SyncRequest
+	var req wire.SyncRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -228,7 +228,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 	s.metrics.pieceReports.Add(float64(len(req.Finished)))
 	st := s.seeds.get(req.TaskID)
 	if st == nil {
-		writeError(w, http.StatusNotFound, api.CodeUnknownTask, "task not known here; register again", 0)
+		writeError(w, http.StatusNotFound, wire.CodeUnknownTask, "task not known here; register again", 0)
 		return
 	}
 	for _, b := range req.BadParents {
@@ -239,12 +239,12 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.log.WithFields(logrus.Fields{"parent": b.PeerID, "reason": b.Reason, "reporter": req.PeerID}).Warn("parent reported")
 	}
 	if err := s.sched.Finished(req.TaskID, req.PeerID, req.Finished, req.Done); err != nil {
-		writeError(w, http.StatusNotFound, api.CodeUnknownPeer, "peer not registered for this task; register again", 0)
+		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "peer not registered for this task; register again", 0)
 		return
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
 	state, serr, t := st.snapshot()
-	var resp api.SyncResponse
+	var resp wire.SyncResponse
 	if state == stateFailed {
 		resp.SeedError = serr.Error()
 	} else if t != nil {
@@ -263,24 +263,24 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var req api.HeartbeatRequest
+	var req wire.HeartbeatRequest
 	if !decode(w, r, &req) {
 		return
 	}
 	if err := s.sched.Heartbeat(req.PeerID); err != nil {
-		writeError(w, http.StatusNotFound, api.CodeUnknownPeer, "unknown peer; announce again", 0)
+		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "unknown peer; announce again", 0)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Supernode) handleAnnounce(w http.ResponseWriter, r *http.Request) {
-	var req api.AnnounceRequest
+	var req wire.AnnounceRequest
 	if !decode(w, r, &req) {
 		return
 	}
 	if req.PeerID == "" {
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "peerID is required", 0)
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "peerID is required", 0)
 		return
 	}
 	s.sched.Announce(req.PeerID, req.Host, req.Tasks)
@@ -288,7 +288,7 @@ func (s *Supernode) handleAnnounce(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) handleLeave(w http.ResponseWriter, r *http.Request) {
-	var req api.LeaveRequest
+	var req wire.LeaveRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -297,8 +297,8 @@ func (s *Supernode) handleLeave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := api.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
-		Tasks: []api.TaskStatus{}, Peers: s.sched.Peers()}
+	st := wire.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
+		Tasks: []wire.TaskStatus{}, Peers: s.sched.Peers()}
 	for _, t := range s.seeds.all() {
 		st.Tasks = append(st.Tasks, s.taskStatus(t))
 	}
@@ -309,16 +309,16 @@ func (s *Supernode) handleStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Supernode) handleTask(w http.ResponseWriter, r *http.Request) {
 	st := s.seeds.get(r.PathValue("id"))
 	if st == nil {
-		writeError(w, http.StatusNotFound, api.CodeUnknownTask, "no such task", 0)
+		writeError(w, http.StatusNotFound, wire.CodeUnknownTask, "no such task", 0)
 		return
 	}
 	ts := s.taskStatus(st)
 	writeJSON(w, &ts)
 }
 
-func (s *Supernode) taskStatus(st *seedTask) api.TaskStatus {
+func (s *Supernode) taskStatus(st *seedTask) wire.TaskStatus {
 	state, err, t := st.snapshot()
-	ts := api.TaskStatus{TaskID: st.id, URL: manifest.RedactURL(st.url), State: state,
+	ts := wire.TaskStatus{TaskID: st.id, URL: manifest.RedactURL(st.url), State: state,
 		BytesFromOrigin: st.fromOrigin.Load(), BytesServed: st.served.Load(), CreatedAt: st.created}
 	if err != nil {
 		ts.Error = err.Error()
@@ -332,13 +332,13 @@ func (s *Supernode) taskStatus(st *seedTask) api.TaskStatus {
 	return ts
 }
 
-func (s *Supernode) seedParent() api.Parent {
-	return api.Parent{PeerID: SeedPeerID, Addr: s.cfg.AdvertiseAddr, Seed: true}
+func (s *Supernode) seedParent() wire.Parent {
+	return wire.Parent{PeerID: SeedPeerID, Addr: s.cfg.AdvertiseAddr, Seed: true}
 }
 
 // taskIDFor derives the task ID of a registration and checks the one the
 // peer computed, if any.
-func taskIDFor(req *api.RegisterRequest) (string, error) {
+func taskIDFor(req *wire.RegisterRequest) (string, error) {
 	if _, err := manifest.ParseURL(req.URL); err != nil {
 		return "", err
 	}
@@ -399,7 +399,7 @@ func (k seedTasks) FetchPiece(ctx context.Context, id string, n int) error {
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<20))
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "invalid JSON body: "+err.Error(), 0)
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error(), 0)
 		return false
 	}
 	return true
@@ -413,18 +413,18 @@ func writeJSON(w http.ResponseWriter, v any) {
 func writeError(w http.ResponseWriter, status int, code, msg string, originStatus int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(api.ErrorResponse{Code: code, Message: msg, OriginStatus: originStatus})
+	json.NewEncoder(w).Encode(wire.ErrorResponse{Code: code, Message: msg, OriginStatus: originStatus})
 }
 
 // writeSeedError reports a failed seed: origin status errors keep the
 // origin's code so that the client can say exactly what went wrong.
 func writeSeedError(w http.ResponseWriter, err error) {
-	var se *source.StatusError
+	var se *origin.StatusError
 	if errors.As(err, &se) {
-		writeError(w, http.StatusBadGateway, api.CodeOrigin, se.Error(), se.Code)
+		writeError(w, http.StatusBadGateway, wire.CodeOrigin, se.Error(), se.Code)
 		return
 	}
-	writeError(w, http.StatusBadGateway, api.CodeOrigin, err.Error(), 0)
+	writeError(w, http.StatusBadGateway, wire.CodeOrigin, err.Error(), 0)
 }
 
 // SetPeerTTL changes how long silent peers are kept (before serving).

@@ -15,7 +15,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
@@ -55,15 +55,15 @@ func TestRegisterBadRequest(t *testing.T) {
 		{"truncated JSON", `{"peerID": "p1", "url": `},
 		{"not JSON", "url=" + good},
 		{"wrong field type", `{"peerID": 5, "url": "` + good + `"}`},
-		{"missing peerID", api.RegisterRequest{URL: good}},
-		{"missing URL", api.RegisterRequest{PeerID: "p1"}},
-		{"relative URL", api.RegisterRequest{PeerID: "p1", URL: "/files/f"}},
-		{"ftp URL", api.RegisterRequest{PeerID: "p1", URL: "ftp://" + origin.Addr() + "/files/f"}},
-		{"no host", api.RegisterRequest{PeerID: "p1", URL: "http:///files/f"}},
-		{"unparsable URL", api.RegisterRequest{PeerID: "p1", URL: "http://[::1/files/f"}},
-		{"md5 digest", api.RegisterRequest{PeerID: "p1", URL: good, Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}},
-		{"malformed digest", api.RegisterRequest{PeerID: "p1", URL: good, Digest: "sha256:xyz"}},
-		{"task ID not matching the URL", api.RegisterRequest{PeerID: "p1", URL: good, TaskID: strings.Repeat("ab", 32)}},
+		{"missing peerID", wire.RegisterRequest{URL: good}},
+		{"missing URL", wire.RegisterRequest{PeerID: "p1"}},
+		{"relative URL", wire.RegisterRequest{PeerID: "p1", URL: "/files/f"}},
+		{"ftp URL", wire.RegisterRequest{PeerID: "p1", URL: "ftp://" + origin.Addr() + "/files/f"}},
+		{"no host", wire.RegisterRequest{PeerID: "p1", URL: "http:///files/f"}},
+		{"unparsable URL", wire.RegisterRequest{PeerID: "p1", URL: "http://[::1/files/f"}},
+		{"md5 digest", wire.RegisterRequest{PeerID: "p1", URL: good, Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}},
+		{"malformed digest", wire.RegisterRequest{PeerID: "p1", URL: good, Digest: "sha256:xyz"}},
+		{"task ID not matching the URL", wire.RegisterRequest{PeerID: "p1", URL: good, TaskID: strings.Repeat("ab", 32)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,8 +72,8 @@ func TestRegisterBadRequest(t *testing.T) {
 				t.Fatalf("status %d, want 400 (%s)", a.status, a.body)
 			}
 			e := a.errorResponse(t)
-			if e.Code != api.CodeBadRequest || e.Message == "" || e.OriginStatus != 0 {
-				t.Errorf("error %+v, want code %q with a message", e, api.CodeBadRequest)
+			if e.Code != wire.CodeBadRequest || e.Message == "" || e.OriginStatus != 0 {
+				t.Errorf("error %+v, want code %q with a message", e, wire.CodeBadRequest)
 			}
 			if ct := a.header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
@@ -104,14 +104,14 @@ func TestRegisterOriginError(t *testing.T) {
 			origin := testenv.NewOrigin(t)
 			tc.setup(origin)
 			n := startNode(t, supernode.Config{})
-			req := api.RegisterRequest{PeerID: "p1", Host: peerHost("h1", 10001), URL: origin.URL("f")}
+			req := wire.RegisterRequest{PeerID: "p1", Host: peerHost("h1", 10001), URL: origin.URL("f")}
 			a := n.post(t, "/api/v1/tasks/register", req)
 			if a.status != http.StatusBadGateway {
 				t.Fatalf("status %d, want 502 (%s)", a.status, a.body)
 			}
 			e := a.errorResponse(t)
-			if e.Code != api.CodeOrigin || e.OriginStatus != tc.code {
-				t.Errorf("error %+v, want code %q, originStatus %d", e, api.CodeOrigin, tc.code)
+			if e.Code != wire.CodeOrigin || e.OriginStatus != tc.code {
+				t.Errorf("error %+v, want code %q, originStatus %d", e, wire.CodeOrigin, tc.code)
 			}
 			if !strings.Contains(e.Message, fmt.Sprint(tc.code)) {
 				t.Errorf("message %q does not give the origin's status", e.Message)
@@ -142,7 +142,7 @@ func TestRegisterOriginError(t *testing.T) {
 		sha := origin.AddRandom("f", fileSize, 1)
 		origin.FailNext("f", 1, 503)
 		n := startNode(t, supernode.Config{})
-		reg := n.register(t, api.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
+		reg := n.register(t, wire.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
 		n.waitDone(t, reg.TaskID)
 		if got := n.seedContent(t, reg); got != sha {
 			t.Errorf("seed content sha256 %s, origin %s", got, sha)
@@ -165,13 +165,13 @@ func checkDigests(t *testing.T, got, want []string, all bool) {
 	}
 }
 
-func findParent(ps []api.Parent, id string) (api.Parent, bool) {
+func findParent(ps []wire.Parent, id string) (wire.Parent, bool) {
 	for _, p := range ps {
 		if p.PeerID == id {
 			return p, true
 		}
 	}
-	return api.Parent{}, false
+	return wire.Parent{}, false
 }
 
 func TestRegister(t *testing.T) {
@@ -182,7 +182,7 @@ func TestRegister(t *testing.T) {
 	url := origin.URL("f")
 	wantID, _ := manifest.TaskID(url, "", nil)
 
-	regA := n.register(t, api.RegisterRequest{PeerID: "peerA", Host: peerHost("hA", 10001), URL: url, TaskID: wantID})
+	regA := n.register(t, wire.RegisterRequest{PeerID: "peerA", Host: peerHost("hA", 10001), URL: url, TaskID: wantID})
 	if regA.TaskID != wantID || regA.Length != fileSize || regA.PieceSize != 1<<20 {
 		t.Fatalf("register: task %s length %d piece size %d; want %s, %d, %d", regA.TaskID, regA.Length, regA.PieceSize, wantID, fileSize, 1<<20)
 	}
@@ -190,7 +190,7 @@ func TestRegister(t *testing.T) {
 		t.Errorf("register: validators %q / %q, want the origin's", regA.ETag, regA.LastModified)
 	}
 	checkDigests(t, regA.Digests, want, false)
-	seed := api.Parent{PeerID: supernode.SeedPeerID, Addr: n.addr, Seed: true}
+	seed := wire.Parent{PeerID: supernode.SeedPeerID, Addr: n.addr, Seed: true}
 	if len(regA.Parents) != 1 || regA.Parents[0] != seed {
 		t.Errorf("first peer's parents %+v, want only the seed %+v", regA.Parents, seed)
 	}
@@ -204,10 +204,10 @@ func TestRegister(t *testing.T) {
 	}
 
 	// A reports two pieces: it becomes a parent for B.
-	if a := n.post(t, "/api/v1/tasks/sync", api.SyncRequest{PeerID: "peerA", TaskID: regA.TaskID, Finished: []int{0, 1}}); a.status != 200 {
+	if a := n.post(t, "/api/v1/tasks/sync", wire.SyncRequest{PeerID: "peerA", TaskID: regA.TaskID, Finished: []int{0, 1}}); a.status != 200 {
 		t.Fatalf("sync: %d %s", a.status, a.body)
 	}
-	regB := n.register(t, api.RegisterRequest{PeerID: "peerB", Host: peerHost("hB", 10002), URL: url})
+	regB := n.register(t, wire.RegisterRequest{PeerID: "peerB", Host: peerHost("hB", 10002), URL: url})
 	if !regB.SeedDone {
 		t.Error("SeedDone false after the seed finished")
 	}
@@ -234,8 +234,8 @@ func TestRegister(t *testing.T) {
 	if origin.BytesServed("f") != fileSize {
 		t.Errorf("origin served %d bytes, want %d", origin.BytesServed("f"), fileSize)
 	}
-	if a := n.get(t, "/api/v1/tasks/"+strings.Repeat("0", 64)); a.status != 404 || a.errorResponse(t).Code != api.CodeUnknownTask {
-		t.Errorf("unknown task: %d %s, want 404 %s", a.status, a.body, api.CodeUnknownTask)
+	if a := n.get(t, "/api/v1/tasks/"+strings.Repeat("0", 64)); a.status != 404 || a.errorResponse(t).Code != wire.CodeUnknownTask {
+		t.Errorf("unknown task: %d %s, want 404 %s", a.status, a.body, wire.CodeUnknownTask)
 	}
 	if a := n.get(t, "/healthz"); a.status != 200 {
 		t.Errorf("healthz: %d", a.status)
@@ -247,7 +247,7 @@ func TestRegisterDigest(t *testing.T) {
 	sha := origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{})
 	t.Run("matching", func(t *testing.T) {
-		reg := n.register(t, api.RegisterRequest{PeerID: "p1", URL: origin.URL("f"), Digest: "sha256:" + sha})
+		reg := n.register(t, wire.RegisterRequest{PeerID: "p1", URL: origin.URL("f"), Digest: "sha256:" + sha})
 		urlID, _ := manifest.TaskID(origin.URL("f"), "", nil)
 		if reg.TaskID == urlID {
 			t.Errorf("task ID of a digest registration is the URL's")
@@ -262,11 +262,11 @@ func TestRegisterDigest(t *testing.T) {
 	})
 	t.Run("not matching", func(t *testing.T) {
 		wrong := "sha256:" + strings.Repeat("0", 64)
-		a := n.post(t, "/api/v1/tasks/register", api.RegisterRequest{PeerID: "p2", URL: origin.URL("f"), Digest: wrong})
+		a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{PeerID: "p2", URL: origin.URL("f"), Digest: wrong})
 		var id string
 		switch a.status {
 		case http.StatusOK: // the layout was known before the content was checked
-			var reg api.RegisterResponse
+			var reg wire.RegisterResponse
 			json.Unmarshal(a.body, &reg)
 			id = reg.TaskID
 		case http.StatusBadGateway: // verified before answering: fine too
@@ -292,8 +292,8 @@ func TestRegisterDigest(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		// Peers learn it at their next sync.
-		a = n.post(t, "/api/v1/tasks/sync", api.SyncRequest{PeerID: "p2", TaskID: id})
-		var sr api.SyncResponse
+		a = n.post(t, "/api/v1/tasks/sync", wire.SyncRequest{PeerID: "p2", TaskID: id})
+		var sr wire.SyncResponse
 		if a.status != 200 || json.Unmarshal(a.body, &sr) != nil || sr.SeedError == "" {
 			t.Errorf("sync after the seed failed: %d %s; want seedError", a.status, a.body)
 		}
@@ -305,9 +305,9 @@ func TestSync(t *testing.T) {
 	origin.AddRandom("f", fileSize, 1)
 	want := pieceDigests(t, fileSize, 1)
 	n := startNode(t, supernode.Config{})
-	reg := n.register(t, api.RegisterRequest{PeerID: "peerA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "peerA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
 	n.waitDone(t, reg.TaskID)
-	n.register(t, api.RegisterRequest{PeerID: "peerB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
+	n.register(t, wire.RegisterRequest{PeerID: "peerB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
 
 	errTests := []struct {
 		name   string
@@ -315,10 +315,10 @@ func TestSync(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"bad JSON", "{", 400, api.CodeBadRequest},
-		{"unknown task", api.SyncRequest{PeerID: "peerA", TaskID: strings.Repeat("1", 64)}, 404, api.CodeUnknownTask},
-		{"unknown peer", api.SyncRequest{PeerID: "stranger", TaskID: reg.TaskID, Finished: []int{0}}, 404, api.CodeUnknownPeer},
-		{"no peer", api.SyncRequest{TaskID: reg.TaskID}, 404, api.CodeUnknownPeer},
+		{"bad JSON", "{", 400, wire.CodeBadRequest},
+		{"unknown task", wire.SyncRequest{PeerID: "peerA", TaskID: strings.Repeat("1", 64)}, 404, wire.CodeUnknownTask},
+		{"unknown peer", wire.SyncRequest{PeerID: "stranger", TaskID: reg.TaskID, Finished: []int{0}}, 404, wire.CodeUnknownPeer},
+		{"no peer", wire.SyncRequest{TaskID: reg.TaskID}, 404, wire.CodeUnknownPeer},
 	}
 	for _, tc := range errTests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,43 +331,43 @@ func TestSync(t *testing.T) {
 			}
 		})
 	}
-	sync := func(t *testing.T, req api.SyncRequest) api.SyncResponse {
+	sync := func(t *testing.T, req wire.SyncRequest) wire.SyncResponse {
 		t.Helper()
 		a := n.post(t, "/api/v1/tasks/sync", req)
 		if a.status != 200 {
 			t.Fatalf("sync: %d %s", a.status, a.body)
 		}
-		var sr api.SyncResponse
+		var sr wire.SyncResponse
 		if err := json.Unmarshal(a.body, &sr); err != nil {
 			t.Fatal(err)
 		}
 		return sr
 	}
 	t.Run("digests when the peer knows fewer", func(t *testing.T) {
-		sr := sync(t, api.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, KnownDigests: 1})
+		sr := sync(t, wire.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, KnownDigests: 1})
 		checkDigests(t, sr.Digests, want, true)
 		if !sr.SeedDone {
 			t.Error("SeedDone false")
 		}
 	})
 	t.Run("no digests when the peer knows them all", func(t *testing.T) {
-		if sr := sync(t, api.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, KnownDigests: 4}); len(sr.Digests) != 0 {
+		if sr := sync(t, wire.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, KnownDigests: 4}); len(sr.Digests) != 0 {
 			t.Errorf("%d digests sent to a peer that knows all", len(sr.Digests))
 		}
 	})
 	t.Run("more parents", func(t *testing.T) {
-		sr := sync(t, api.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, WantParents: true})
+		sr := sync(t, wire.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, WantParents: true})
 		if p, ok := findParent(sr.Parents, "peerB"); !ok || p.Addr != "127.0.0.1:10002" {
 			t.Errorf("parents %+v lack peerB, which joined later", sr.Parents)
 		}
 	})
 	t.Run("done", func(t *testing.T) {
-		sync(t, api.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, Finished: []int{0, 1, 2, 3}, Done: true})
+		sync(t, wire.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, Finished: []int{0, 1, 2, 3}, Done: true})
 		ts := n.taskStatus(t, reg.TaskID)
 		if ts.Peers != 2 || ts.PeersDone != 1 {
 			t.Errorf("status: %d peers, %d done; want 2, 1", ts.Peers, ts.PeersDone)
 		}
-		if sr := sync(t, api.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, WantParents: true, Done: true}); len(sr.Parents) != 0 {
+		if sr := sync(t, wire.SyncRequest{PeerID: "peerA", TaskID: reg.TaskID, WantParents: true, Done: true}); len(sr.Parents) != 0 {
 			t.Errorf("a finished peer got parents %+v", sr.Parents)
 		}
 	})
@@ -378,12 +378,12 @@ func TestIsolation(t *testing.T) {
 	origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{})
 	url := origin.URL("f")
-	reg := n.register(t, api.RegisterRequest{PeerID: "bad", Host: peerHost("hbad", 10001), URL: url})
-	n.register(t, api.RegisterRequest{PeerID: "good", Host: peerHost("hgood", 10002), URL: url})
-	n.register(t, api.RegisterRequest{PeerID: "victim", Host: peerHost("hvictim", 10003), URL: url})
-	a := n.post(t, "/api/v1/tasks/sync", api.SyncRequest{PeerID: "victim", TaskID: reg.TaskID, BadParents: []api.ParentReport{
-		{PeerID: "bad", Reason: api.ReasonCorrupt},
-		{PeerID: supernode.SeedPeerID, Reason: api.ReasonCorrupt},
+	reg := n.register(t, wire.RegisterRequest{PeerID: "bad", Host: peerHost("hbad", 10001), URL: url})
+	n.register(t, wire.RegisterRequest{PeerID: "good", Host: peerHost("hgood", 10002), URL: url})
+	n.register(t, wire.RegisterRequest{PeerID: "victim", Host: peerHost("hvictim", 10003), URL: url})
+	a := n.post(t, "/api/v1/tasks/sync", wire.SyncRequest{PeerID: "victim", TaskID: reg.TaskID, BadParents: []wire.ParentReport{
+		{PeerID: "bad", Reason: wire.ReasonCorrupt},
+		{PeerID: supernode.SeedPeerID, Reason: wire.ReasonCorrupt},
 	}})
 	if a.status != 200 {
 		t.Fatalf("sync: %d %s", a.status, a.body)
@@ -392,8 +392,8 @@ func TestIsolation(t *testing.T) {
 	for _, p := range st.Peers {
 		switch p.PeerID {
 		case "bad":
-			if !p.Isolated || p.Reason != api.ReasonCorrupt {
-				t.Errorf("reported peer: %+v, want isolated for %q", p, api.ReasonCorrupt)
+			if !p.Isolated || p.Reason != wire.ReasonCorrupt {
+				t.Errorf("reported peer: %+v, want isolated for %q", p, wire.ReasonCorrupt)
 			}
 		default:
 			if p.Isolated {
@@ -401,7 +401,7 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 	}
-	late := n.register(t, api.RegisterRequest{PeerID: "late", Host: peerHost("hlate", 10004), URL: url})
+	late := n.register(t, wire.RegisterRequest{PeerID: "late", Host: peerHost("hlate", 10004), URL: url})
 	if _, ok := findParent(late.Parents, "bad"); ok {
 		t.Errorf("isolated peer given as a parent: %+v", late.Parents)
 	}
@@ -417,7 +417,7 @@ func TestPeerLiveness(t *testing.T) {
 	origin := testenv.NewOrigin(t)
 	origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{})
-	reg := n.register(t, api.RegisterRequest{PeerID: "child", Host: peerHost("hc", 10001), URL: origin.URL("f")})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "child", Host: peerHost("hc", 10001), URL: origin.URL("f")})
 	n.waitDone(t, reg.TaskID)
 	full := manifest.NewBitmap(4)
 	for i := 0; i < 4; i++ {
@@ -430,12 +430,12 @@ func TestPeerLiveness(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"heartbeat of an unknown peer", "/api/v1/peers/heartbeat", api.HeartbeatRequest{PeerID: "holder"}, 404, api.CodeUnknownPeer},
-		{"announce without ID", "/api/v1/peers/announce", api.AnnounceRequest{Host: peerHost("hh", 10002)}, 400, api.CodeBadRequest},
-		{"announce", "/api/v1/peers/announce", api.AnnounceRequest{PeerID: "holder", Host: peerHost("hh", 10002),
-			Tasks: []api.AnnouncedTask{{TaskID: reg.TaskID, Bitmap: full}, {TaskID: strings.Repeat("9", 64), Bitmap: full}}}, 204, ""},
-		{"heartbeat", "/api/v1/peers/heartbeat", api.HeartbeatRequest{PeerID: "holder"}, 204, ""},
-		{"heartbeat bad JSON", "/api/v1/peers/heartbeat", "[", 400, api.CodeBadRequest},
+		{"heartbeat of an unknown peer", "/api/v1/peers/heartbeat", wire.HeartbeatRequest{PeerID: "holder"}, 404, wire.CodeUnknownPeer},
+		{"announce without ID", "/api/v1/peers/announce", wire.AnnounceRequest{Host: peerHost("hh", 10002)}, 400, wire.CodeBadRequest},
+		{"announce", "/api/v1/peers/announce", wire.AnnounceRequest{PeerID: "holder", Host: peerHost("hh", 10002),
+			Tasks: []wire.AnnouncedTask{{TaskID: reg.TaskID, Bitmap: full}, {TaskID: strings.Repeat("9", 64), Bitmap: full}}}, 204, ""},
+		{"heartbeat", "/api/v1/peers/heartbeat", wire.HeartbeatRequest{PeerID: "holder"}, 204, ""},
+		{"heartbeat bad JSON", "/api/v1/peers/heartbeat", "[", 400, wire.CodeBadRequest},
 	}
 	for _, s := range steps {
 		a := n.post(t, s.path, s.body)
@@ -449,7 +449,7 @@ func TestPeerLiveness(t *testing.T) {
 		}
 	}
 	// The announced holder is a parent for newcomers.
-	late := n.register(t, api.RegisterRequest{PeerID: "late", Host: peerHost("hl", 10003), URL: origin.URL("f")})
+	late := n.register(t, wire.RegisterRequest{PeerID: "late", Host: peerHost("hl", 10003), URL: origin.URL("f")})
 	if p, ok := findParent(late.Parents, "holder"); !ok || p.Addr != "127.0.0.1:10002" {
 		t.Errorf("parents %+v lack the announced holder", late.Parents)
 	}
@@ -457,22 +457,22 @@ func TestPeerLiveness(t *testing.T) {
 		t.Errorf("status lacks the announced peer: %+v", st.Peers)
 	}
 	// It leaves: forgotten.
-	if a := n.post(t, "/api/v1/peers/leave", api.LeaveRequest{PeerID: "holder"}); a.status != 204 {
+	if a := n.post(t, "/api/v1/peers/leave", wire.LeaveRequest{PeerID: "holder"}); a.status != 204 {
 		t.Fatalf("leave: %d %s", a.status, a.body)
 	}
-	if a := n.post(t, "/api/v1/peers/heartbeat", api.HeartbeatRequest{PeerID: "holder"}); a.status != 404 {
+	if a := n.post(t, "/api/v1/peers/heartbeat", wire.HeartbeatRequest{PeerID: "holder"}); a.status != 404 {
 		t.Errorf("heartbeat after leave: %d, want 404", a.status)
 	}
 	if st, _ := n.status(t); hasPeer(st, "holder") {
 		t.Error("status still lists a peer that left")
 	}
-	late2 := n.register(t, api.RegisterRequest{PeerID: "late2", Host: peerHost("hl2", 10004), URL: origin.URL("f")})
+	late2 := n.register(t, wire.RegisterRequest{PeerID: "late2", Host: peerHost("hl2", 10004), URL: origin.URL("f")})
 	if _, ok := findParent(late2.Parents, "holder"); ok {
 		t.Errorf("a peer that left is given as a parent: %+v", late2.Parents)
 	}
 }
 
-func hasPeer(st api.Status, id string) bool {
+func hasPeer(st wire.Status, id string) bool {
 	for _, p := range st.Peers {
 		if p.PeerID == id {
 			return true
@@ -496,7 +496,7 @@ func TestSecretsNotExposed(t *testing.T) {
 	n := startNode(t, supernode.Config{DataDir: dir})
 	url := origin.URL("f") + "?token=" + querySecret + "&Expires=1700000000"
 	header := http.Header{"Authorization": {"Bearer " + headerSecret}}
-	reg := n.register(t, api.RegisterRequest{PeerID: "p1", Host: peerHost("h1", 10001), URL: url, Header: header})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "p1", Host: peerHost("h1", 10001), URL: url, Header: header})
 	ts := n.waitDone(t, reg.TaskID)
 	if got := n.seedContent(t, reg); got != sha {
 		t.Fatalf("seed content %s, want %s", got, sha)
@@ -504,7 +504,7 @@ func TestSecretsNotExposed(t *testing.T) {
 
 	// A failing one, with credentials in the user info too.
 	badURL := strings.Replace(origin.URL("missing"), "http://", "http://user:"+userSecret+"@", 1) + "?token=" + querySecret
-	a := n.post(t, "/api/v1/tasks/register", api.RegisterRequest{PeerID: "p1", URL: badURL, Header: header})
+	a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{PeerID: "p1", URL: badURL, Header: header})
 	if a.status != http.StatusBadGateway {
 		t.Fatalf("register missing file: %d %s", a.status, a.body)
 	}
@@ -573,11 +573,11 @@ func TestHeaderReachesOrigin(t *testing.T) {
 	t.Cleanup(origin.Close)
 	n := startNode(t, supernode.Config{})
 
-	a := n.post(t, "/api/v1/tasks/register", api.RegisterRequest{PeerID: "p1", URL: origin.URL + "/f", Tag: "anonymous"})
+	a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{PeerID: "p1", URL: origin.URL + "/f", Tag: "anonymous"})
 	if a.status != http.StatusBadGateway || a.errorResponse(t).OriginStatus != 401 {
 		t.Fatalf("without the header: %d %s, want 502 with originStatus 401", a.status, a.body)
 	}
-	reg := n.register(t, api.RegisterRequest{PeerID: "p1", URL: origin.URL + "/f", Header: http.Header{"Authorization": {auth}}})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "p1", URL: origin.URL + "/f", Header: http.Header{"Authorization": {auth}}})
 	n.waitDone(t, reg.TaskID)
 	h := n.seedContent(t, reg)
 	if want := fmt.Sprintf("%x", sha256Sum(content)); h != want {
@@ -589,12 +589,12 @@ func TestMetrics(t *testing.T) {
 	origin := testenv.NewOrigin(t)
 	origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{})
-	reg := n.register(t, api.RegisterRequest{PeerID: "pA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
-	n.register(t, api.RegisterRequest{PeerID: "pB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "pA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
+	n.register(t, wire.RegisterRequest{PeerID: "pB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
 	n.post(t, "/api/v1/tasks/register", "{") // not a registration
 	n.waitDone(t, reg.TaskID)
 	n.seedContent(t, reg)
-	n.post(t, "/api/v1/tasks/sync", api.SyncRequest{PeerID: "pA", TaskID: reg.TaskID, Finished: []int{0, 1, 2}})
+	n.post(t, "/api/v1/tasks/sync", wire.SyncRequest{PeerID: "pA", TaskID: reg.TaskID, Finished: []int{0, 1, 2}})
 
 	waitFor(t, "seed_served_bytes_total = file size", func() bool {
 		return metric(t, string(n.get(t, "/metrics").body), "damselfly_supernode_seed_served_bytes_total") == fileSize
@@ -640,7 +640,7 @@ func TestRevalidate(t *testing.T) {
 			sha := origin.AddRandom("f", fileSize, 1)
 			want := pieceDigests(t, fileSize, 1)
 			n := startNode(t, supernode.Config{Revalidate: tc.revalidate})
-			reg := n.register(t, api.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
+			reg := n.register(t, wire.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
 			n.waitDone(t, reg.TaskID)
 			bytes0, reqs0 := origin.BytesServed("f"), origin.Requests("f")
 			if bytes0 != fileSize {
@@ -648,7 +648,7 @@ func TestRevalidate(t *testing.T) {
 			}
 			for i := 1; i <= 3; i++ {
 				time.Sleep(5 * time.Millisecond)
-				r := n.register(t, api.RegisterRequest{PeerID: fmt.Sprintf("p%d", i), URL: origin.URL("f")})
+				r := n.register(t, wire.RegisterRequest{PeerID: fmt.Sprintf("p%d", i), URL: origin.URL("f")})
 				if !r.SeedDone {
 					t.Errorf("registration %d: SeedDone false", i)
 				}
@@ -681,12 +681,12 @@ func TestRevalidateChanged(t *testing.T) {
 	origin := testenv.NewOrigin(t)
 	origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{Revalidate: time.Millisecond})
-	reg := n.register(t, api.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
 	n.waitDone(t, reg.TaskID)
 
 	sha2 := origin.AddRandom("f", fileSize, 2)
 	time.Sleep(5 * time.Millisecond)
-	reg2 := n.register(t, api.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
+	reg2 := n.register(t, wire.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
 	if reg2.TaskID != reg.TaskID {
 		t.Fatalf("task ID changed")
 	}
@@ -700,7 +700,7 @@ func TestRevalidateChanged(t *testing.T) {
 	if got := n.seedContent(t, reg2); got != sha2 {
 		t.Errorf("seed content %s, want the new content %s", got, sha2)
 	}
-	r := n.register(t, api.RegisterRequest{PeerID: "p2", URL: origin.URL("f")})
+	r := n.register(t, wire.RegisterRequest{PeerID: "p2", URL: origin.URL("f")})
 	checkDigests(t, r.Digests, pieceDigests(t, fileSize, 2), true)
 	if got := origin.BytesServed("f"); got != 2*fileSize {
 		t.Errorf("origin served %d bytes, want two fills (%d)", got, 2*fileSize)
@@ -719,7 +719,7 @@ func TestRestart(t *testing.T) {
 			sha := origin.AddRandom("f", fileSize, 1)
 			dir := t.TempDir()
 			n1 := startNode(t, supernode.Config{DataDir: dir})
-			reg := n1.register(t, api.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
+			reg := n1.register(t, wire.RegisterRequest{PeerID: "p0", URL: origin.URL("f")})
 			n1.waitDone(t, reg.TaskID)
 			n1.stop()
 
@@ -730,7 +730,7 @@ func TestRestart(t *testing.T) {
 			}
 			reqs := origin.Requests("f")
 			n2 := startNode(t, supernode.Config{DataDir: dir})
-			r := n2.register(t, api.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
+			r := n2.register(t, wire.RegisterRequest{PeerID: "p1", URL: origin.URL("f")})
 			if origin.Requests("f") == reqs {
 				t.Error("restarted seed used its copy without asking the origin")
 			}
@@ -761,9 +761,9 @@ func TestStatusPeerToPeerBytes(t *testing.T) {
 	origin := testenv.NewOrigin(t)
 	origin.AddRandom("f", fileSize, 1)
 	n := startNode(t, supernode.Config{})
-	reg := n.register(t, api.RegisterRequest{PeerID: "pA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
-	n.register(t, api.RegisterRequest{PeerID: "pB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
-	for _, s := range []api.SyncRequest{
+	reg := n.register(t, wire.RegisterRequest{PeerID: "pA", Host: peerHost("hA", 10001), URL: origin.URL("f")})
+	n.register(t, wire.RegisterRequest{PeerID: "pB", Host: peerHost("hB", 10002), URL: origin.URL("f")})
+	for _, s := range []wire.SyncRequest{
 		{PeerID: "pA", TaskID: reg.TaskID, Finished: []int{0}, BytesFromPeers: 1 << 20, BytesFromSeed: 1 << 20},
 		{PeerID: "pA", TaskID: reg.TaskID, Finished: []int{1}, BytesFromPeers: 2 << 20, BytesFromSeed: 1 << 20}, // cumulative
 		{PeerID: "pB", TaskID: reg.TaskID, Finished: []int{0}, BytesFromPeers: 1 << 20},

@@ -24,7 +24,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // SupernodeEnv names the environment variable with the default --supernode.
@@ -116,7 +116,7 @@ func (c *apiClient) call(ctx context.Context, method, path string, in, out any) 
 		return fmt.Errorf("supernode at %s: read answer: %w", strings.TrimPrefix(c.base, "http://"), err)
 	}
 	if resp.StatusCode >= 300 {
-		var e api.ErrorResponse
+		var e wire.ErrorResponse
 		if json.Unmarshal(data, &e) == nil && e.Message != "" {
 			return fmt.Errorf("supernode: %s", e.Message)
 		}
@@ -142,7 +142,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var st api.Status
+			var st wire.Status
 			if err := c.call(ctx, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func printStatus(out io.Writer, st *api.Status, pre []supernode.PreheatStatus) {
+func printStatus(out io.Writer, st *wire.Status, pre []supernode.PreheatStatus) {
 	fmt.Fprintf(out, "supernode %s, up %s: %d tasks, %d peers, %d preheats\n", st.Supernode, st.Uptime, len(st.Tasks), len(st.Peers), len(pre))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if len(st.Tasks) > 0 {
@@ -175,7 +175,7 @@ func printStatus(out io.Writer, st *api.Status, pre []supernode.PreheatStatus) {
 		}
 	}
 	if len(st.Peers) > 0 {
-		peers := append([]api.PeerStatus(nil), st.Peers...)
+		peers := append([]wire.PeerStatus(nil), st.Peers...)
 		sort.Slice(peers, func(i, j int) bool { return peers[i].PeerID < peers[j].PeerID })
 		fmt.Fprintln(tw, "\nPEER\tADDR\tTASKS\tFAILURES\tISOLATED")
 		for _, p := range peers {

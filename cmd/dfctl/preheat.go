@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/proxy/registry"
+	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/supernode"
 )
 

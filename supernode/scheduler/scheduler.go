@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // ErrUnknownPeer means the peer (or its task) is not registered, e.g. after a
@@ -65,7 +65,7 @@ func (c *Config) defaults() {
 //	any --(leave | PeerTTL without contact)--> removed
 type peer struct {
 	id            string
-	host          api.Host
+	host          wire.Host
 	lastSeen      time.Time
 	tasks         map[string]*peerTask
 	failures      int
@@ -144,7 +144,7 @@ func (s *Scheduler) RemoveTask(taskID string) {
 
 // Register adds peerID to the task (upserting the peer) and returns its first
 // parents, best first. bitmap, if non-nil, is what the peer already holds.
-func (s *Scheduler) Register(taskID, peerID string, host api.Host, bitmap manifest.Bitmap) ([]api.Parent, error) {
+func (s *Scheduler) Register(taskID, peerID string, host wire.Host, bitmap manifest.Bitmap) ([]wire.Parent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.tasks[taskID]
@@ -166,7 +166,7 @@ func (s *Scheduler) Register(taskID, peerID string, host api.Host, bitmap manife
 
 // Announce records that a peer holds pieces of tasks the scheduler knows;
 // unknown tasks are skipped.
-func (s *Scheduler) Announce(peerID string, host api.Host, tasks []api.AnnouncedTask) {
+func (s *Scheduler) Announce(peerID string, host wire.Host, tasks []wire.AnnouncedTask) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.upsertPeer(peerID, host)
@@ -223,7 +223,7 @@ func (s *Scheduler) TaskTraffic(taskID string) (fromPeers, fromSeed int64) {
 
 // MoreParents returns up to ParentLimit parents the child does not have yet,
 // while it has fewer than MaxParents.
-func (s *Scheduler) MoreParents(taskID, peerID string) ([]api.Parent, error) {
+func (s *Scheduler) MoreParents(taskID, peerID string) ([]wire.Parent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pt, err := s.lookup(taskID, peerID)
@@ -257,7 +257,7 @@ func (s *Scheduler) ReportBad(parentID, reason string) {
 		return
 	}
 	p.failures++
-	if reason == api.ReasonCorrupt || p.failures >= s.cfg.FailureThreshold {
+	if reason == wire.ReasonCorrupt || p.failures >= s.cfg.FailureThreshold {
 		p.isolatedUntil = s.now().Add(s.cfg.IsolateFor)
 		p.reason = reason
 	}
@@ -316,14 +316,14 @@ func (s *Scheduler) TaskCounts(taskID string) (peers, done int) {
 }
 
 // Peers returns the status of every peer, sorted by ID.
-func (s *Scheduler) Peers() []api.PeerStatus {
+func (s *Scheduler) Peers() []wire.PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	out := make([]api.PeerStatus, 0, len(s.peers))
+	out := make([]wire.PeerStatus, 0, len(s.peers))
 	for _, p := range s.peers {
 		iso := now.Before(p.isolatedUntil)
-		st := api.PeerStatus{PeerID: p.id, Hostname: p.host.Hostname, Addr: p.host.UploadAddr,
+		st := wire.PeerStatus{PeerID: p.id, Hostname: p.host.Hostname, Addr: p.host.UploadAddr,
 			IDC: p.host.IDC, Rack: p.host.Rack, Tasks: len(p.tasks), Isolated: iso,
 			Failures: p.failures, LastSeen: p.lastSeen}
 		if iso {
@@ -344,7 +344,7 @@ func (s *Scheduler) NumPeers() int {
 
 // --- internals; callers hold s.mu ---
 
-func (s *Scheduler) upsertPeer(id string, host api.Host) *peer {
+func (s *Scheduler) upsertPeer(id string, host wire.Host) *peer {
 	p := s.peers[id]
 	if p == nil {
 		p = &peer{id: id, tasks: map[string]*peerTask{}}
@@ -396,7 +396,7 @@ func (s *Scheduler) lookup(taskID, peerID string) (*peerTask, error) {
 // pickParents samples up to CandidateLimit peers of the task, filters out
 // the child itself, its current parents and isolated or gone peers, scores
 // the rest with Score and returns the best n.
-func (s *Scheduler) pickParents(child *peerTask, n int) []api.Parent {
+func (s *Scheduler) pickParents(child *peerTask, n int) []wire.Parent {
 	t := child.task
 	now := s.now()
 	type scored struct {
@@ -436,11 +436,11 @@ func (s *Scheduler) pickParents(child *peerTask, n int) []api.Parent {
 	if len(cands) > n {
 		cands = cands[:n]
 	}
-	out := make([]api.Parent, 0, len(cands))
+	out := make([]wire.Parent, 0, len(cands))
 	for _, c := range cands {
 		child.parents[c.pt.peer.id] = true
 		c.pt.peer.load++
-		out = append(out, api.Parent{PeerID: c.pt.peer.id, Addr: c.pt.peer.host.UploadAddr})
+		out = append(out, wire.Parent{PeerID: c.pt.peer.id, Addr: c.pt.peer.host.UploadAddr})
 	}
 	return out
 }

@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-func host(i int) api.Host {
-	return api.Host{Hostname: fmt.Sprintf("h%d", i), UploadAddr: fmt.Sprintf("127.0.0.1:%d", 10000+i)}
+func host(i int) wire.Host {
+	return wire.Host{Hostname: fmt.Sprintf("h%d", i), UploadAddr: fmt.Sprintf("127.0.0.1:%d", 10000+i)}
 }
 
-func ids(ps []api.Parent) map[string]bool {
+func ids(ps []wire.Parent) map[string]bool {
 	m := map[string]bool{}
 	for _, p := range ps {
 		m[p.PeerID] = true
@@ -58,9 +58,9 @@ func TestIsolation(t *testing.T) {
 		reasons  []string
 		isolated bool
 	}{
-		{"one corrupt report isolates", []string{api.ReasonCorrupt}, true},
-		{"one timeout does not", []string{api.ReasonTimeout}, false},
-		{"three failures isolate", []string{api.ReasonTimeout, api.ReasonUnreachable, api.ReasonTimeout}, true},
+		{"one corrupt report isolates", []string{wire.ReasonCorrupt}, true},
+		{"one timeout does not", []string{wire.ReasonTimeout}, false},
+		{"three failures isolate", []string{wire.ReasonTimeout, wire.ReasonUnreachable, wire.ReasonTimeout}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,7 +90,7 @@ func TestIsolationExpires(t *testing.T) {
 	s.now = func() time.Time { return now }
 	s.SetTask("t", 4)
 	s.Register("t", "bad", host(1), full(4))
-	s.ReportBad("bad", api.ReasonCorrupt)
+	s.ReportBad("bad", wire.ReasonCorrupt)
 	now = now.Add(2 * time.Minute)
 	s.Heartbeat("bad")
 	ps, _ := s.Register("t", "child", host(2), nil)

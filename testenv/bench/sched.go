@@ -17,7 +17,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/supernode/api"
+	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
@@ -142,15 +142,15 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
 	// Create the task and let the seed finish before measuring.
-	var first api.RegisterResponse
-	if err := postJSON(ctx, client, base+"/api/v1/tasks/register", mustJSON(api.RegisterRequest{PeerID: "warmup",
-		Host: api.Host{Hostname: "warmup", UploadAddr: "127.0.0.1:1"}, URL: url}), &first); err != nil {
+	var first wire.RegisterResponse
+	if err := postJSON(ctx, client, base+"/api/v1/tasks/register", mustJSON(wire.RegisterRequest{PeerID: "warmup",
+		Host: wire.Host{Hostname: "warmup", UploadAddr: "127.0.0.1:1"}, URL: url}), &first); err != nil {
 		return rep, fmt.Errorf("scheduler: warm-up registration: %w", err)
 	}
 	if err := waitSeedDone(ctx, client, base, first.TaskID, time.Minute); err != nil {
 		return rep, err
 	}
-	if err := postJSON(ctx, client, base+"/api/v1/peers/leave", mustJSON(api.LeaveRequest{PeerID: "warmup"}), nil); err != nil {
+	if err := postJSON(ctx, client, base+"/api/v1/peers/leave", mustJSON(wire.LeaveRequest{PeerID: "warmup"}), nil); err != nil {
 		return rep, err
 	}
 	taskID := first.TaskID
@@ -163,8 +163,8 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 	var syncPieces []int
 	for i := range regs {
 		id := fmt.Sprintf("bench-peer-%05d", i)
-		regs[i] = mustJSON(api.RegisterRequest{PeerID: id, URL: url, TaskID: taskID,
-			Host: api.Host{Hostname: fmt.Sprintf("host%05d", i), UploadAddr: fmt.Sprintf("127.0.%d.%d:65002", 1+i/250%250, 1+i%250),
+		regs[i] = mustJSON(wire.RegisterRequest{PeerID: id, URL: url, TaskID: taskID,
+			Host: wire.Host{Hostname: fmt.Sprintf("host%05d", i), UploadAddr: fmt.Sprintf("127.0.%d.%d:65002", 1+i/250%250, 1+i%250),
 				UploadSlots: 8}})
 		for lo := 0; lo < np; lo += cfg.PiecesPerSync {
 			hi := min(lo+cfg.PiecesPerSync, np)
@@ -172,7 +172,7 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 			for k := lo; k < hi; k++ {
 				fin = append(fin, k)
 			}
-			syncs = append(syncs, mustJSON(api.SyncRequest{PeerID: id, TaskID: taskID, Finished: fin,
+			syncs = append(syncs, mustJSON(wire.SyncRequest{PeerID: id, TaskID: taskID, Finished: fin,
 				KnownDigests: np, Done: hi == np}))
 			syncPieces = append(syncPieces, hi-lo)
 		}
@@ -219,7 +219,7 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 	runtime.KeepAlive(regs)
 	runtime.KeepAlive(syncs)
 
-	var st api.Status
+	var st wire.Status
 	if err := getJSONCtx(ctx, client, base+"/api/v1/status", &st); err == nil {
 		rep.PeersKnown = len(st.Peers)
 	}
@@ -335,7 +335,7 @@ func getJSONCtx(ctx context.Context, client *http.Client, url string, out any) e
 func waitSeedDone(ctx context.Context, client *http.Client, base, taskID string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		var ts api.TaskStatus
+		var ts wire.TaskStatus
 		err := getJSONCtx(ctx, client, base+"/api/v1/tasks/"+taskID, &ts)
 		if err == nil && ts.State == "done" {
 			return nil

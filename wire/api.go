@@ -1,4 +1,4 @@
-// Package api owns the supernode's control-plane protocol: the JSON messages
+// Package wire owns the supernode's control-plane protocol: the JSON messages
 // peers and the supernode exchange over HTTP, and a client that fails over
 // between supernodes. It holds no scheduling logic and must not import the
 // peer engine or the supernode itself.
@@ -16,7 +16,7 @@
 //
 // The data plane (pieces) is served by every peer and by the supernode's seed
 // under /peer/ (see package p2p/upload).
-package api
+package wire
 
 import (
 	"net/http"

@@ -1,7 +1,7 @@
-// Package source owns talking to origins: probing a URL's length, range
+// Package origin owns talking to origins: probing a URL's length, range
 // support and validators, conditional revalidation, and fetching pieces with
 // retries and resume. It never stores anything; callers hand it a Sink.
-package source
+package origin
 
 import (
 	"context"

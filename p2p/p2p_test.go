@@ -22,8 +22,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/origin"
+	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )

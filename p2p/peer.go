@@ -17,8 +17,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/damselfly-p2p/damselfly/cache"
-	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/origin"
+	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
 	"github.com/damselfly-p2p/damselfly/wire"
 )

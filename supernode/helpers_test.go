@@ -22,8 +22,8 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // logBuffer collects log output (safe for concurrent use).

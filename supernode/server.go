@@ -19,8 +19,8 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
-	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/supernode/scheduler"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // SeedPeerID is the peer ID under which the seed appears as a parent.

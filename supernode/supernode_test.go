@@ -15,8 +15,8 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // fileSize is 4 pieces of 1 MiB, the last one short.

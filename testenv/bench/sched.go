@@ -17,8 +17,8 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
-	"github.com/damselfly-p2p/damselfly/wire"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // SchedulerConfig configures the scheduler-scale scenario.

@@ -11,7 +11,7 @@ GO ?= go
 # runc, docker-registry, skopeo, umoci, busybox-static: registry mirror e2e).
 DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static
 
-.PHONY: all build deps demo test unit e2e bench vet clean
+.PHONY: all build deps demo test unit e2e bench vet lint tools clean
 
 all: build
 
@@ -30,12 +30,35 @@ build: deps
 demo: deps
 	$(GO) run ./testenv/cmd/dfdemo
 
-# The whole suite: fast unit tier, then the end-to-end tier.
-test: deps vet unit e2e
+# The whole suite: lint, fast unit tier, then the end-to-end tier.
+test: deps lint unit e2e
+
+# Build tags whose files only compile with that tag (vetted and linted too).
+E2E_PKGS := ./testenv/e2e/ ./cmd/dfctl/
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./testenv/e2e/ ./cmd/dfctl/
+	$(GO) vet -tags e2e $(E2E_PKGS)
+
+# Pinned lint tools, built from their Go modules into bin/tools.
+STATICCHECK_VERSION := v0.8.2
+TOOLS := $(CURDIR)/bin/tools
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+$(STATICCHECK):
+	mkdir -p $(TOOLS)/tmp
+	GOBIN=$(TOOLS)/tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/tmp/staticcheck $@
+
+tools: $(STATICCHECK)
+
+# vet, staticcheck, go.mod tidiness and gofmt: all must be clean.
+lint: vet $(STATICCHECK)
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e $(E2E_PKGS)
+	$(GO) mod tidy -diff
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 unit:
 	$(GO) test -race -count=1 -timeout 10m ./...

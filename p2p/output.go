@@ -2,10 +2,8 @@ package p2p
 
 import (
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-
 	"fmt"
 	"hash"
 	"io"
@@ -14,30 +12,35 @@ import (
 	"strings"
 
 	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
 )
 
-// checkWhole verifies the whole content of t against the expected sha256
-// digest ("sha256:<hex>") and/or MD5 (hex), when given, in one read.
+// checkWhole verifies the whole content of t against the expected digest
+// ("sha256:<hex>") and/or MD5 (hex), when given, in one read.
 func checkWhole(t *cache.Task, sha, md5hex string) error {
 	if sha == "" && md5hex == "" {
 		return nil
 	}
-	var hs []io.Writer
-	var sh, mh hash.Hash
+	var ws []io.Writer
+	var dv *manifest.DigestVerifier
 	if sha != "" {
-		sh = sha256.New()
-		hs = append(hs, sh)
+		var err error
+		if dv, err = manifest.NewDigestVerifier(sha); err != nil {
+			return fmt.Errorf("check the downloaded content: %w", err)
+		}
+		ws = append(ws, dv)
 	}
+	var mh hash.Hash
 	if md5hex != "" {
 		mh = md5.New()
-		hs = append(hs, mh)
+		ws = append(ws, mh)
 	}
-	if _, err := io.Copy(io.MultiWriter(hs...), io.NewSectionReader(t, 0, t.Meta().Length)); err != nil {
+	if _, err := io.Copy(io.MultiWriter(ws...), io.NewSectionReader(t, 0, t.Meta().Length)); err != nil {
 		return fmt.Errorf("read downloaded content to check its digest: %w", err)
 	}
-	if sh != nil {
-		if got := "sha256:" + hex.EncodeToString(sh.Sum(nil)); got != strings.ToLower(sha) {
-			return fmt.Errorf("downloaded content has digest %s, expected %s", got, sha)
+	if dv != nil {
+		if err := dv.Verify(); err != nil {
+			return fmt.Errorf("verify the download: %w", err)
 		}
 	}
 	if mh != nil {

@@ -2,17 +2,14 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -34,12 +31,21 @@ const maxRead = 256 << 10
 // aborted before its last bytes if the digest does not match.
 func (p *Proxy) serveP2P(w http.ResponseWriter, r *http.Request, target *url.URL, want string, header http.Header) bool {
 	start := time.Now()
-	log := p.log.WithFields(logrus.Fields{"url": redact(target), "client": r.RemoteAddr})
+	log := p.log.WithFields(logrus.Fields{"url": manifest.RedactURL(target.String()), "client": r.RemoteAddr})
 	if want != "" {
 		log = log.WithField("digest", want)
 	}
 	if rg := r.Header.Get("Range"); rg != "" {
 		log = log.WithField("range", rg)
+	}
+	var dv *manifest.DigestVerifier
+	if want != "" {
+		var err error
+		if dv, err = manifest.NewDigestVerifier(want); err != nil {
+			log.WithError(err).Warn("proxy: cannot check this blob's digest; passing it through")
+			p.st.fallbacks.Add(1)
+			return false
+		}
 	}
 	req := p2p.Request{URL: target.String(), Header: header}
 	id, err := manifest.TaskID(req.URL, "", nil)
@@ -81,10 +87,7 @@ func (p *Proxy) serveP2P(w http.ResponseWriter, r *http.Request, target *url.URL
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	br := &blobReader{ctx: r.Context(), l: l, size: l.Size(), timeout: p.cfg.ReadTimeout, log: log, st: &p.st}
-	if want != "" {
-		br.want = digest.Digest(want)
-		br.h = sha256.New()
-	}
+	br.dv = dv
 	defer func() {
 		p.st.p2pBytes.Add(sw.n)
 		if v := recover(); v != nil {
@@ -114,9 +117,7 @@ type blobReader struct {
 	log     logrus.FieldLogger
 	st      *stats
 
-	want     digest.Digest
-	h        hash.Hash
-	hashed   int64
+	dv       *manifest.DigestVerifier // nil: nothing to verify
 	verified bool
 }
 
@@ -161,14 +162,12 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		}
 		panic(http.ErrAbortHandler)
 	}
-	if b.h != nil && b.pos == b.hashed {
-		b.h.Write(p[:n])
-		b.hashed += int64(n)
-		if b.hashed == b.size {
-			got := digest.NewDigest(digest.SHA256, b.h)
-			if got != b.want {
+	if b.dv != nil && b.pos == b.dv.Written() {
+		b.dv.Write(p[:n])
+		if b.dv.Written() == b.size {
+			if err := b.dv.Verify(); err != nil {
 				b.st.mismatches.Add(1)
-				b.log.WithFields(logrus.Fields{"got": got.String(), "want": b.want.String(), "task": b.l.TaskID()}).
+				b.log.WithError(err).WithField("task", b.l.TaskID()).
 					Error("proxy: DIGEST MISMATCH: the blob assembled from P2P pieces does not match its digest; " +
 						"aborting the response before its last bytes (the client will retry). Check the registry and the supernode's copy of this task")
 				panic(http.ErrAbortHandler)

@@ -1,36 +1,24 @@
 package supernode
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
 )
 
-func parseDigest(s string) (digest.Digest, error) {
-	d, err := digest.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("invalid digest %q: %w", s, err)
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return "", fmt.Errorf("invalid digest %q: only sha256 is supported", s)
-	}
-	return d, nil
-}
+// parseDigest is manifest.ParseDigest; preheat.go still calls it by this name.
+var parseDigest = manifest.ParseDigest
 
-// verifyWhole checks the whole content of t against a sha256 digest.
+// verifyWhole checks the whole content of t against its expected digest.
 func verifyWhole(t *cache.Task, want string) error {
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(t, 0, t.Meta().Length)); err != nil {
-		return fmt.Errorf("hash content: %w", err)
+	v, err := manifest.NewDigestVerifier(want)
+	if err != nil {
+		return err
 	}
-	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
-	if got != want {
-		return fmt.Errorf("content digest %s does not match expected %s", got, want)
+	if _, err := io.Copy(v, io.NewSectionReader(t, 0, t.Meta().Length)); err != nil {
+		return fmt.Errorf("hash the seed's copy: %w", err)
 	}
-	return nil
+	return v.Verify()
 }

@@ -344,7 +344,7 @@ func taskIDFor(req *wire.RegisterRequest) (string, error) {
 	}
 	var id string
 	if req.Digest != "" {
-		d, err := parseDigest(req.Digest)
+		d, err := manifest.ParseDigest(req.Digest)
 		if err != nil {
 			return "", err
 		}

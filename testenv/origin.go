@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/damselfly-p2p/damselfly/meter"
 )
 
 // Origin write pacing: the shared limiter's burst, and the largest write
@@ -330,7 +332,8 @@ func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 
-	cw := &countingWriter{ResponseWriter: w, ctx: r.Context(), limiter: o.limiter, entry: e, total: &o.total}
+	cw := &originResponse{ResponseWriter: w, paced: pacedWriter{w: w, ctx: r.Context(), limiter: o.limiter},
+		counters: []*atomic.Int64{&e.bytes, &o.total}}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", file.etag)
@@ -346,30 +349,52 @@ func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(cw, r, "", OriginModTime, f)
 }
 
-// countingWriter paces body writes through the shared limiter and counts the
-// bytes written in 200 and 206 responses. It deliberately has no ReadFrom,
-// so that every body byte goes through Write.
-type countingWriter struct {
+// originResponse paces body writes through the shared limiter and counts
+// the body bytes of 200 and 206 responses into the file's and the Origin's
+// counters. It deliberately has no ReadFrom, so that every body byte goes
+// through Write.
+type originResponse struct {
 	http.ResponseWriter
-	ctx     context.Context
-	limiter *rate.Limiter
-	entry   *originEntry
-	total   *atomic.Int64
-	status  int
+	paced    pacedWriter
+	counters []*atomic.Int64
+	status   int
+	body     io.Writer // set at the first body write, once the status is known
 }
 
-func (c *countingWriter) WriteHeader(code int) {
+func (c *originResponse) WriteHeader(code int) {
 	if c.status == 0 && code >= 200 {
 		c.status = code
 	}
 	c.ResponseWriter.WriteHeader(code)
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
+func (c *originResponse) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
-	count := c.status == http.StatusOK || c.status == http.StatusPartialContent
+	if c.body == nil {
+		c.body = &c.paced
+		if c.status == http.StatusOK || c.status == http.StatusPartialContent {
+			for _, n := range c.counters {
+				c.body = meter.NewWriter(c.body, n)
+			}
+		}
+	}
+	return c.body.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *originResponse) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// pacedWriter writes to w in chunks of at most originMaxWrite, each waiting
+// on the limiter first.
+type pacedWriter struct {
+	w       io.Writer
+	ctx     context.Context
+	limiter *rate.Limiter
+}
+
+func (c *pacedWriter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		chunk := p
@@ -379,12 +404,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
 			return written, err
 		}
-		n, err := c.ResponseWriter.Write(chunk)
+		n, err := c.w.Write(chunk)
 		written += n
-		if count && n > 0 {
-			c.entry.bytes.Add(int64(n))
-			c.total.Add(int64(n))
-		}
 		if err != nil {
 			return written, err
 		}
@@ -392,6 +413,3 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	return written, nil
 }
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -18,7 +18,6 @@ package upload
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/meter"
 )
 
 // DigestHeader carries the served piece's digest ("sha256:<hex>").
@@ -209,15 +209,17 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		}
 	}
 	t.Touch()
-	cw := &countingWriter{w: w, ctx: r.Context(), limiter: s.limiter}
+	var sent atomic.Int64
+	rw := pieceResponse{ResponseWriter: w,
+		Body: meter.NewWriter(&limitedWriter{w: w, ctx: r.Context(), limiter: s.limiter}, &sent)}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if d, ok := t.PieceDigest(n); ok {
 		w.Header().Set(DigestHeader, d.String())
 	}
-	http.ServeContent(cw, r, "", time.Time{}, sec)
-	s.served.Add(cw.n)
+	http.ServeContent(rw, r, "", time.Time{}, sec)
+	s.served.Add(sent.Load())
 	if s.onServe != nil {
-		s.onServe(taskID, cw.n)
+		s.onServe(taskID, sent.Load())
 	}
 }
 
@@ -294,61 +296,45 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 	json.NewEncoder(w).Encode(BitmapResponse{NumPieces: t.NumPieces(), Count: b.Count(), Bitmap: b})
 }
 
-// countingWriter counts body bytes and applies the upload limiter.
-type countingWriter struct {
-	w       http.ResponseWriter
-	ctx     context.Context
-	limiter *rate.Limiter
-	n       int64
+// pieceResponse is the ResponseWriter a piece is served through: its body
+// goes to Body (which paces and counts it). Having no ReadFrom, it keeps
+// ServeContent's io.Copy on Body instead of the connection's sendfile path.
+type pieceResponse struct {
+	http.ResponseWriter
+	Body io.Writer
 }
 
-func (c *countingWriter) Header() http.Header  { return c.w.Header() }
-func (c *countingWriter) WriteHeader(code int) { c.w.WriteHeader(code) }
+func (r pieceResponse) Write(p []byte) (int, error) { return r.Body.Write(p) }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
+// limitedWriter writes to w in chunks the upload limiter (nil: none) admits,
+// waiting on it before each.
+type limitedWriter struct {
+	w       io.Writer
+	ctx     context.Context
+	limiter *rate.Limiter
+}
+
+func (c *limitedWriter) Write(p []byte) (int, error) {
+	if c.limiter == nil {
+		return c.w.Write(p)
+	}
 	written := 0
 	for len(p) > 0 {
 		chunk := p
-		if c.limiter != nil {
-			if max := limitChunk(c.limiter); len(chunk) > max {
-				chunk = chunk[:max]
-			}
-			if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
-				return written, err
-			}
+		if max := limitChunk(c.limiter); len(chunk) > max {
+			chunk = chunk[:max]
+		}
+		if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
+			return written, err
 		}
 		n, err := c.w.Write(chunk)
 		written += n
-		c.n += int64(n)
 		if err != nil {
 			return written, err
 		}
 		p = p[n:]
 	}
 	return written, nil
-}
-
-// ReadFrom keeps ServeContent's io.Copy on our Write path (and so under the
-// limiter) instead of the ResponseWriter's sendfile path.
-func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 64<<10)
-	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			m, werr := c.Write(buf[:n])
-			total += int64(m)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
 
 // limitChunk is the largest write the limiter admits in one WaitN.

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // HealthTimeout is how long StartSupernode, Restart and StartDaemon wait for
@@ -103,31 +105,15 @@ func (s *Supernode) Restart(t TB) {
 	}
 }
 
-// Status is the supernode's GET /api/v1/status answer.
-type Status struct {
-	Tasks []TaskStatus `json:"tasks"`
-	Peers []PeerStatus `json:"peers"`
-}
+// Status is the supernode's GET /api/v1/status answer (wire.Status), with
+// test look-ups.
+type Status wire.Status
 
 // TaskStatus is one task in Status.
-type TaskStatus struct {
-	TaskID          string `json:"taskID"`
-	URL             string `json:"url"`
-	Length          int64  `json:"length"`
-	State           string `json:"state"`
-	BytesFromOrigin int64  `json:"bytesFromOrigin"`
-	BytesServed     int64  `json:"bytesServed"`
-	Peers           int    `json:"peers"`
-}
+type TaskStatus = wire.TaskStatus
 
 // PeerStatus is one peer in Status.
-type PeerStatus struct {
-	PeerID      string `json:"peerID"`
-	Addr        string `json:"addr"`
-	Isolated    bool   `json:"isolated"`
-	BytesServed int64  `json:"bytesServed"`
-	Failures    int    `json:"failures"`
-}
+type PeerStatus = wire.PeerStatus
 
 // Task returns the task with the given URL, or nil.
 func (st Status) Task(url string) *TaskStatus {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
-	"sync/atomic"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,195 +16,337 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/p2p/upload"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-// Request is one download.
-type Request struct {
-	URL string
-	// Header goes to the origin (through the supernode's seed, or directly
-	// when going back to source) and nowhere else.
-	Header  http.Header
-	Tag     string
-	Filters []string
-	// Digest ("sha256:<hex>") and MD5 (hex) check the whole file.
-	Digest string
-	MD5    string
-	// Output, when set, receives the file atomically.
-	Output string
-	// MoveOutput hands the store's finished copy to Output instead of
-	// copying it (the task then leaves the store): a one-shot download
-	// writes every byte once and keeps one copy on disk. It falls back to a
-	// copy when the store and Output are on different file systems, or
-	// when the task is in use (being served or downloaded by others).
-	MoveOutput bool
-	// Limit caps this download's bytes/s (0: only the host-wide cap).
-	Limit int64
-	// NoSource forbids going to the origin directly.
-	NoSource bool
-	// Progress, if set, is called as pieces arrive.
-	Progress func(done, total int64)
+// DigestHeader carries a piece's digest on piece responses. Children trust
+// it only from the supernode's seed, whose address the supernode gave them.
+const DigestHeader = upload.DigestHeader
+
+// download is one P2P download of a task, from registration to the last
+// piece. Its dispatcher keeps Concurrency piece fetches in flight, letting
+// its pickPolicy choose pieces and parents (urgent reads first, then the
+// rarest piece among its parents' piece maps, the seed only for what no
+// parent has). Each piece moves through the pieceState machine; each parent
+// through the states documented on parent.
+type download struct {
+	p      *Peer
+	req    Request
+	id     string
+	t      *cache.Task
+	layout manifest.Layout
+	log    logrus.FieldLogger
+	c      *counters
+	limits []*ratelimit.Limiter
+
+	wake   chan struct{}
+	policy pickPolicy
+
+	mu       sync.Mutex
+	digests  []cache.Sum
+	known    int
+	parents  map[string]*parent
+	inflight map[int]bool      // pieces in state pieceInFlight
+	deferred map[int]time.Time // pieces the seed asked us to get elsewhere, until when
+	// urgent counts readers waiting for each piece (lazy reads); those
+	// pieces go first, from any parent, and the seed fetches them on demand.
+	urgent map[int]int
+	// lazy downloads run until closed; prefetch fetches pieces nobody is
+	// waiting for (always true for plain downloads).
+	lazy, prefetch bool
+	prefetchLimit  *ratelimit.Limiter
+	unsynced       []int
+	bad            []wire.ParentReport
+	seedDone       bool
+	seedErr        string
+	lastGain       time.Time
+	storeErr       error
+
+	// ctx and wg scope the watchers of this run; release lets the peer
+	// know the download no longer uses the task.
+	ctx     context.Context
+	wg      *sync.WaitGroup
+	release func()
 }
 
-// Result describes a finished download.
-type Result struct {
-	TaskID string
-	Length int64
-	// Reused is what was already in the local store; the rest came from
-	// other peers, from the supernode's seed, or from the origin directly.
-	Reused, FromPeers, FromSeed, FromOrigin int64
-	Elapsed                                 time.Duration
-	// BackToSource is set when the origin was used directly.
-	BackToSource bool
-}
-
-// ErrNoSource is returned when P2P fails and going to the origin is not allowed.
-var ErrNoSource = errors.New("P2P download failed and going to the origin is not allowed (--no-source)")
-
-// counters tracks where a download's bytes came from.
-type counters struct {
-	reused, fromPeers, fromSeed, fromOrigin atomic.Int64
-}
-
-// Download fetches req.URL into the store (joining a download of the same
-// task already running in this peer), checks the whole-file digests, and
-// writes req.Output atomically.
-func (p *Peer) Download(ctx context.Context, req Request) (*Result, error) {
-	start := time.Now()
-	if _, err := manifest.ParseURL(req.URL); err != nil {
+func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wire.RegisterResponse, c *counters, log logrus.FieldLogger) (*download, error) {
+	l := reg.Layout()
+	t, release, err := p.openTaskFor(ctx, cache.Meta{TaskID: id, URL: manifest.RedactURL(req.URL), Length: l.Length,
+		PieceSize: l.PieceSize, ETag: reg.ETag, LastModified: reg.LastModified})
+	if err != nil {
 		return nil, err
 	}
-	if req.Digest != "" {
-		if _, err := cache.ParseSum(req.Digest); err != nil {
-			return nil, fmt.Errorf("--digest: %w", err)
+	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
+		wake: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
+		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, urgent: map[int]int{}, prefetch: true, lastGain: time.Now(), release: release}
+	d.addParents(reg.Parents)
+	d.applyDigests(reg.Digests)
+	d.seedDone = reg.SeedDone
+	c.reused.Store(t.BytesPresent())
+	// Everything already present is news for the scheduler.
+	for i := 0; i < l.NumPieces(); i++ {
+		if t.Has(i) {
+			d.unsynced = append(d.unsynced, i)
 		}
 	}
-	taskID, err := manifest.TaskID(req.URL, req.Tag, req.Filters)
+	return d, nil
+}
+
+func (d *download) run(ctx context.Context) (*Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	// Stop the watchers and the sync loop first, then wait for them: a
+	// watcher blocked in a long poll must not delay the result.
+	defer func() {
+		cancel()
+		wg.Wait()
+		d.release()
+	}()
+	d.ctx, d.wg = ctx, &wg
+	if d.t.Complete() {
+		d.log.Info("already in the local store")
+		d.finalSync(ctx)
+		return d.c.result(d.id, d.layout.Length, false), nil
+	}
+	d.log.WithFields(logrus.Fields{"bytes": d.layout.Length, "pieces": d.layout.NumPieces(),
+		"present": d.t.Count(), "parents": len(d.parents)}).Info("downloading through P2P")
+	wg.Add(1)
+	go func() { defer wg.Done(); d.syncLoop(ctx) }()
+	d.mu.Lock()
+	for _, par := range d.parents {
+		d.watch(ctx, &wg, par)
+	}
+	d.mu.Unlock()
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !d.t.Complete() || d.lazy {
+		if d.lazy && d.t.Complete() {
+			d.finalSync(ctx)
+			<-ctx.Done()
+			return d.c.result(d.id, d.layout.Length, false), nil
+		}
+		d.dispatch(ctx)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(d.req.URL), ctx.Err())
+		case <-d.wake:
+		case <-tick.C:
+		}
+		if err := d.checkStall(); err != nil && !d.lazy {
+			if d.req.NoSource {
+				return nil, fmt.Errorf("download %s: %v: %w", manifest.RedactURL(d.req.URL), err, ErrNoSource)
+			}
+			d.log.WithError(err).Warn("P2P stalled; fetching the remaining pieces from the origin")
+			cancel()
+			wg.Wait()
+			return d.p.backToSource(context.WithoutCancel(ctx), d.id, d.req, d.c, d.knownDigests())
+		}
+	}
+	d.finalSync(ctx)
+	return d.c.result(d.id, d.layout.Length, false), nil
+}
+
+// dispatch starts piece fetches until Concurrency are in flight or nothing
+// more can be fetched now; d.policy chooses what to fetch from whom.
+func (d *download) dispatch(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.inflight) < d.p.cfg.Concurrency {
+		i, par := d.policy.next(d.view())
+		if par == nil {
+			return
+		}
+		d.inflight[i] = true
+		par.inflight++
+		go d.fetch(ctx, i, par)
+	}
+}
+
+// pieceState is piece i's state (see pieceState). Caller holds d.mu.
+func (d *download) pieceState(i int) pieceState {
+	switch {
+	case d.t.Has(i):
+		return pieceStored
+	case d.inflight[i]:
+		return pieceInFlight
+	}
+	return pieceMissing
+}
+
+// view is what the pick policy sees of d now. Caller holds d.mu.
+func (d *download) view() *pickView {
+	parents := make([]*parent, 0, len(d.parents))
+	for _, par := range d.parents {
+		parents = append(parents, par)
+	}
+	return &pickView{numPieces: d.layout.NumPieces(), state: d.pieceState,
+		digestKnown: func(i int) bool { return !d.digests[i].IsZero() },
+		parents:     parents, urgent: d.urgent, deferred: d.deferred, inflight: len(d.inflight),
+		lazy: d.lazy, prefetch: d.prefetch}
+}
+
+// fetch downloads piece i from par, verifies and stores it.
+func (d *download) fetch(ctx context.Context, i int, par *parent) {
+	data, digest, status, busy, holders, err := d.get(ctx, i, par)
+	if len(holders) > 0 {
+		// The seed says who just got this piece: make them parents.
+		go d.adopt(d.addParents(holders))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.poke()
+	// The piece stays in flight until it is stored, so that it is not
+	// picked again meanwhile.
+	defer delete(d.inflight, i)
+	par.inflight--
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return
+	case status == http.StatusServiceUnavailable && busy == "piece":
+		// The seed just gave this piece to others: wait for them to relay it.
+		d.deferred[i] = d.policy.now().Add(100*time.Millisecond + rand.N(200*time.Millisecond))
+		return
+	case status == http.StatusServiceUnavailable:
+		par.busyUntil = d.policy.now().Add(50*time.Millisecond + rand.N(100*time.Millisecond))
+		return
+	case status == http.StatusNotFound:
+		// Stale piece map: the parent no longer has it (or lost the task).
+		if par.bitmap.Has(i) {
+			par.bitmap.Clear(i)
+			par.count--
+		}
+		return
+	default:
+		d.strike(par, reasonFor(err), err)
+		return
+	}
+	want := d.digests[i]
+	if want.IsZero() && par.seed && !digest.IsZero() {
+		want = digest
+		d.digests[i] = digest
+		d.known++
+	}
+	if want.IsZero() {
+		return
+	}
+	d.mu.Unlock()
+	werr := d.t.WritePiece(i, data, want)
+	d.mu.Lock()
+	switch {
+	case werr == nil:
+		d.unsynced = append(d.unsynced, i)
+		d.lastGain = time.Now()
+		if par.seed {
+			d.c.fromSeed.Add(int64(len(data)))
+		} else {
+			d.c.fromPeers.Add(int64(len(data)))
+			par.failures = 0
+		}
+		if d.req.Progress != nil {
+			d.req.Progress(d.t.BytesPresent(), d.layout.Length)
+		}
+	case errors.Is(werr, cache.ErrDigestMismatch), errors.Is(werr, cache.ErrBadPiece):
+		d.log.WithFields(logrus.Fields{"piece": i, "parent": par.id}).Warn("parent served a corrupt piece; dropping it")
+		par.failures = parentStrikes
+		d.drop(par, wire.ReasonCorrupt)
+	default:
+		d.log.WithError(werr).WithField("piece", i).Error("store piece")
+		d.storeErr = werr
+	}
+}
+
+// get fetches piece i's bytes from par within the piece timeout.
+func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []wire.Parent, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
+	defer cancel()
+	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
+	d.mu.Lock()
+	if d.urgent[i] > 0 {
+		url += "?urgent=1"
+	}
+	d.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, sum, 0, "", nil, err
 	}
-	var c counters
-	v, err, shared := p.flights.Do(taskID, func() (any, error) {
-		return p.fetchTask(ctx, taskID, req, &c)
-	})
+	req.Header.Set(upload.PeerHeader, d.p.id+" "+d.p.host.UploadAddr)
+	resp, err := d.p.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, sum, 0, "", nil, err
 	}
-	res := v.(*Result)
-	if shared {
-		// Another request of this peer did the work.
-		res = &Result{TaskID: res.TaskID, Length: res.Length, Reused: res.Length}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), parseHolders(resp.Header.Get(upload.HoldersHeader)),
+			fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
 	}
-	t, release, ok := p.Lookup(taskID)
-	if !ok {
-		return nil, fmt.Errorf("task %s vanished from the store", taskID)
+	_, n := d.layout.PieceRange(i)
+	if resp.ContentLength >= 0 && resp.ContentLength != n {
+		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
-	defer release()
-	if err := checkWhole(t, req.Digest, req.MD5); err != nil {
-		return nil, err
+	buf := make([]byte, n)
+	limits := d.limits
+	if d.prefetchLimit != nil && !strings.Contains(url, "urgent") {
+		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
 	}
-	if req.Output != "" {
-		moved := req.MoveOutput && p.exportOutput(taskID, req.Output)
-		if !moved {
-			if err := writeOutput(t, req.Output); err != nil {
-				return nil, err
+	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}, buf); err != nil {
+		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
+	}
+	if h := resp.Header.Get(DigestHeader); h != "" {
+		sum, _ = cache.ParseSum(h)
+	}
+	return buf, sum, resp.StatusCode, "", nil, nil
+}
+
+// parseHolders reads a HoldersHeader value.
+func parseHolders(h string) []wire.Parent {
+	var out []wire.Parent
+	for _, item := range strings.Split(h, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(item), " ")
+		if ok && id != "" && addr != "" {
+			out = append(out, wire.Parent{PeerID: id, Addr: addr})
+		}
+	}
+	return out
+}
+
+func (d *download) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// checkStall reports an error when no piece arrived for StallTimeout and
+// nothing is in flight, or when the seed gave up and no parent can help.
+func (d *download) checkStall() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.storeErr != nil {
+		return fmt.Errorf("store pieces: %w", d.storeErr)
+	}
+	if d.seedErr != "" && len(d.inflight) == 0 && !d.anyPeerCanHelp() {
+		return fmt.Errorf("seed failed: %s", d.seedErr)
+	}
+	if time.Since(d.lastGain) > d.p.cfg.StallTimeout {
+		return fmt.Errorf("no progress for %s", d.p.cfg.StallTimeout)
+	}
+	return nil
+}
+
+func (d *download) anyPeerCanHelp() bool {
+	for _, par := range d.parents {
+		if par.dropped || par.seed {
+			continue
+		}
+		for i := 0; i < d.layout.NumPieces(); i++ {
+			if par.bitmap.Has(i) && !d.t.Has(i) {
+				return true
 			}
 		}
 	}
-	res.Elapsed = time.Since(start)
-	return res, nil
-}
-
-// fetchTask makes the store hold the whole task, through P2P when a
-// supernode answers, otherwise from the origin.
-func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *counters) (*Result, error) {
-	log := p.log.WithFields(logrus.Fields{"task": taskID[:12], "url": manifest.RedactURL(req.URL)})
-	if p.snc == nil {
-		if req.NoSource {
-			return nil, fmt.Errorf("no supernode configured: %w", ErrNoSource)
-		}
-		log.Info("no supernode configured; downloading from the origin")
-		return p.backToSource(ctx, taskID, req, c, nil)
-	}
-	reg, err := p.register(ctx, taskID, req)
-	if err != nil {
-		if errors.Is(err, wire.ErrUnreachable) {
-			if req.NoSource {
-				return nil, fmt.Errorf("%v: %w", err, ErrNoSource)
-			}
-			log.WithError(err).Warn("no supernode reachable; downloading straight from the origin")
-			return p.backToSource(ctx, taskID, req, c, nil)
-		}
-		return nil, err
-	}
-	d, err := p.newDownload(ctx, taskID, req, reg, c, log)
-	if err != nil {
-		return nil, err
-	}
-	return d.run(ctx)
-}
-
-func (p *Peer) register(ctx context.Context, taskID string, req Request) (*wire.RegisterResponse, error) {
-	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL)})
-	if err != nil {
-		var ae *wire.Error
-		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {
-			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(req.URL), ae)
-		}
-		return nil, fmt.Errorf("register with supernode: %w", err)
-	}
-	if err := reg.Layout().Validate(); err != nil {
-		return nil, fmt.Errorf("supernode sent a bad layout: %w", err)
-	}
-	if len(reg.Digests) != reg.Layout().NumPieces() {
-		return nil, fmt.Errorf("supernode sent %d digests for %d pieces", len(reg.Digests), reg.Layout().NumPieces())
-	}
-	return reg, nil
-}
-
-// openTaskFor creates (or resumes) the task in the store and registers it as
-// held and active.
-func (p *Peer) openTaskFor(ctx context.Context, meta cache.Meta) (*cache.Task, func(), error) {
-	t, err := p.store.Create(ctx, meta)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open task in store: %w", err)
-	}
-	p.mu.Lock()
-	ot := p.open[t.ID()]
-	if ot == nil {
-		ot = &openTask{t: t}
-		p.open[t.ID()] = ot
-	} else {
-		t.Close()
-		t = ot.t
-	}
-	ot.active++
-	ot.lastUsed = time.Now()
-	p.mu.Unlock()
-	done := func() {
-		p.mu.Lock()
-		ot.active--
-		ot.lastUsed = time.Now()
-		p.mu.Unlock()
-	}
-	return t, done, nil
-}
-
-func (c *counters) result(taskID string, length int64, backToSource bool) *Result {
-	return &Result{TaskID: taskID, Length: length, Reused: c.reused.Load(), FromPeers: c.fromPeers.Load(),
-		FromSeed: c.fromSeed.Load(), FromOrigin: c.fromOrigin.Load(), BackToSource: backToSource}
-}
-
-// blobDigest is the digest of an OCI blob URL ("" otherwise): the seed
-// then checks the whole blob against it.
-func blobDigest(rawURL string) string {
-	if d, ok := manifest.BlobDigest(rawURL); ok {
-		return d.String()
-	}
-	return ""
-}
-
-func limiters(p *Peer, req Request) []*ratelimit.Limiter {
-	return []*ratelimit.Limiter{ratelimit.New(req.Limit), p.dlLimit}
+	return false
 }

@@ -222,6 +222,34 @@ func (p *Peer) Lookup(taskID string) (*cache.Task, func(), bool) {
 	return nil, nil, false
 }
 
+// openTaskFor creates (or resumes) the task in the store and registers it as
+// held and active.
+func (p *Peer) openTaskFor(ctx context.Context, meta cache.Meta) (*cache.Task, func(), error) {
+	t, err := p.store.Create(ctx, meta)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open task in store: %w", err)
+	}
+	p.mu.Lock()
+	ot := p.open[t.ID()]
+	if ot == nil {
+		ot = &openTask{t: t}
+		p.open[t.ID()] = ot
+	} else {
+		t.Close()
+		t = ot.t
+	}
+	ot.active++
+	ot.lastUsed = time.Now()
+	p.mu.Unlock()
+	done := func() {
+		p.mu.Lock()
+		ot.active--
+		ot.lastUsed = time.Now()
+		p.mu.Unlock()
+	}
+	return t, done, nil
+}
+
 // hold keeps t open for serving; the peer takes over the caller's reference
 // unless it already holds one.
 func (p *Peer) hold(t *cache.Task) {

@@ -9,6 +9,13 @@ import (
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
+// How often a download syncs with the supernode: every syncInterval while
+// it has news, every idleSync otherwise.
+const (
+	syncInterval = 250 * time.Millisecond
+	idleSync     = 2 * time.Second
+)
+
 // syncLoop reports finished pieces and failing parents to the supernode in
 // batches, learns new piece digests and asks for more parents when the ones
 // it has cannot help. If the supernode forgot the peer (it restarted), the

@@ -1,0 +1,186 @@
+package p2p
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p/upload"
+	"github.com/damselfly-p2p/damselfly/wire"
+)
+
+// parentStrikes failed requests make a child drop a parent.
+const parentStrikes = 2
+
+// parent is one source of pieces for a download: a peer the supernode
+// suggested (or the seed named as a holder), or the supernode's seed. Its
+// states, as the child sees them:
+//
+//	usable --(503)--> busy (until busyUntil) --> usable
+//	usable --(parentStrikes failures | one corrupt piece)--> dropped (final)
+//
+// The seed is never dropped: it backs off (busy for a second) instead.
+// bitmap and count are the parent's piece map as last polled (see watch);
+// inflight counts this child's requests to it.
+type parent struct {
+	id, addr  string
+	seed      bool
+	bitmap    manifest.Bitmap
+	count     int
+	inflight  int
+	failures  int
+	dropped   bool
+	busyUntil time.Time
+}
+
+// reasonFor is the wire.ParentReport reason for a failed piece request.
+func reasonFor(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.ReasonTimeout
+	case errors.Is(err, cache.ErrBadPiece):
+		return wire.ReasonBadResponse
+	default:
+		return wire.ReasonUnreachable
+	}
+}
+
+// strike counts a failure against par and drops it after parentStrikes.
+// Caller holds d.mu.
+func (d *download) strike(par *parent, reason string, err error) {
+	par.failures++
+	d.log.WithError(err).WithFields(logrus.Fields{"parent": par.id, "strikes": par.failures}).Debug("parent failed")
+	if par.failures >= parentStrikes {
+		d.drop(par, reason)
+	}
+}
+
+// drop stops using par and reports it. The seed is never dropped for good:
+// it is the parent of last resort, so it only backs off.
+func (d *download) drop(par *parent, reason string) {
+	if par.seed {
+		par.failures = 0
+		par.busyUntil = d.policy.now().Add(time.Second)
+		return
+	}
+	if par.dropped {
+		return
+	}
+	par.dropped = true
+	d.bad = append(d.bad, wire.ParentReport{PeerID: par.id, Reason: reason})
+	d.log.WithFields(logrus.Fields{"parent": par.id, "reason": reason}).Info("dropped parent")
+}
+
+// addParents adds parents not known yet. Caller must not hold d.mu; new
+// parents are watched once the download runs.
+func (d *download) addParents(ps []wire.Parent) []*parent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var added []*parent
+	for _, ap := range ps {
+		if ap.PeerID == d.p.id || ap.Addr == d.p.host.UploadAddr {
+			continue
+		}
+		if old := d.parents[ap.PeerID]; old != nil {
+			if ap.Seed && old.addr != ap.Addr {
+				old.addr = ap.Addr
+			}
+			continue
+		}
+		par := &parent{id: ap.PeerID, addr: ap.Addr, seed: ap.Seed, bitmap: manifest.NewBitmap(d.layout.NumPieces())}
+		d.parents[ap.PeerID] = par
+		added = append(added, par)
+	}
+	return added
+}
+
+// watch long-polls par's piece map until the download ends or par is
+// dropped. Caller holds d.mu.
+func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		have := -1
+		errs := 0
+		for ctx.Err() == nil && !d.t.Complete() {
+			d.mu.Lock()
+			stop := par.dropped || par.count >= d.layout.NumPieces()
+			d.mu.Unlock()
+			if stop {
+				return
+			}
+			bm, err := d.fetchBitmap(ctx, par, have)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				errs++
+				d.mu.Lock()
+				if errs >= 3 {
+					d.drop(par, wire.ReasonUnreachable)
+				}
+				d.mu.Unlock()
+				sleepCtx(ctx, time.Duration(errs)*300*time.Millisecond)
+				continue
+			}
+			errs = 0
+			d.mu.Lock()
+			if len(bm.Bitmap) == len(par.bitmap) && bm.NumPieces == d.layout.NumPieces() {
+				par.bitmap, par.count = bm.Bitmap, bm.Bitmap.Count()
+			}
+			have = par.count
+			d.mu.Unlock()
+			d.poke()
+		}
+	}()
+}
+
+// fetchBitmap long-polls par for its piece map once it holds more than have
+// pieces (a parent without the task yet counts as holding none).
+func (d *download) fetchBitmap(ctx context.Context, par *parent, have int) (*upload.BitmapResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://%s/peer/tasks/%s/bitmap?have=%d&wait=5s", par.addr, d.id, have)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// The parent has not opened the task yet: treat as empty.
+		io.Copy(io.Discard, resp.Body)
+		sleepCtx(ctx, 200*time.Millisecond)
+		return &upload.BitmapResponse{NumPieces: d.layout.NumPieces(), Bitmap: manifest.NewBitmap(d.layout.NumPieces())}, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("piece map from %s: %s", par.addr, resp.Status)
+	}
+	var bm upload.BitmapResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&bm); err != nil {
+		return nil, fmt.Errorf("piece map from %s: %w", par.addr, err)
+	}
+	return &bm, nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,12 +1,7 @@
-// Package origin owns talking to origins: probing a URL's length, range
-// support and validators, conditional revalidation, and fetching pieces with
-// retries and resume. It never stores anything; callers hand it a Sink.
 package origin
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -42,14 +34,6 @@ const (
 	// connection reusable before it is simply closed.
 	drainLimit = 4 << 10
 )
-
-// ErrNoRanges means the origin answered a range request with the whole body.
-var ErrNoRanges = errors.New("origin does not support range requests")
-
-// ErrChanged means the origin's content is not the content being downloaded
-// any more: its length differs from the layout's, or its validators changed
-// (including a 200 answer to a request carrying If-Range).
-var ErrChanged = errors.New("origin content changed during download")
 
 // Client talks to origins. It is safe for concurrent use.
 type Client struct {
@@ -146,134 +130,6 @@ func defaultTransport() *http.Transport {
 	}
 }
 
-// Info is what an origin says about a URL's content.
-type Info struct {
-	Length       int64 // -1 when the origin does not say
-	AcceptRanges bool
-	ETag         string
-	LastModified string
-	NotModified  bool // Validate only: the origin answered 304
-}
-
-// StatusError is an origin's non-success HTTP status.
-type StatusError struct {
-	Code   int
-	Status string // as received, e.g. "404 Not Found"
-	URL    string // redacted with manifest.RedactURL
-}
-
-// Error implements error.
-func (e *StatusError) Error() string {
-	status := e.Status
-	if status == "" {
-		status = strings.TrimSpace(strconv.Itoa(e.Code) + " " + http.StatusText(e.Code))
-	}
-	return fmt.Sprintf("origin returned %s for %s", status, e.URL)
-}
-
-// Temporary reports whether the status is worth retrying: 5xx, 408 and 429.
-func (e *StatusError) Temporary() bool {
-	return e.Code >= 500 || e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests
-}
-
-// permanentError marks an error that must not be retried whatever it wraps
-// (a failed sink write, a resume that cannot be done safely).
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-func permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
-
-// IsTemporary reports whether err is worth retrying: a temporary
-// StatusError, a network error (refused or reset connections, timeouts,
-// DNS failures other than "no such host"), or a body that ended early
-// (unexpected EOF). Context cancellation and deadlines are not temporary,
-// nor are ErrNoRanges, ErrChanged and TLS certificate errors.
-func IsTemporary(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pe *permanentError
-	if errors.As(err, &pe) {
-		return false
-	}
-	if isContextErr(err) {
-		return false
-	}
-	var se *StatusError
-	if errors.As(err, &se) {
-		return se.Temporary()
-	}
-	if errors.Is(err, ErrNoRanges) || errors.Is(err, ErrChanged) {
-		return false
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return true
-	}
-	var (
-		certErr      *tls.CertificateVerificationError
-		unknownAuth  x509.UnknownAuthorityError
-		hostnameErr  x509.HostnameError
-		certInvalid  x509.CertificateInvalidError
-		recordHdrErr tls.RecordHeaderError
-	)
-	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr) ||
-		errors.As(err, &certInvalid) || errors.As(err, &recordHdrErr) {
-		return false
-	}
-	for _, errno := range []syscall.Errno{syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED,
-		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return !dnsErr.IsNotFound
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	return false
-}
-
-// isContextErr reports whether err's chain holds context.Canceled or
-// context.DeadlineExceeded itself. It compares identities rather than using
-// errors.Is because net/http's own timeouts (response header timeout) claim to
-// be context.DeadlineExceeded yet are worth retrying.
-func isContextErr(err error) bool {
-	for err != nil {
-		if err == context.Canceled || err == context.DeadlineExceeded {
-			return true
-		}
-		switch x := err.(type) {
-		case interface{ Unwrap() []error }:
-			for _, e := range x.Unwrap() {
-				if isContextErr(e) {
-					return true
-				}
-			}
-			return false
-		case interface{ Unwrap() error }:
-			err = x.Unwrap()
-		default:
-			return false
-		}
-	}
-	return false
-}
-
 // retry runs op until it succeeds, fails with an error that is not
 // temporary, the context ends, or the attempt budget is spent. op reports
 // whether it made progress; progress restores the budget, so a long body cut
@@ -292,19 +148,19 @@ func (c *Client) retry(ctx context.Context, log logrus.FieldLogger, what string,
 			return fmt.Errorf("%w (last error: %v)", ctxErr, err)
 		}
 		if !IsTemporary(err) {
-			log.WithError(err).WithField("attempt", attempt).Debugf("source: %s failed permanently", what)
+			log.WithError(err).WithField("attempt", attempt).Debugf("origin: %s failed permanently", what)
 			return err
 		}
 		if progress {
 			failures = 0
 		}
 		if failures >= c.retries {
-			log.WithError(err).WithField("attempt", attempt).Infof("source: %s failed; giving up", what)
+			log.WithError(err).WithField("attempt", attempt).Infof("origin: %s failed; giving up", what)
 			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
 		failures++
 		d := c.backoff(failures)
-		log.WithError(err).WithFields(logrus.Fields{"attempt": attempt, "retryIn": d}).Infof("source: %s failed; retrying", what)
+		log.WithError(err).WithFields(logrus.Fields{"attempt": attempt, "retryIn": d}).Infof("origin: %s failed; retrying", what)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -403,83 +259,4 @@ func statusError(resp *http.Response, redacted string) error {
 func discard(resp *http.Response) {
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
 	_ = resp.Body.Close()
-}
-
-// infoFromHeader reads validators and range support from response headers.
-// Length is left to the caller.
-func infoFromHeader(h http.Header) Info {
-	info := Info{Length: -1, ETag: h.Get("ETag"), LastModified: h.Get("Last-Modified")}
-	for _, v := range h.Values("Accept-Ranges") {
-		for _, tok := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "bytes") {
-				info.AcceptRanges = true
-			}
-		}
-	}
-	return info
-}
-
-// parseContentRange parses "bytes first-last/total" and "bytes */total";
-// start and end are -1 in the second form and total is -1 when it is "*".
-func parseContentRange(s string) (start, end, total int64, ok bool) {
-	s = strings.TrimSpace(s)
-	rest, found := strings.CutPrefix(s, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(strings.TrimSpace(rest), "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	total = -1
-	if tot != "*" {
-		t, err := strconv.ParseInt(tot, 10, 64)
-		if err != nil || t < 0 {
-			return 0, 0, 0, false
-		}
-		total = t
-	}
-	if rng == "*" {
-		if total < 0 {
-			return 0, 0, 0, false
-		}
-		return -1, -1, total, true
-	}
-	a, b, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	start, err1 := strconv.ParseInt(a, 10, 64)
-	end, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start || (total >= 0 && end >= total) {
-		return 0, 0, 0, false
-	}
-	return start, end, total, true
-}
-
-// strongETag returns etag if it may be used in If-Range (weak validators
-// may not), else "".
-func strongETag(etag string) string {
-	if etag == "" || strings.HasPrefix(etag, "W/") {
-		return ""
-	}
-	return etag
-}
-
-// checkValidators returns an ErrChanged error when resp's validators differ
-// from the ones the download started with. Missing validators on either side
-// are not evidence of a change.
-func checkValidators(info Info, h http.Header) error {
-	if info.ETag != "" {
-		if got := h.Get("ETag"); got != "" && strings.TrimPrefix(got, "W/") != strings.TrimPrefix(info.ETag, "W/") {
-			return fmt.Errorf("%w: ETag is now %s, was %s", ErrChanged, got, info.ETag)
-		}
-		return nil
-	}
-	if info.LastModified != "" {
-		if got := h.Get("Last-Modified"); got != "" && got != info.LastModified {
-			return fmt.Errorf("%w: Last-Modified is now %s, was %s", ErrChanged, got, info.LastModified)
-		}
-	}
-	return nil
 }

@@ -20,6 +20,11 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 )
 
+const (
+	testLength    = 1<<20 + 12345 // 17 pieces of 64 KiB, the last one short
+	testPieceSize = 64 << 10
+)
+
 // testOrigin is a real HTTP origin on loopback serving one body, with fault
 // modes. Its fields are guarded by mu and may be changed between requests.
 type testOrigin struct {

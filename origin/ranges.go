@@ -1,0 +1,220 @@
+package origin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/manifest"
+)
+
+// FetchPiece fetches piece i of the content described by info and layout into
+// a new buffer. It sends "Range: bytes=off-end" (plus If-Range with the ETag
+// when it is strong); a failure mid-body resumes with a Range starting after
+// the bytes already received, never re-downloading them, retried up to the
+// retry limit with backoff. A 206 whose Content-Range does not match, or a
+// body of the wrong length, is an error; a changed length or validator is
+// ErrChanged. If the origin answers a range request with the whole body, it
+// does not honour ranges: the error wraps ErrNoRanges. FetchPiece sends a
+// range request even when info.AcceptRanges is false, since origins that do
+// not advertise ranges often serve them anyway.
+func (c *Client) FetchPiece(ctx context.Context, rawURL string, header http.Header, info Info, layout manifest.Layout, i int, opt FillOptions) ([]byte, error) {
+	redacted, err := checkURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
+	}
+	if err := layout.Validate(); err != nil {
+		return nil, fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
+	}
+	if i < 0 || i >= layout.NumPieces() {
+		return nil, fmt.Errorf("fetch piece %d of %s: no such piece (%d pieces)", i, redacted, layout.NumPieces())
+	}
+	off, n := layout.PieceRange(i)
+	buf := make([]byte, n)
+	var got int64
+	log := c.log.WithFields(logrus.Fields{"url": redacted, "piece": i})
+	err = c.retry(ctx, log, fmt.Sprintf("fetch piece %d", i), func(attempt int) (bool, error) {
+		before := got
+		err := c.fetchRange(ctx, rawURL, redacted, header, info, layout, off, buf, &got, &opt,
+			log.WithField("attempt", attempt))
+		return got > before, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
+	}
+	return buf, nil
+}
+
+// fetchRange makes one request for buf[*got:], which starts at byte off of
+// the content, advancing *got as bytes arrive.
+func (c *Client) fetchRange(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
+	layout manifest.Layout, off int64, buf []byte, got *int64, opt *FillOptions, log logrus.FieldLogger) error {
+	start, end := off+*got, off+int64(len(buf))-1
+	req, err := newRequest(ctx, http.MethodGet, rawURL, redacted, header)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", start, end))
+	ifRange := strongETag(info.ETag)
+	if ifRange != "" {
+		req.Header.Set("If-Range", ifRange)
+	}
+	resp, err := c.do(req, redacted)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	log.WithFields(logrus.Fields{"status": resp.StatusCode, "from": start, "to": end}).Debug("origin: range GET answered")
+	if err := checkRangeAnswer(resp, redacted, info, layout, ifRange, start, end); err != nil {
+		return err
+	}
+	n, err := meteredRead(ctx, resp.Body, buf[*got:], opt)
+	*got += int64(n)
+	if err == io.EOF {
+		return fmt.Errorf("body ended after %d of %d bytes: %w", n, end-start+1, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		return fmt.Errorf("read body at byte %d: %w", off+*got, err)
+	}
+	var one [1]byte
+	if k, _ := io.ReadFull(resp.Body, one[:]); k > 0 {
+		return permanent(fmt.Errorf("origin sent more than the %d bytes of range %d-%d", end-start+1, start, end))
+	}
+	return nil
+}
+
+// checkRangeAnswer accepts a 206 for exactly bytes start-end of content of
+// the layout's length, carrying the validators of info. A whole body is
+// ErrChanged when the content changed (length, If-Range validator) and
+// ErrNoRanges otherwise; other statuses are StatusErrors.
+func checkRangeAnswer(resp *http.Response, redacted string, info Info, layout manifest.Layout, ifRange string, start, end int64) error {
+	switch code := resp.StatusCode; {
+	case code == http.StatusPartialContent:
+	case code == http.StatusRequestedRangeNotSatisfiable:
+		if _, _, total, ok := parseContentRange(resp.Header.Get("Content-Range")); ok && total != layout.Length {
+			return fmt.Errorf("%w: origin length is %d, expected %d", ErrChanged, total, layout.Length)
+		}
+		return statusError(resp, redacted)
+	case code >= 200 && code < 300:
+		// The whole body: either the If-Range validator failed (the
+		// content changed) or the origin ignores ranges.
+		if resp.ContentLength >= 0 && resp.ContentLength != layout.Length {
+			return fmt.Errorf("%w: origin length is %d, expected %d", ErrChanged, resp.ContentLength, layout.Length)
+		}
+		if ifRange != "" && resp.Header.Get("ETag") != ifRange {
+			return fmt.Errorf("%w: answered %s to a range request with If-Range", ErrChanged, resp.Status)
+		}
+		if err := checkValidators(info, resp.Header); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: answered %s to a range request", ErrNoRanges, resp.Status)
+	default:
+		return statusError(resp, redacted)
+	}
+	cr := resp.Header.Get("Content-Range")
+	s, e, total, ok := parseContentRange(cr)
+	switch {
+	case !ok || s < 0:
+		return permanent(fmt.Errorf("malformed Content-Range %q", cr))
+	case total >= 0 && total != layout.Length:
+		return fmt.Errorf("%w: origin length is %d, expected %d", ErrChanged, total, layout.Length)
+	case s != start || e != end:
+		return permanent(fmt.Errorf("origin answered range %d-%d to a request for %d-%d", s, e, start, end))
+	case resp.ContentLength >= 0 && resp.ContentLength != end-start+1:
+		return permanent(fmt.Errorf("origin sent %d bytes for range %d-%d", resp.ContentLength, start, end))
+	}
+	return checkValidators(info, resp.Header)
+}
+
+// fillRanges runs the range workers until every piece is in the sink or one
+// of them fails.
+func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
+	layout manifest.Layout, sink Sink, p *picker, opt FillOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		once     sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		once.Do(func() { firstErr = err })
+		cancel()
+	}
+	workers := min(opt.Concurrency, p.missing())
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i, ok := p.pick()
+				if !ok {
+					return
+				}
+				data, err := c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if err := sink.PutPiece(i, data); err != nil {
+					fail(fmt.Errorf("store piece %d of %s: %w", i, redacted, err))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	// Workers also stop when the caller's context ends.
+	return ctx.Err()
+}
+
+// picker hands out pieces to range workers.
+type picker struct {
+	mu      sync.Mutex
+	n       int
+	sink    Sink
+	order   func() []int
+	started []bool
+	next    int // ascending scan position
+}
+
+func newPicker(n int, sink Sink, order func() []int) *picker {
+	return &picker{n: n, sink: sink, order: order, started: make([]bool, n)}
+}
+
+func (p *picker) missing() int {
+	m := 0
+	for i := range p.n {
+		if !p.sink.Has(i) {
+			m++
+		}
+	}
+	return m
+}
+
+// pick returns the next piece to fetch, following the caller's order first.
+func (p *picker) pick() (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.order != nil {
+		for _, i := range p.order() {
+			if i >= 0 && i < p.n && !p.started[i] && !p.sink.Has(i) {
+				p.started[i] = true
+				return i, true
+			}
+		}
+	}
+	for ; p.next < p.n; p.next++ {
+		if i := p.next; !p.started[i] && !p.sink.Has(i) {
+			p.started[i] = true
+			p.next++
+			return i, true
+		}
+	}
+	return -1, false
+}

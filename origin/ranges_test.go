@@ -1,0 +1,128 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// rangeHandler answers every request with a fixed response.
+func rangeHandler(status int, header map[string]string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}
+}
+
+func TestFetchPieceErrors(t *testing.T) {
+	layout := newSink(4000, 1000).layout
+	piece1 := bytes.Repeat([]byte{'x'}, 1000)
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc
+		info      Info
+		piece     int
+		wantIs    error
+		wantText  string
+		wantCalls int
+	}{
+		{name: "wrong Content-Range", handler: rangeHandler(206, map[string]string{"Content-Range": "bytes 0-999/4000"}, piece1),
+			piece: 1, wantText: "answered range 0-999", wantCalls: 1},
+		{name: "malformed Content-Range", handler: rangeHandler(206, map[string]string{"Content-Range": "pages 1-2"}, piece1),
+			piece: 1, wantText: "malformed Content-Range", wantCalls: 1},
+		{name: "different total", handler: rangeHandler(206, map[string]string{"Content-Range": "bytes 1000-1999/5000"}, piece1),
+			piece: 1, wantIs: ErrChanged, wantCalls: 1},
+		{name: "cut body is retried", handler: rangeHandler(206, map[string]string{"Content-Range": "bytes 1000-1999/4000", "Content-Length": "1000"}, nil),
+			piece: 1, wantIs: io.ErrUnexpectedEOF, wantCalls: 1 + 2},
+		{name: "Content-Length disagrees with range", handler: rangeHandler(206, map[string]string{"Content-Range": "bytes 1000-1999/4000"}, append(piece1, 'y')),
+			piece: 1, wantText: "origin sent 1001 bytes for range 1000-1999", wantCalls: 1},
+		{name: "long chunked body", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 1000-1999/4000")
+			w.WriteHeader(206)
+			_, _ = w.Write(piece1)
+			w.(http.Flusher).Flush()
+			_, _ = w.Write([]byte("y"))
+		}, piece: 1, wantText: "more than the 1000 bytes", wantCalls: 1},
+		{name: "short chunked body is retried", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 1000-1999/4000")
+			w.WriteHeader(206)
+			w.(http.Flusher).Flush()
+		}, piece: 1, wantIs: io.ErrUnexpectedEOF, wantCalls: 1 + 2},
+		{name: "200 means no ranges", handler: rangeHandler(200, nil, bytes.Repeat([]byte{'x'}, 4000)),
+			piece: 1, wantIs: ErrNoRanges, wantCalls: 1},
+		{name: "200 to If-Range means changed", handler: rangeHandler(200, map[string]string{"ETag": `"new"`}, bytes.Repeat([]byte{'x'}, 4000)),
+			info: Info{ETag: `"old"`}, piece: 1, wantIs: ErrChanged, wantCalls: 1},
+		{name: "200 with another length means changed", handler: rangeHandler(200, map[string]string{"Content-Length": "3000"}, bytes.Repeat([]byte{'x'}, 3000)),
+			piece: 1, wantIs: ErrChanged, wantCalls: 1},
+		{name: "416 with another length", handler: rangeHandler(416, map[string]string{"Content-Range": "bytes */500"}, nil),
+			piece: 1, wantIs: ErrChanged, wantCalls: 1},
+		{name: "403", handler: rangeHandler(403, nil, nil), piece: 1, wantText: "origin returned 403 Forbidden for", wantCalls: 1},
+		{name: "no such piece", handler: rangeHandler(200, nil, nil), piece: 4, wantText: "no such piece", wantCalls: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				tt.handler(w, r)
+			}))
+			defer srv.Close()
+			c := testClient(t, nil, WithRetries(2))
+			_, err := c.FetchPiece(context.Background(), srv.URL+"/f", nil, tt.info, layout, tt.piece, FillOptions{})
+			if err == nil {
+				t.Fatal("FetchPiece succeeded")
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error = %v, want %v", err, tt.wantIs)
+			}
+			if tt.wantText != "" && !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("error = %v, want it to mention %q", err, tt.wantText)
+			}
+			if tt.piece < 4 && !strings.Contains(err.Error(), fmt.Sprintf("fetch piece %d of %s/f", tt.piece, srv.URL)) {
+				t.Errorf("error %q does not say what was being done", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls != tt.wantCalls {
+				t.Errorf("%d requests, want %d", calls, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestFetchPieceRequest(t *testing.T) {
+	content := randomBytes(10000, 10)
+	o := newOrigin(t, content, nil)
+	c := testClient(t, nil)
+	info, err := c.Probe(context.Background(), o.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := newSink(10000, 4096).layout
+	got, err := c.FetchPiece(context.Background(), o.url(), http.Header{"X-Token": {"t"}}, info, layout, 2, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content[8192:]) {
+		t.Fatal("wrong bytes")
+	}
+	hs := o.headers()
+	h := hs[len(hs)-1]
+	if h.Get("Range") != "bytes=8192-9999" || h.Get("If-Range") != info.ETag || h.Get("X-Token") != "t" {
+		t.Errorf("request headers = %v", h)
+	}
+}

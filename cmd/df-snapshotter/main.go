@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
-	"github.com/damselfly-p2p/damselfly/cmd/internal/lazyopen"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/fusefs"
+	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/snapshotter"
 )
 
@@ -31,11 +34,12 @@ func main() {
 
 func newCommand() *cobra.Command {
 	var (
-		address, root, dataDir, daemonSock, uploadListen, advertiseIP, dockerConfig, logLevel string
-		supernodes, plainHTTP, mirrors                                                        []string
-		noDaemon, backgroundFetch                                                             bool
-		prefetchTimeout, readTimeout                                                          time.Duration
-		prefetchLimit                                                                         cli.Rate
+		peer                                  peerflags.Options
+		address, root, dockerConfig, logLevel string
+		plainHTTP, mirrors                    []string
+		backgroundFetch                       bool
+		prefetchTimeout, readTimeout          time.Duration
+		prefetchLimit                         cli.Rate
 	)
 	home, _ := os.UserHomeDir()
 	cmd := &cobra.Command{
@@ -64,18 +68,20 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 			if err != nil {
 				return err
 			}
-			if dataDir == "" {
-				dataDir = filepath.Join(root, "pieces")
+			if peer.DataDir == "" {
+				peer.DataDir = filepath.Join(root, "pieces")
 			}
 			ctx, stop := cli.SignalContext()
 			defer stop()
-			opener, err := lazyopen.New(ctx, lazyopen.Config{DaemonSock: daemonSock, NoDaemon: noDaemon, DataDir: dataDir,
-				Supernodes: supernodes, UploadListen: uploadListen, AdvertiseIP: advertiseIP, Prefetch: backgroundFetch,
-				PrefetchLimit: int64(prefetchLimit), ReadTimeout: readTimeout, Log: log})
+			src, err := peer.Open(ctx, log)
 			if err != nil {
 				return err
 			}
-			defer opener.Close()
+			defer src.Close()
+			lazy := p2p.LazyOptions{Prefetch: backgroundFetch, PrefetchLimit: int64(prefetchLimit), ReadTimeout: readTimeout}
+			open := func(ctx context.Context, url string, header http.Header) (fusefs.Content, func(), error) {
+				return src.OpenLazy(ctx, p2p.Request{URL: url, Header: header}, lazy)
+			}
 			creds, err := snapshotter.DockerConfigCredentials(dockerConfig)
 			if err != nil {
 				return err
@@ -88,7 +94,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				}
 				reg.Mirrors[host] = cli.SplitList([]string{list}, ",")
 			}
-			layers := &snapshotter.FUSELayers{Open: opener.Open, Registry: reg, PrefetchTimeout: prefetchTimeout,
+			layers := &snapshotter.FUSELayers{Open: open, Registry: reg, PrefetchTimeout: prefetchTimeout,
 				ReadTimeout: readTimeout, Log: log}
 			sn, err := snapshotter.New(ctx, root, layers, log)
 			if err != nil {
@@ -121,7 +127,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 					rpc.Stop()
 				}
 			}()
-			log.WithField("address", address).WithField("root", root).WithField("viaDaemon", opener.ViaDaemon()).Info("df-snapshotter ready")
+			log.WithField("address", address).WithField("root", root).WithField("viaDaemon", src.ViaDaemon()).Info("df-snapshotter ready")
 			if err := rpc.Serve(ln); err != nil {
 				return err
 			}
@@ -132,12 +138,13 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 	f.SortFlags = false
 	f.StringVar(&address, "address", "/run/damselfly/snapshotter.sock", "unix socket for containerd (proxy_plugins address)")
 	f.StringVar(&root, "root", "/var/lib/damselfly/snapshotter", "snapshot metadata and directories")
-	f.StringSliceVar(&supernodes, "supernode", nil, "supernode HOST:PORT, comma-separated or repeated")
-	f.StringVar(&daemonSock, "daemon-sock", "/run/damselfly/dfdaemon.sock", "read through this dfdaemon when it answers")
-	f.BoolVar(&noDaemon, "no-daemon", false, "always use an embedded peer")
-	f.StringVar(&dataDir, "data-dir", "", "piece store of the embedded peer (default ROOT/pieces)")
-	f.StringVar(&uploadListen, "upload-listen", "0.0.0.0:0", "upload server address of the embedded peer")
-	f.StringVar(&advertiseIP, "advertise-ip", "", "IP other peers use to reach the embedded peer")
+	peer.Register(f, peerflags.Spec{Role: peerflags.Client, DataDirHelp: "piece store of the embedded peer (default ROOT/pieces)",
+		Help: map[string]string{
+			"supernode":    "supernode HOST:PORT, comma-separated or repeated",
+			"daemon-sock":  "read through this dfdaemon when it answers",
+			"no-daemon":    "always use an embedded peer",
+			"advertise-ip": "IP other peers use to reach the embedded peer",
+		}})
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts reached over plain HTTP (localhost and 127.0.0.0/8 always are)")
 	f.StringArrayVar(&mirrors, "mirror", nil, "HOST=MIRROR[,MIRROR...]: fetch HOST's blobs from a mirror (repeatable)")
 	f.StringVar(&dockerConfig, "docker-config", filepath.Join(home, ".docker", "config.json"), "registry credentials (docker config.json 'auths'); sent to registries only")

@@ -14,12 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
-	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/p2p/localapi"
 )
-
-// DefaultSock is where dfdaemon listens and dfget looks by default.
-const DefaultSock = "/run/damselfly/dfdaemon.sock"
 
 func main() {
 	if err := newCommand().Execute(); err != nil {
@@ -30,14 +27,10 @@ func main() {
 
 func newCommand() *cobra.Command {
 	var (
-		supernodes                               []string
-		dataDir, uploadListen, advertiseIP, sock string
-		idc, rack, logLevel                      string
-		upLimit, downLimit                       cli.Rate
-		quota                                    cli.Size
-		slots, conc                              int
-		ttl, gcEvery, idle                       time.Duration
-		px                                       proxyFlags
+		po            peerflags.Options
+		logLevel      string
+		gcEvery, idle time.Duration
+		px            proxyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dfdaemon",
@@ -59,13 +52,10 @@ patterns choose which URLs go P2P.`,
 			if err != nil {
 				return err
 			}
-			snodes := cli.SplitList(supernodes, ",")
-			if len(snodes) == 0 {
+			if len(po.SupernodeList()) == 0 {
 				log.Warn("no --supernode given: every download goes straight to the origin")
 			}
-			peer, err := p2p.New(p2p.Config{DataDir: dataDir, Supernodes: snodes, UploadListen: uploadListen,
-				AdvertiseIP: advertiseIP, UploadLimit: int64(upLimit), DownloadLimit: int64(downLimit),
-				UploadSlots: slots, Concurrency: conc, IDC: idc, Rack: rack, Quota: int64(quota), TTL: ttl, Log: log})
+			peer, err := po.NewPeer(log)
 			if err != nil {
 				return err
 			}
@@ -75,11 +65,11 @@ patterns choose which URLs go P2P.`,
 				return err
 			}
 			defer stopProxy()
-			ln, err := localapi.Listen(sock)
+			ln, err := localapi.Listen(po.DaemonSock)
 			if err != nil {
 				return err
 			}
-			defer os.Remove(sock)
+			defer os.Remove(po.DaemonSock)
 			ctx, stop := cli.SignalContext()
 			defer stop()
 			srv := &http.Server{Handler: (&localapi.Server{Peer: peer, Log: log}).Handler()}
@@ -111,7 +101,7 @@ patterns choose which URLs go P2P.`,
 					}
 				}
 			}()
-			log.WithField("upload", peer.UploadAddr()).WithField("sock", sock).WithField("peer", peer.ID()).Info("dfdaemon ready")
+			log.WithField("upload", peer.UploadAddr()).WithField("sock", po.DaemonSock).WithField("peer", peer.ID()).Info("dfdaemon ready")
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
@@ -120,19 +110,7 @@ patterns choose which URLs go P2P.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&supernodes, "supernode", nil, "supernode HOST:PORT, comma-separated or repeated (tried in order)")
-	f.StringVar(&dataDir, "data-dir", "/var/lib/damselfly/dfdaemon", "where pieces are kept")
-	f.StringVar(&uploadListen, "upload-listen", "0.0.0.0:65002", "address of the upload server other peers download from")
-	f.StringVar(&advertiseIP, "advertise-ip", "", "IP other peers use to reach this host (default: from the route to the supernode)")
-	f.StringVar(&sock, "sock", DefaultSock, "unix socket of the local API (dfget uses it)")
-	f.Var(&upLimit, "upload-limit", "host-wide upload cap, e.g. 100M (bytes/s; 0: none)")
-	f.Var(&downLimit, "download-limit", "host-wide download cap, e.g. 200M (bytes/s; 0: none)")
-	f.IntVar(&slots, "upload-slots", 8, "concurrent piece uploads to other peers")
-	f.IntVar(&conc, "concurrency", 8, "pieces one download keeps in flight")
-	f.StringVar(&idc, "idc", "", "locality label: data centre (parents in the same one are preferred)")
-	f.StringVar(&rack, "rack", "", "locality label: rack")
-	f.Var(&quota, "quota", "piece store size limit, e.g. 50G (0: none)")
-	f.DurationVar(&ttl, "ttl", 0, "evict tasks not used for this long (0: never)")
+	po.Register(f, peerflags.Spec{Role: peerflags.Daemon, DataDir: "/var/lib/damselfly/dfdaemon", DataDirHelp: "where pieces are kept"})
 	f.DurationVar(&gcEvery, "gc-interval", time.Minute, "how often cache GC runs")
 	f.DurationVar(&idle, "seed-idle", 30*time.Minute, "stop serving a finished task after it has been idle this long (it stays cached)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -11,27 +11,23 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p"
-	"github.com/damselfly-p2p/damselfly/p2p/localapi"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 )
 
-const defaultSock = "/run/damselfly/dfdaemon.sock"
-
 type options struct {
-	url, output, dataDir, daemonSock, digest, md5, tag, uploadListen string
-	advertiseIP, idc, rack, logLevel                                 string
-	supernodes, headers, filters                                     []string
-	limit, totalLimit, uploadLimit                                   cli.Rate
-	timeout, keepSeeding                                             cli.Duration
-	noSource, noProgress, showBar, noDaemon                          bool
-	concurrency                                                      int
+	peerflags.Options
+	url, output, digest, md5, tag, logLevel string
+	headers, filters                        []string
+	limit                                   cli.Rate
+	timeout, keepSeeding                    cli.Duration
+	noSource, noProgress, showBar           bool
 }
 
 func newCommand() *cobra.Command {
@@ -72,36 +68,26 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 				}
 				o.url = args[0]
 			}
-			return run(cmd, &o)
+			return run(&o)
 		},
 	}
 	f := cmd.Flags()
 	f.SortFlags = false
 	f.StringVarP(&o.url, "url", "u", "", "URL to download (or give it as the argument)")
 	f.StringVarP(&o.output, "output", "o", "", "where to write the file (required); written atomically")
-	f.StringSliceVar(&o.supernodes, "supernode", nil, "supernode HOST:PORT, comma-separated or repeated, tried in order")
-	f.StringSliceVar(&o.supernodes, "node", nil, "classic spelling of --supernode")
+	o.Register(f, peerflags.Spec{Role: peerflags.Client, Classic: true, Tuning: true,
+		DataDir: filepath.Join(home, ".damselfly", "dfget"), DataDirHelp: "piece store of the embedded peer (a rerun resumes from it)"})
 	f.StringArrayVarP(&o.headers, "header", "H", nil, "'Key: Value' header sent to the origin only (repeatable); never stored, logged or shared with peers")
 	f.StringVar(&o.digest, "digest", "", "expected sha256 of the whole file, as sha256:HEX")
 	f.StringVarP(&o.md5, "md5", "m", "", "expected MD5 of the whole file, in hex")
 	f.VarP(&o.limit, "limit", "s", "rate limit of this download, e.g. 20M (bytes/s); classic spelling -s/--locallimit")
 	f.Var(&o.limit, "locallimit", "classic spelling of --limit")
-	f.Var(&o.totalLimit, "totallimit", "host-wide download limit of the embedded peer, e.g. 100M (ignored with a dfdaemon, which has its own)")
-	f.Var(&o.uploadLimit, "upload-limit", "upload cap of the embedded peer, e.g. 50M (bytes/s; 0: none)")
 	f.VarP(&o.timeout, "timeout", "e", "give up after this long, e.g. 10m or a number of seconds (0: no limit)")
 	f.BoolVar(&o.noSource, "no-source", false, "fail rather than download from the origin when P2P fails")
 	f.BoolVar(&o.noSource, "notbs", false, "classic spelling of --no-source")
 	f.StringVarP(&o.tag, "tag", "i", "", "tag that separates tasks of the same URL (classic spelling -i/--identifier)")
 	f.StringVar(&o.tag, "identifier", "", "classic spelling of --tag")
 	f.StringSliceVarP(&o.filters, "filter", "f", nil, "query parameters left out of the task identity, e.g. 'Signature&Expires' or 'Signature,Expires'")
-	f.StringVar(&o.daemonSock, "daemon-sock", defaultSock, "dfdaemon socket; used when a daemon answers there")
-	f.BoolVar(&o.noDaemon, "no-daemon", false, "always use an embedded peer, even if a dfdaemon answers")
-	f.StringVar(&o.dataDir, "data-dir", filepath.Join(home, ".damselfly", "dfget"), "piece store of the embedded peer (a rerun resumes from it)")
-	f.StringVar(&o.uploadListen, "upload-listen", "0.0.0.0:0", "upload server address of the embedded peer")
-	f.StringVar(&o.advertiseIP, "advertise-ip", "", "IP other peers use to reach the embedded peer (default: from the route to the supernode)")
-	f.StringVar(&o.idc, "idc", "", "locality label of the embedded peer: data centre")
-	f.StringVar(&o.rack, "rack", "", "locality label of the embedded peer: rack")
-	f.IntVar(&o.concurrency, "concurrency", 8, "pieces the embedded peer keeps in flight")
 	f.Var(&o.keepSeeding, "keep-seeding", "after the download, keep uploading to other peers for this long (embedded peer only)")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
 	f.BoolVarP(&o.showBar, "showbar", "b", false, "show the progress bar even when stderr is not a terminal")
@@ -109,7 +95,7 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 	return cmd
 }
 
-func run(cmd *cobra.Command, o *options) error {
+func run(o *options) error {
 	log, err := cli.SetupLog(o.logLevel)
 	if err != nil {
 		return err
@@ -147,19 +133,12 @@ func run(cmd *cobra.Command, o *options) error {
 			bar.Set64(done)
 		}
 	}
-	var res *p2p.Result
-	via := "embedded peer"
-	if client := localapi.NewClient(o.daemonSock); !o.noDaemon && client.Alive(ctx) {
-		via = "dfdaemon at " + o.daemonSock
-		res, err = client.Download(ctx, localapi.DownloadRequest{URL: req.URL, Header: header, Tag: req.Tag,
-			Filters: req.Filters, Digest: req.Digest, MD5: req.MD5, Output: out, Limit: req.Limit,
-			NoSource: req.NoSource}, req.Progress)
-	} else {
-		if cmd.Flags().Changed("daemon-sock") && !o.noDaemon {
-			log.Warnf("no dfdaemon answers on %s; using an embedded peer", o.daemonSock)
-		}
-		res, err = runEmbedded(ctx, o, req, log)
+	src, err := o.Open(ctx, log)
+	if err != nil {
+		return err
 	}
+	defer src.Close()
+	res, err := download(ctx, o, src, req)
 	if bar != nil {
 		bar.Finish()
 		fmt.Fprintln(os.Stderr)
@@ -170,28 +149,22 @@ func run(cmd *cobra.Command, o *options) error {
 		}
 		return err
 	}
-	report(res, out, via)
+	report(res, out, src.String())
 	return nil
 }
 
-func runEmbedded(ctx context.Context, o *options, req p2p.Request, log *logrus.Logger) (*p2p.Result, error) {
-	peer, err := p2p.New(p2p.Config{DataDir: o.dataDir, Supernodes: cli.SplitList(o.supernodes, ","),
-		UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, DownloadLimit: int64(o.totalLimit),
-		UploadLimit: int64(o.uploadLimit),
-		IDC:         o.idc, Rack: o.rack, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	defer peer.Close()
+// download runs req on src; an embedded peer then seeds for --keep-seeding.
+func download(ctx context.Context, o *options, src *peerflags.Source, req p2p.Request) (*p2p.Result, error) {
+	peer := src.Peer()
 	// A peer that will not seed afterwards hands its copy over instead of
 	// copying it: every byte is written once and one copy stays on disk.
-	req.MoveOutput = o.keepSeeding == 0
-	res, err := peer.Download(ctx, req)
-	if err != nil {
-		return nil, err
+	req.MoveOutput = peer != nil && o.keepSeeding == 0
+	res, err := src.Download(ctx, req)
+	if err != nil || peer == nil {
+		return res, err
 	}
 	if o.keepSeeding > 0 {
-		report(res, req.Output, "embedded peer")
+		report(res, req.Output, src.String())
 		fmt.Fprintf(os.Stderr, "dfget: seeding for %s from %s\n", time.Duration(o.keepSeeding), peer.UploadAddr())
 		sctx, cancel := context.WithTimeout(ctx, time.Duration(o.keepSeeding))
 		peer.Seed(sctx, 0)

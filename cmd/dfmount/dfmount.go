@@ -19,13 +19,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
-	"github.com/damselfly-p2p/damselfly/cmd/internal/lazyopen"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/p2p"
 )
 
 const (
-	defaultSock = "/run/damselfly/dfdaemon.sock"
 	// childEnv marks the background child of --daemon; readyFD is the pipe
 	// it reports readiness on.
 	childEnv = "DAMSELFLY_DFMOUNT_CHILD"
@@ -33,12 +33,13 @@ const (
 )
 
 type options struct {
-	kind, dataDir, daemonSock, uploadListen, advertiseIP, logLevel, logFile string
-	digest, tocDigest, tag                                                  string
-	supernodes, headers, filters                                            []string
-	prefetch, noDaemon, background, allowOther, unmount, debugFUSE          bool
-	prefetchLimit                                                           cli.Rate
-	readTimeout                                                             time.Duration
+	peerflags.Options
+	kind, logLevel, logFile                              string
+	digest, tocDigest, tag                               string
+	headers, filters                                     []string
+	prefetch, background, allowOther, unmount, debugFUSE bool
+	prefetchLimit                                        cli.Rate
+	readTimeout                                          time.Duration
 }
 
 func newCommand() *cobra.Command {
@@ -91,7 +92,6 @@ user.damselfly.digest, user.damselfly.source.`,
 	f.SortFlags = false
 	f.BoolVarP(&o.unmount, "unmount", "u", false, "unmount MOUNTPOINT and exit")
 	f.StringVar(&o.kind, "type", "file", "what URL holds: file, dataset or estargz")
-	f.StringSliceVar(&o.supernodes, "supernode", nil, "supernode HOST:PORT, comma-separated or repeated, tried in order")
 	f.BoolVar(&o.prefetch, "prefetch", true, "fetch the whole content in the background, behind reads")
 	f.Var(&o.prefetchLimit, "prefetch-limit", "rate limit of the background prefetch, e.g. 50M (bytes/s; 0: none)")
 	f.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "a read waits at most this long for its pieces, then fails with EIO")
@@ -100,11 +100,9 @@ user.damselfly.digest, user.damselfly.source.`,
 	f.StringVar(&o.tocDigest, "toc-digest", "", "expected TOC digest of the eStargz blob (--type estargz): verifies the TOC and so every chunk")
 	f.StringVar(&o.tag, "tag", "", "tag that separates tasks of the same URL")
 	f.StringSliceVar(&o.filters, "filter", nil, "query parameters left out of the task identity")
-	f.StringVar(&o.daemonSock, "daemon-sock", defaultSock, "dfdaemon socket; used when a daemon answers there")
-	f.BoolVar(&o.noDaemon, "no-daemon", false, "always use an embedded peer")
-	f.StringVar(&o.dataDir, "data-dir", filepath.Join(home, ".damselfly", "dfmount"), "piece store of the embedded peer")
-	f.StringVar(&o.uploadListen, "upload-listen", "0.0.0.0:0", "upload server address of the embedded peer")
-	f.StringVar(&o.advertiseIP, "advertise-ip", "", "IP other peers use to reach the embedded peer")
+	o.Register(f, peerflags.Spec{Role: peerflags.Client,
+		DataDir: filepath.Join(home, ".damselfly", "dfmount"), DataDirHelp: "piece store of the embedded peer",
+		Help: map[string]string{"no-daemon": "always use an embedded peer", "advertise-ip": "IP other peers use to reach the embedded peer"}})
 	f.BoolVar(&o.background, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log-file", "", "log file (default with --daemon: DATA_DIR/dfmount.log)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount")
@@ -144,15 +142,14 @@ func run(o *options, rawURL, mnt string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	op, err := lazyopen.New(ctx, lazyopen.Config{DaemonSock: o.daemonSock, NoDaemon: o.noDaemon, DataDir: o.dataDir,
-		Supernodes: o.supernodes, UploadListen: o.uploadListen, AdvertiseIP: o.advertiseIP, Prefetch: o.prefetch,
-		PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout, Tag: o.tag, Filters: o.filters, Log: log})
+	src, err := o.Open(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer op.Close()
+	defer src.Close()
+	lazy := p2p.LazyOptions{Prefetch: o.prefetch, PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout}
 	open := func(ctx context.Context, url string) (fusefs.Content, error) {
-		c, _, err := op.Open(ctx, url, header)
+		c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Header: header, Tag: o.tag, Filters: o.filters}, lazy)
 		return c, err
 	}
 
@@ -232,8 +229,8 @@ func buildTree(ctx context.Context, o *options, open fusefs.Opener, rawURL strin
 // says the mount is ready (or failed).
 func daemonize(o *options) error {
 	if o.logFile == "" {
-		os.MkdirAll(o.dataDir, 0o755)
-		o.logFile = filepath.Join(o.dataDir, "dfmount.log")
+		os.MkdirAll(o.DataDir, 0o755)
+		o.logFile = filepath.Join(o.DataDir, "dfmount.log")
 	}
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -28,6 +28,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/meter"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/registry"
 )
@@ -161,13 +163,13 @@ func New(cfg Config) (*Proxy, error) {
 		Transport:     p.up,
 		FlushInterval: 100 * time.Millisecond,
 		ModifyResponse: func(resp *http.Response) error {
-			resp.Body = &countingBody{ReadCloser: resp.Body, n: &p.st.passthroughBytes}
+			resp.Body = meter.NewReadCloser(resp.Body, &p.st.passthroughBytes)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			target := r.Context().Value(targetKey{}).(*url.URL)
 			if r.Context().Err() == nil {
-				p.log.WithError(err).WithFields(logrus.Fields{"method": r.Method, "upstream": redact(target)}).
+				p.log.WithError(err).WithFields(logrus.Fields{"method": r.Method, "upstream": manifest.RedactURL(target.String())}).
 					Warn("proxy: upstream request failed")
 			}
 			http.Error(w, "damselfly proxy: upstream "+target.Host+" failed: "+err.Error(), http.StatusBadGateway)
@@ -189,7 +191,7 @@ func (p *Proxy) Stats() Stats {
 		Verified: p.st.verified.Load(), DigestMismatches: p.st.mismatches.Load(), Aborted: p.st.aborted.Load(),
 		Fallbacks: p.st.fallbacks.Load(), Passthrough: p.st.passthrough.Load(),
 		PassthroughBytes: p.st.passthroughBytes.Load(), Tunnels: p.st.tunnels.Load(),
-		TokenFetches: p.up.tokens.Fetches()}
+		TokenFetches: p.up.tokenFetches.Load()}
 }
 
 // ServeHTTP routes: CONNECT tunnels, absolute-URI requests (forward
@@ -312,7 +314,7 @@ func (p *Proxy) originHeader(r *http.Request, host, repo string) http.Header {
 
 func (p *Proxy) passthrough(w http.ResponseWriter, r *http.Request, target *url.URL) {
 	p.st.passthrough.Add(1)
-	p.log.WithFields(logrus.Fields{"method": r.Method, "upstream": redact(target)}).Debug("proxy: pass through")
+	p.log.WithFields(logrus.Fields{"method": r.Method, "upstream": manifest.RedactURL(target.String())}).Debug("proxy: pass through")
 	ctx := context.WithValue(r.Context(), targetKey{}, target)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -329,15 +331,4 @@ func redact(u *url.URL) string {
 		c.RawQuery = q.Encode()
 	}
 	return c.String()
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c *countingBody) Read(b []byte) (int, error) {
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }

@@ -19,16 +19,17 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/proxy"
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 // TestMirrorBlobRanges serves one blob through P2P with and without
 // Range and checks status, headers and bytes as http.ServeContent would
 // give them.
 func TestMirrorBlobRanges(t *testing.T) {
-	reg := newFakeRegistry(t)
+	reg := newFakeRegistry(t, testenv.FakeAuth{})
 	const size = 3<<20 + 12345
-	layer, data, _ := reg.addImage("v1", size)
-	c := startCluster(t, proxy.Config{Registry: reg.srv.URL}, "")
+	layer, data, _ := reg.AddImage("app", "v1", size)
+	c := startCluster(t, proxy.Config{Registry: reg.URL}, "")
 	blobURL := c.srv.URL + "/v2/app/blobs/" + layer.String()
 
 	tests := []struct {
@@ -93,7 +94,7 @@ func TestMirrorBlobRanges(t *testing.T) {
 	}
 	// The registry served the blob about once (to the seed), whatever the
 	// clients asked for.
-	if got := reg.blobBytes.Load(); got > size+(1<<20) {
+	if got := reg.BlobBytes(); got > size+(1<<20) {
 		t.Errorf("registry served %d blob bytes for a %d-byte blob", got, size)
 	}
 }
@@ -110,12 +111,12 @@ func firstDiff(a, b []byte) int {
 // TestMirrorStreamsBeforeComplete checks that the first bytes of a blob
 // reach the client before the whole blob is in the store.
 func TestMirrorStreamsBeforeComplete(t *testing.T) {
-	reg := newFakeRegistry(t)
+	reg := newFakeRegistry(t, testenv.FakeAuth{})
 	const size = 24 << 20
-	layer, data, _ := reg.addImage("v1", size)
+	layer, data, _ := reg.AddImage("app", "v1", size)
 	// Slow the registry down: ~8 MiB/s, so the blob takes ~3s.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reg.serve(&slowWriter{ResponseWriter: w, perWrite: 4 * time.Millisecond}, r)
+		reg.ServeHTTP(&slowWriter{ResponseWriter: w, perWrite: 4 * time.Millisecond}, r)
 	}))
 	t.Cleanup(slow.Close)
 	c := startCluster(t, proxy.Config{Registry: slow.URL}, "")
@@ -157,28 +158,28 @@ func (s *slowWriter) Write(b []byte) (int, error) {
 // TestMirrorPassthrough checks that manifests, HEAD, tags and errors go
 // to the registry unchanged, and that ?ns= picks the upstream.
 func TestMirrorPassthrough(t *testing.T) {
-	def := newFakeRegistry(t)
-	other := newFakeRegistry(t)
-	layer, _, md := def.addImage("v1", 1000)
-	_, _, omd := other.addImage("v2", 1000)
-	c := startCluster(t, proxy.Config{Registry: def.srv.URL, Insecure: []string{other.host()}}, "")
+	def := newFakeRegistry(t, testenv.FakeAuth{})
+	other := newFakeRegistry(t, testenv.FakeAuth{})
+	layer, _, md := def.AddImage("app", "v1", 1000)
+	_, _, omd := other.AddImage("app", "v2", 1000)
+	c := startCluster(t, proxy.Config{Registry: def.URL, Insecure: []string{other.Host}}, "")
 
 	tests := []struct {
 		name, method, path string
 		wantStatus         int
 		wantDigest         string
-		reg                *fakeRegistry
+		reg                *testenv.FakeRegistry
 	}{
 		{"manifest by tag", "GET", "/v2/app/manifests/v1", 200, md.String(), def},
 		{"manifest HEAD", "HEAD", "/v2/app/manifests/v1", 200, md.String(), def},
 		{"blob HEAD passes through", "HEAD", "/v2/app/blobs/" + layer.String(), 200, layer.String(), def},
 		{"unknown manifest", "GET", "/v2/app/manifests/nope", 404, "", def},
 		{"ping", "GET", "/v2/", 200, "", def},
-		{"ns picks another registry", "GET", "/v2/app/manifests/v2?ns=" + other.host(), 200, omd.String(), other},
+		{"ns picks another registry", "GET", "/v2/app/manifests/v2?ns=" + other.Host, 200, omd.String(), other},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(tc.reg.paths)
+			before := len(tc.reg.Requests())
 			resp, _ := do(t, tc.method, c.srv.URL+tc.path)
 			if resp.StatusCode != tc.wantStatus {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantStatus)
@@ -189,9 +190,7 @@ func TestMirrorPassthrough(t *testing.T) {
 			if resp.Header.Get("X-Damselfly-Task") != "" {
 				t.Error("served through P2P; want pass-through")
 			}
-			tc.reg.mu.Lock()
-			seen := tc.reg.paths[before:]
-			tc.reg.mu.Unlock()
+			seen := tc.reg.Requests()[before:]
 			if len(seen) != 1 || strings.Contains(seen[0], "ns=") {
 				t.Errorf("registry saw %q; want the one request, without ns", seen)
 			}
@@ -209,10 +208,9 @@ func TestMirrorPassthrough(t *testing.T) {
 // clients that send no credentials from a registry that wants bearer
 // tokens: the mirror gets one anonymous token and shares it.
 func TestMirrorAnonymousTokenNoStampede(t *testing.T) {
-	reg := newFakeRegistry(t)
-	reg.token, reg.anonymous = "anon-token-123", true
-	layer, data, _ := reg.addImage("v1", 2<<20)
-	c := startCluster(t, proxy.Config{Registry: reg.srv.URL}, "")
+	reg := newFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Anonymous: true, Scope: true, Token: "anon-token-123"})
+	layer, data, _ := reg.AddImage("app", "v1", 2<<20)
+	c := startCluster(t, proxy.Config{Registry: reg.URL}, "")
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for i := 0; i < 16; i++ {
@@ -242,21 +240,21 @@ func TestMirrorAnonymousTokenNoStampede(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := reg.tokenRequests.Load(); n != 1 {
+	if n := reg.TokenRequests(); n != 1 {
 		t.Errorf("token server got %d requests for 16 concurrent pulls, want 1", n)
 	}
 	if st := c.proxy.Stats(); st.P2PRequests != 16 || st.Fallbacks != 0 {
 		t.Errorf("stats %+v: want 16 P2P blob responses, no fallback", st)
 	}
-	if strings.Contains(c.logs.String(), reg.token) {
+	if strings.Contains(c.logs.String(), reg.Token()) {
 		t.Error("the token appears in the logs")
 	}
 	// A token the registry stops accepting early is dropped and replaced.
-	reg.rotateToken("anon-token-789")
+	reg.RotateToken("anon-token-789")
 	if resp, _ := get(t, c.srv.URL+"/v2/app/manifests/v1"); resp.StatusCode != 200 {
 		t.Errorf("after the registry rotated its tokens: status %d", resp.StatusCode)
 	}
-	if n := reg.tokenRequests.Load(); n != 2 {
+	if n := reg.TokenRequests(); n != 2 {
 		t.Errorf("token requests after rotation: %d, want 2", n)
 	}
 }
@@ -267,25 +265,25 @@ func TestMirrorAnonymousTokenNoStampede(t *testing.T) {
 // goes P2P with the client's token reaching the registry (through the
 // seed), and neither the token nor the password is logged.
 func TestMirrorClientBearerFlow(t *testing.T) {
-	reg := newFakeRegistry(t)
-	reg.token, reg.user, reg.pass = "secret-token-456", "alice", "pa55word"
-	layer, data, _ := reg.addImage("v1", 1<<20)
-	c := startCluster(t, proxy.Config{Registry: reg.srv.URL}, "")
+	reg := newFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Scope: true, Token: "secret-token-456",
+		Users: map[string]string{"alice": "pa55word"}})
+	layer, data, _ := reg.AddImage("app", "v1", 1<<20)
+	c := startCluster(t, proxy.Config{Registry: reg.URL}, "")
 
 	resp, _ := get(t, c.srv.URL+"/v2/app/manifests/v1")
 	if resp.StatusCode != 401 {
 		t.Fatalf("anonymous manifest GET: status %d, want the registry's 401", resp.StatusCode)
 	}
 	ch := resp.Header.Get("WWW-Authenticate")
-	if !strings.Contains(ch, reg.tokenSrv.URL) || !strings.Contains(ch, "repository:app:pull") {
+	if !strings.Contains(ch, reg.URL) || !strings.Contains(ch, "repository:app:pull") {
 		t.Fatalf("challenge %q does not come from the registry unchanged", ch)
 	}
 	// The client's token flow, at the realm the challenge named.
-	tresp, tbody := get(t, reg.tokenSrv.URL+"/token?service=fake&scope=repository:app:pull", "Authorization: "+basic("alice", "pa55word"))
-	if tresp.StatusCode != 200 || !strings.Contains(string(tbody), reg.token) {
+	tresp, tbody := get(t, reg.URL+"/token?service=fake&scope=repository:app:pull", "Authorization: "+basic("alice", "pa55word"))
+	if tresp.StatusCode != 200 || !strings.Contains(string(tbody), reg.Token()) {
 		t.Fatalf("token: %d %s", tresp.StatusCode, tbody)
 	}
-	auth := "Authorization: Bearer " + reg.token
+	auth := "Authorization: Bearer " + reg.Token()
 	if resp, _ := get(t, c.srv.URL+"/v2/app/manifests/v1", auth); resp.StatusCode != 200 {
 		t.Fatalf("manifest with token: %d", resp.StatusCode)
 	}
@@ -293,26 +291,24 @@ func TestMirrorClientBearerFlow(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(body, data) || resp.Header.Get("X-Damselfly-Task") == "" {
 		t.Fatalf("blob with token: status %d, %d bytes, task %q", resp.StatusCode, len(body), resp.Header.Get("X-Damselfly-Task"))
 	}
-	reg.mu.Lock()
-	seen := append([]string(nil), reg.authOnBlobs...)
-	reg.mu.Unlock()
+	seen := reg.BlobAuth()
 	if len(seen) == 0 {
 		t.Fatal("the registry saw no blob GET")
 	}
 	for _, a := range seen {
-		if a != "Bearer "+reg.token {
+		if a != "Bearer "+reg.Token() {
 			t.Errorf("registry blob GET carried Authorization %q, want the client's token", a)
 		}
 	}
 	logs := c.logs.String()
-	for _, secret := range []string{reg.token, reg.pass, basic("alice", "pa55word")} {
+	for _, secret := range []string{reg.Token(), "pa55word", basic("alice", "pa55word")} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain a credential (%q)", secret[:4])
 		}
 	}
 	// The supernode's status does not show it either.
 	_, st := get(t, c.snURL+"/api/v1/status")
-	if strings.Contains(string(st), reg.token) {
+	if strings.Contains(string(st), reg.Token()) {
 		t.Error("supernode status shows the token")
 	}
 }
@@ -320,10 +316,10 @@ func TestMirrorClientBearerFlow(t *testing.T) {
 // TestMirrorDigestMismatch: a registry serving the wrong bytes for a
 // digest gets the response aborted before its end, and loudly logged.
 func TestMirrorDigestMismatch(t *testing.T) {
-	reg := newFakeRegistry(t)
+	reg := newFakeRegistry(t, testenv.FakeAuth{})
 	bad := digest.FromString("what the client expects")
-	reg.blobs[bad.String()] = bytes.Repeat([]byte("x"), 3<<20)
-	c := startCluster(t, proxy.Config{Registry: reg.srv.URL}, "")
+	reg.PutBlobAt(bad, bytes.Repeat([]byte("x"), 3<<20))
+	c := startCluster(t, proxy.Config{Registry: reg.URL}, "")
 	resp, err := http.Get(c.srv.URL + "/v2/app/blobs/" + bad.String())
 	if err != nil {
 		t.Fatal(err)
@@ -351,9 +347,9 @@ func TestMirrorDigestMismatch(t *testing.T) {
 // TestMirrorFallbackWithoutSupernode: with no supernode reachable and
 // nothing cached, the blob passes through from the registry.
 func TestMirrorFallbackWithoutSupernode(t *testing.T) {
-	reg := newFakeRegistry(t)
-	layer, data, _ := reg.addImage("v1", 100000)
-	c := startCluster(t, proxy.Config{Registry: reg.srv.URL}, "127.0.0.1:1")
+	reg := newFakeRegistry(t, testenv.FakeAuth{})
+	layer, data, _ := reg.AddImage("app", "v1", 100000)
+	c := startCluster(t, proxy.Config{Registry: reg.URL}, "127.0.0.1:1")
 	resp, body := get(t, c.srv.URL+"/v2/app/blobs/"+layer.String())
 	if resp.StatusCode != 200 || !bytes.Equal(body, data) {
 		t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -20,20 +21,21 @@ import (
 const anonDeniedFor = 5 * time.Minute
 
 // upstream sends requests to registries and origins. For a GET or HEAD
-// without the client's Authorization it handles bearer challenges itself
-// with anonymous tokens, cached and shared by all clients (so a pull of
-// many layers by many clients costs the token server one request per
-// repository); when anonymous access is refused, the client gets the
-// registry's original 401 and does its own token flow. A client's own
-// Authorization is forwarded as is and never cached or shared.
+// without the client's Authorization it answers bearer challenges itself
+// with anonymous tokens (a registry.Authorizer without credentials),
+// cached and shared by all clients, so a pull of many layers by many
+// clients costs the token server one request per repository; when
+// anonymous access is refused, the client gets the registry's original
+// 401 and does its own token flow. A client's own Authorization is
+// forwarded as is and never cached or shared.
 type upstream struct {
-	base   http.RoundTripper
-	tokens *registry.Tokens
-	log    logrus.FieldLogger
+	base         http.RoundTripper
+	auth         *registry.Authorizer
+	tokenFetches atomic.Int64
+	log          logrus.FieldLogger
 
-	mu         sync.Mutex
-	challenges map[string]registry.Challenge // host -> realm and service
-	denied     map[string]time.Time          // host/repo -> until
+	mu     sync.Mutex
+	denied map[string]time.Time // host/repo -> until
 }
 
 func newTransport() *http.Transport {
@@ -55,9 +57,21 @@ func newTransport() *http.Transport {
 }
 
 func newUpstream(base http.RoundTripper, log logrus.FieldLogger) *upstream {
-	return &upstream{base: base, log: log,
-		tokens:     registry.NewTokens(&http.Client{Transport: base, Timeout: 30 * time.Second}, log),
-		challenges: map[string]registry.Challenge{}, denied: map[string]time.Time{}}
+	u := &upstream{base: base, log: log, denied: map[string]time.Time{}}
+	tokens := &http.Client{Transport: countingTransport{base, &u.tokenFetches}, Timeout: 30 * time.Second}
+	u.auth = registry.NewAuthorizer(tokens, nil)
+	return u
+}
+
+// countingTransport counts the requests it sends.
+type countingTransport struct {
+	http.RoundTripper
+	n *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.RoundTripper.RoundTrip(req)
 }
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -65,7 +79,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return u.base.RoundTrip(req)
 	}
 	host, repo := req.URL.Host, registry.RepositoryOf(req.URL.Path)
-	if auth := u.cachedAuth(host, repo); auth != "" {
+	if auth := u.anonymousAuth(req.Context(), host, repo); auth != "" {
 		resp, err := u.base.RoundTrip(withAuth(req, auth))
 		if err != nil || resp.StatusCode != http.StatusUnauthorized {
 			return resp, err
@@ -73,18 +87,13 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		// Refused before its time (registry restarted, key rotated): forget
 		// it and start over.
 		drain(resp)
-		u.forget(host, repo)
+		u.auth.Reset(host)
 	}
 	resp, err := u.base.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	ch, ok := registry.BearerChallenge(resp.Header)
-	if !ok {
-		return resp, nil
-	}
-	u.remember(host, ch)
-	if u.isDenied(host, repo) {
+	if err := u.auth.AddChallenge(req.Context(), resp); err != nil || u.isDenied(host, repo) {
 		return resp, nil
 	}
 	// Keep the 401 to hand back if anonymous access does not work.
@@ -94,21 +103,19 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if rerr != nil {
 		return resp, nil
 	}
-	if ch.Scope() == "" && repo != "" {
-		ch = ch.WithScope("repository:" + repo + ":pull")
-	}
-	tok, err := u.tokens.Token(req.Context(), ch, "")
-	if err != nil {
+	r := req.Clone(req.Context())
+	ok, err := u.auth.Authorize(req.Context(), r, repo)
+	if err != nil || !ok {
 		if errors.Is(err, registry.ErrTokenDenied) {
 			u.deny(host, repo)
 		}
-		if req.Context().Err() == nil {
+		if err != nil && req.Context().Err() == nil {
 			u.log.WithError(err).WithFields(logrus.Fields{"registry": host, "repo": repo}).
 				Info("mirror: no anonymous token; passing the registry's challenge to the client")
 		}
 		return resp, nil
 	}
-	retry, err := u.base.RoundTrip(withAuth(req, "Bearer "+tok))
+	retry, err := u.base.RoundTrip(r)
 	if err != nil {
 		return nil, err
 	}
@@ -128,63 +135,24 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 // pulling repo from host, when the registry is known to want one and
 // anonymous access works; "" otherwise.
 func (u *upstream) anonymousAuth(ctx context.Context, host, repo string) string {
-	if auth := u.cachedAuth(host, repo); auth != "" {
-		return auth
-	}
-	u.mu.Lock()
-	ch, ok := u.challenges[host]
-	u.mu.Unlock()
-	if !ok || repo == "" || u.isDenied(host, repo) {
+	if !u.auth.Known(host) || u.isDenied(host, repo) {
 		return ""
 	}
-	tok, err := u.tokens.Token(ctx, ch.WithScope("repository:"+repo+":pull"), "")
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	if err != nil {
+		return ""
+	}
+	ok, err := u.auth.Authorize(ctx, r, repo)
 	if err != nil {
 		if errors.Is(err, registry.ErrTokenDenied) {
 			u.deny(host, repo)
 		}
 		return ""
 	}
-	return "Bearer " + tok
-}
-
-func (u *upstream) cachedAuth(host, repo string) string {
-	u.mu.Lock()
-	ch, ok := u.challenges[host]
-	u.mu.Unlock()
 	if !ok {
 		return ""
 	}
-	if repo != "" {
-		ch = ch.WithScope("repository:" + repo + ":pull")
-	}
-	if tok, ok := u.tokens.Cached(ch, ""); ok && !u.isDenied(host, repo) {
-		return "Bearer " + tok
-	}
-	return ""
-}
-
-func (u *upstream) forget(host, repo string) {
-	u.mu.Lock()
-	ch, ok := u.challenges[host]
-	u.mu.Unlock()
-	if !ok {
-		return
-	}
-	if repo != "" {
-		ch = ch.WithScope("repository:" + repo + ":pull")
-	}
-	u.tokens.Forget(ch, "")
-}
-
-// remember keeps the realm and service of host's bearer challenge.
-func (u *upstream) remember(host string, ch registry.Challenge) {
-	keep := registry.Challenge{Scheme: ch.Scheme, Params: map[string]string{"realm": ch.Realm()}}
-	if s := ch.Service(); s != "" {
-		keep.Params["service"] = s
-	}
-	u.mu.Lock()
-	u.challenges[host] = keep
-	u.mu.Unlock()
+	return r.Header.Get("Authorization")
 }
 
 func (u *upstream) deny(host, repo string) {

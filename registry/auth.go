@@ -1,333 +1,276 @@
-// Package registry owns the client side of the OCI distribution API that
-// the registry mirror (package proxy) and the supernode's preheat share:
-// WWW-Authenticate challenges, bearer tokens (one token request per realm,
-// service, scope and credential at a time, cached until it expires), image
-// references, and resolving a tag to the blobs of one platform's image. It
-// stores nothing on disk, serves nothing, and never logs credentials or
-// tokens.
+// Package registry owns everything of ours that talks to OCI registries
+// (the distribution API): image references (github.com/distribution/reference),
+// plain HTTP or HTTPS per host, credentials from docker config files,
+// authentication challenges and bearer tokens (containerd's docker
+// authorizer: one token request per registry, repository and credential
+// at a time, cached until it expires), resolving a tag to the blobs of one
+// platform's image, and a containerd resolver for tools that push and
+// pull. The registry mirror (package proxy), the supernode's preheat, the
+// snapshotter and dfctl all use it; no other package reads a
+// WWW-Authenticate header. It stores nothing on disk, serves nothing, and
+// never logs credentials or tokens.
 package registry
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"sort"
+	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/singleflight"
+	"github.com/containerd/containerd/remotes"
+	"github.com/containerd/containerd/remotes/docker"
+	"github.com/containerd/containerd/remotes/docker/auth"
+	remoteerrors "github.com/containerd/containerd/remotes/errors"
 )
 
-// Challenge is one WWW-Authenticate challenge, e.g.
-// Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull".
-type Challenge struct {
-	// Scheme is lower-cased ("bearer", "basic").
-	Scheme string
-	// Params has lower-cased keys.
-	Params map[string]string
-}
+// Credentials returns the basic credentials for a registry host ("", ""
+// for none).
+type Credentials func(host string) (user, secret string)
 
-// Realm, Service and Scope are the bearer parameters.
-func (c Challenge) Realm() string   { return c.Params["realm"] }
-func (c Challenge) Service() string { return c.Params["service"] }
-func (c Challenge) Scope() string   { return c.Params["scope"] }
+// NoCredentials is anonymous access everywhere.
+func NoCredentials(string) (string, string) { return "", "" }
 
-// IsBearer reports whether c is a bearer challenge with a realm.
-func (c Challenge) IsBearer() bool { return c.Scheme == "bearer" && c.Realm() != "" }
-
-// WithScope returns a copy of c asking for scope.
-func (c Challenge) WithScope(scope string) Challenge {
-	p := make(map[string]string, len(c.Params)+1)
-	for k, v := range c.Params {
-		p[k] = v
+// DockerConfigCredentials reads basic credentials from a docker-style
+// config file (~/.docker/config.json "auths"). A missing file means none.
+func DockerConfigCredentials(path string) (Credentials, error) {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return NoCredentials, nil
 	}
-	p["scope"] = scope
-	delete(p, "error")
-	return Challenge{Scheme: c.Scheme, Params: p}
-}
-
-// ParseChallenges parses every WWW-Authenticate header of h. Malformed
-// parts are skipped.
-func ParseChallenges(h http.Header) []Challenge {
-	var out []Challenge
-	for _, v := range h.Values("WWW-Authenticate") {
-		out = append(out, parseChallengeList(v)...)
+	if err != nil {
+		return nil, fmt.Errorf("read docker config: %w", err)
 	}
-	return out
-}
-
-// BearerChallenge returns the first bearer challenge of h.
-func BearerChallenge(h http.Header) (Challenge, bool) {
-	for _, c := range ParseChallenges(h) {
-		if c.IsBearer() {
-			return c, true
-		}
+	var cfg struct {
+		Auths map[string]struct {
+			Auth     string `json:"auth"`
+			Username string `json:"username"`
+			Password string `json:"password"`
+		} `json:"auths"`
 	}
-	return Challenge{}, false
-}
-
-// parseChallengeList parses `Scheme k=v, k="v", Scheme2 ...` (RFC 7235).
-func parseChallengeList(s string) []Challenge {
-	var out []Challenge
-	var cur *Challenge
-	for {
-		s = strings.TrimLeft(s, " \t,")
-		if s == "" {
-			break
-		}
-		tok, rest := cutToken(s)
-		if tok == "" {
-			break // garbage: stop
-		}
-		r := strings.TrimLeft(rest, " \t")
-		if strings.HasPrefix(r, "=") && cur != nil {
-			// auth-param
-			r = strings.TrimLeft(r[1:], " \t")
-			var val string
-			if strings.HasPrefix(r, `"`) {
-				val, r = cutQuoted(r)
-			} else {
-				val, r = cutToken(r)
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse docker config %s: %w", path, err)
+	}
+	creds := map[string][2]string{}
+	for host, a := range cfg.Auths {
+		h := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://"), "/")
+		h, _, _ = strings.Cut(h, "/")
+		user, pass := a.Username, a.Password
+		if a.Auth != "" {
+			if dec, err := base64.StdEncoding.DecodeString(a.Auth); err == nil {
+				user, pass, _ = strings.Cut(string(dec), ":")
 			}
-			cur.Params[strings.ToLower(tok)] = val
-			s = r
-			continue
 		}
-		out = append(out, Challenge{Scheme: strings.ToLower(tok), Params: map[string]string{}})
-		cur = &out[len(out)-1]
-		s = rest
+		creds[h] = [2]string{user, pass}
 	}
-	return out
-}
-
-func cutToken(s string) (tok, rest string) {
-	i := 0
-	for i < len(s) && !strings.ContainsRune(" \t,=\"", rune(s[i])) {
-		i++
-	}
-	return s[:i], s[i:]
-}
-
-func cutQuoted(s string) (val, rest string) {
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			if i+1 < len(s) {
-				i++
-				b.WriteByte(s[i])
-			}
-		case '"':
-			return b.String(), s[i+1:]
-		default:
-			b.WriteByte(s[i])
+	return func(host string) (string, string) {
+		c, ok := creds[host]
+		if !ok && host == DockerHubHost {
+			c = creds["index.docker.io"]
 		}
-	}
-	return b.String(), ""
+		return c[0], c[1]
+	}, nil
 }
 
 // ErrTokenDenied means the token server refused the credentials (or
 // anonymous access).
 var ErrTokenDenied = errors.New("token server refused the request")
 
-// Tokens fetches and caches bearer tokens. Concurrent requests for the
-// same realm, service, scope and credential share one token request, and
-// a token is reused until shortly before it expires: a thousand layers
-// pulled at once cost the token server one request.
-type Tokens struct {
-	hc  *http.Client
-	log logrus.FieldLogger
-	now func() time.Time
+// ErrNoChallenge means a 401 answer carried no challenge that can be
+// answered (no bearer challenge, and no basic one with credentials).
+var ErrNoChallenge = errors.New("no challenge that can be answered")
 
-	flights singleflight.Group
-	fetches atomic.Int64
+// PullScope is the token scope for pulling from repository repo.
+func PullScope(repo string) string { return "repository:" + repo + ":pull" }
+
+// Authorizer answers registries' authentication challenges with one set of
+// credentials (or anonymously). It is containerd's docker authorizer, one
+// per registry host: the first 401 of a host tells it the realm and
+// service, and from then on every request for a repository carries a
+// bearer token for that repository, fetched once for concurrent callers
+// and reused until it expires. It never logs credentials or tokens.
+type Authorizer struct {
+	hc    *http.Client
+	creds Credentials
 
 	mu    sync.Mutex
-	cache map[string]cachedToken
+	hosts map[string]docker.Authorizer
 }
 
-type cachedToken struct {
-	token   string
-	expires time.Time
-}
-
-// maxCachedTokens bounds the cache; expired entries go first.
-const maxCachedTokens = 4096
-
-// NewTokens returns a token cache that talks to token servers through hc
-// (nil: a client with a 30s timeout).
-func NewTokens(hc *http.Client, log logrus.FieldLogger) *Tokens {
+// NewAuthorizer returns an authorizer that talks to token servers through
+// hc (nil: http.DefaultClient) and presents creds (nil: anonymous).
+func NewAuthorizer(hc *http.Client, creds Credentials) *Authorizer {
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		hc = http.DefaultClient
 	}
-	if log == nil {
-		log = logrus.StandardLogger()
+	if creds == nil {
+		creds = NoCredentials
 	}
-	return &Tokens{hc: hc, log: log, now: time.Now, cache: map[string]cachedToken{}}
+	return &Authorizer{hc: hc, creds: creds, hosts: map[string]docker.Authorizer{}}
 }
 
-// Fetches is how many token requests went to token servers.
-func (t *Tokens) Fetches() int64 { return t.fetches.Load() }
-
-// key identifies a token: the credential takes part only as a hash, so
-// two users never share a token and the map holds no secret.
-func tokenKey(c Challenge, credential string) string {
-	h := sha256.Sum256([]byte(credential))
-	return strings.Join([]string{c.Realm(), c.Service(), c.Scope(), hex.EncodeToString(h[:8])}, "\x00")
+func (a *Authorizer) host(host string, create bool) docker.Authorizer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h, ok := a.hosts[host]
+	if !ok && create {
+		h = docker.NewDockerAuthorizer(docker.WithAuthClient(a.hc), docker.WithAuthCreds(func(host string) (string, string, error) {
+			u, s := a.creds(host)
+			return u, s, nil
+		}))
+		a.hosts[host] = h
+	}
+	return h
 }
 
-// Cached returns a cached, unexpired token for c and credential.
-func (t *Tokens) Cached(c Challenge, credential string) (string, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ct, ok := t.cache[tokenKey(c, credential)]
-	if !ok || !t.now().Before(ct.expires) {
-		return "", false
-	}
-	return ct.token, true
+// Known reports whether host's challenge is known.
+func (a *Authorizer) Known(host string) bool { return a.host(host, false) != nil }
+
+// Reset forgets host's challenge and tokens (the registry refused a token
+// before its time, or a token request failed).
+func (a *Authorizer) Reset(host string) {
+	a.mu.Lock()
+	delete(a.hosts, host)
+	a.mu.Unlock()
 }
 
-// Forget drops the cached token for c and credential (the registry
-// refused it before its time).
-func (t *Tokens) Forget(c Challenge, credential string) {
-	t.mu.Lock()
-	delete(t.cache, tokenKey(c, credential))
-	t.mu.Unlock()
-}
-
-// Token returns a bearer token for challenge c, fetching one if none is
-// cached. credential is an Authorization value to present to the token
-// server ("Basic ..."), or "" for anonymous access.
-func (t *Tokens) Token(ctx context.Context, c Challenge, credential string) (string, error) {
-	if !c.IsBearer() {
-		return "", fmt.Errorf("not a bearer challenge (scheme %q)", c.Scheme)
+// Authorize sets req's Authorization for pulling from repo ("" for
+// requests of no repository) when the challenge of req's host is known:
+// a cached token, or one fetched now. It reports whether it set one. A
+// token server's refusal is ErrTokenDenied.
+func (a *Authorizer) Authorize(ctx context.Context, req *http.Request, repo string) (bool, error) {
+	h := a.host(req.URL.Host, false)
+	if h == nil {
+		return false, nil
 	}
-	if tok, ok := t.Cached(c, credential); ok {
-		return tok, nil
+	if repo != "" {
+		ctx = docker.WithScope(ctx, PullScope(repo))
 	}
-	key := tokenKey(c, credential)
-	ch := t.flights.DoChan(key, func() (any, error) {
-		if tok, ok := t.Cached(c, credential); ok {
-			return tok, nil
+	req.Header.Del("Authorization")
+	if err := h.Authorize(ctx, req); err != nil {
+		// containerd keeps a failed token request as the answer for that
+		// scope: start over next time.
+		a.Reset(req.URL.Host)
+		var st remoteerrors.ErrUnexpectedStatus
+		if errors.As(err, &st) && (st.StatusCode == http.StatusUnauthorized || st.StatusCode == http.StatusForbidden) {
+			return false, fmt.Errorf("authorize for %s: %w: %s", req.URL.Host, ErrTokenDenied, st.Status)
 		}
-		// Detached from the first caller: others share this request.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		tok, ttl, err := t.fetch(fctx, c, credential)
-		if err != nil {
-			return "", err
-		}
-		t.store(key, tok, ttl)
-		return tok, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
+		return false, fmt.Errorf("authorize for %s: %w", req.URL.Host, err)
 	}
+	return req.Header.Get("Authorization") != "", nil
 }
 
-func (t *Tokens) store(key, tok string, ttl time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	if len(t.cache) >= maxCachedTokens {
-		for k, v := range t.cache {
-			if !now.Before(v.expires) {
-				delete(t.cache, k)
+// AddChallenge learns the challenge of resp, a 401 answer. Only the realm
+// and service of a bearer challenge are kept (the scope comes with each
+// request), so one host's challenge serves all its repositories. It
+// returns ErrNoChallenge when there is nothing to answer.
+func (a *Authorizer) AddChallenge(ctx context.Context, resp *http.Response) error {
+	if resp.Request == nil {
+		return fmt.Errorf("add challenge: response without its request")
+	}
+	host := resp.Request.URL.Host
+	for _, c := range auth.ParseAuthHeader(resp.Header) {
+		switch {
+		case c.Scheme == auth.BearerAuth && c.Parameters["realm"] != "":
+			if a.Known(host) {
+				return nil
 			}
-		}
-		for k := range t.cache {
-			if len(t.cache) < maxCachedTokens {
-				break
+			v := fmt.Sprintf("Bearer realm=%q", c.Parameters["realm"])
+			if s := c.Parameters["service"]; s != "" {
+				v += fmt.Sprintf(",service=%q", s)
 			}
-			delete(t.cache, k)
+			r := &http.Response{StatusCode: resp.StatusCode, Header: http.Header{"Www-Authenticate": {v}}, Request: resp.Request}
+			if err := a.host(host, true).AddResponses(ctx, []*http.Response{r}); err != nil {
+				a.Reset(host)
+				return fmt.Errorf("challenge of %s: %w", host, err)
+			}
+			return nil
+		case c.Scheme == auth.BasicAuth:
+			if u, s := a.creds(host); u == "" || s == "" {
+				continue
+			}
+			if err := a.host(host, true).AddResponses(ctx, []*http.Response{resp}); err != nil {
+				a.Reset(host)
+				return fmt.Errorf("challenge of %s: %w", host, err)
+			}
+			return nil
 		}
 	}
-	// Renew a little early so that a request never carries a token that
-	// expires on its way.
-	margin := min(ttl/10, 30*time.Second)
-	t.cache[key] = cachedToken{token: tok, expires: now.Add(ttl - margin)}
+	return fmt.Errorf("%s answered 401: %w", host, ErrNoChallenge)
 }
 
-type tokenResponse struct {
-	Token       string `json:"token"`
-	AccessToken string `json:"access_token"`
-	ExpiresIn   int    `json:"expires_in"`
+// Do sends req (a GET or HEAD of repo) through hc, answering the
+// registry's challenge: a known challenge's token goes with the first
+// attempt, and a 401 is answered (once) and the request sent again. A
+// Bearer Authorization already on req is sent as it is. It returns the
+// response and the Authorization that went with it.
+func (a *Authorizer) Do(ctx context.Context, hc *http.Client, req *http.Request, repo string) (*http.Response, string, error) {
+	if strings.HasPrefix(strings.ToLower(req.Header.Get("Authorization")), "bearer ") {
+		resp, err := hc.Do(req)
+		return resp, req.Header.Get("Authorization"), err
+	}
+	orig := req.Header.Get("Authorization")
+	authorized, err := a.Authorize(ctx, req, repo)
+	if err != nil {
+		return nil, "", err
+	}
+	if !authorized && orig != "" {
+		req.Header.Set("Authorization", orig)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		return resp, req.Header.Get("Authorization"), nil
+	}
+	if authorized {
+		// Refused before its time (registry restarted, key rotated).
+		a.Reset(req.URL.Host)
+	}
+	if err := a.AddChallenge(ctx, resp); err != nil {
+		if errors.Is(err, ErrNoChallenge) {
+			return resp, req.Header.Get("Authorization"), nil
+		}
+		drain(resp)
+		return nil, "", err
+	}
+	drain(resp)
+	retry := req.Clone(ctx)
+	if _, err := a.Authorize(ctx, retry, repo); err != nil {
+		return nil, "", err
+	}
+	resp, err = hc.Do(retry)
+	if err != nil {
+		return nil, "", err
+	}
+	return resp, retry.Header.Get("Authorization"), nil
 }
 
-// fetch asks the token server (GET realm?service=&scope=) for a token.
-func (t *Tokens) fetch(ctx context.Context, c Challenge, credential string) (string, time.Duration, error) {
-	u, err := url.Parse(c.Realm())
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", 0, fmt.Errorf("token realm %q is not an http(s) URL", c.Realm())
+// Resolver returns a containerd resolver (for pulling and pushing with
+// containerd's remotes) that reaches hosts over plain HTTP per
+// IsPlainHTTP(host, plainHTTP) and answers challenges with creds.
+func Resolver(hc *http.Client, plainHTTP []string, creds Credentials) remotes.Resolver {
+	if creds == nil {
+		creds = NoCredentials
 	}
-	q := u.Query()
-	if s := c.Service(); s != "" {
-		q.Set("service", s)
-	}
-	scopes := strings.Fields(c.Scope())
-	sort.Strings(scopes)
-	for _, s := range scopes {
-		q.Add("scope", s)
-	}
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", 0, fmt.Errorf("token request: %w", err)
-	}
-	if credential != "" {
-		req.Header.Set("Authorization", credential)
-	}
-	t.fetches.Add(1)
-	log := t.log.WithFields(logrus.Fields{"realm": u.Host + u.Path, "service": c.Service(), "scope": c.Scope(),
-		"anonymous": credential == ""})
-	start := time.Now()
-	resp, err := t.hc.Do(req)
-	if err != nil {
-		return "", 0, fmt.Errorf("token server %s: %w", u.Host, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", 0, fmt.Errorf("token server %s: read answer: %w", u.Host, err)
-	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		log.WithField("status", resp.StatusCode).Info("registry auth: token server refused")
-		return "", 0, fmt.Errorf("%w: %s answered %s", ErrTokenDenied, u.Host, resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", 0, fmt.Errorf("token server %s answered %s", u.Host, resp.Status)
-	}
-	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return "", 0, fmt.Errorf("token server %s: bad JSON answer: %w", u.Host, err)
-	}
-	tok := tr.Token
-	if tok == "" {
-		tok = tr.AccessToken
-	}
-	if tok == "" {
-		return "", 0, fmt.Errorf("token server %s answered without a token", u.Host)
-	}
-	// The distribution spec: at least 60s when the server does not say.
-	ttl := 60 * time.Second
-	if tr.ExpiresIn > 0 {
-		ttl = time.Duration(tr.ExpiresIn) * time.Second
-	}
-	log.WithFields(logrus.Fields{"expiresIn": ttl, "took": time.Since(start).Round(time.Millisecond)}).Debug("registry auth: got token")
-	return tok, ttl, nil
+	authz := docker.NewDockerAuthorizer(docker.WithAuthClient(hc), docker.WithAuthCreds(func(host string) (string, string, error) {
+		u, p := creds(host)
+		return u, p, nil
+	}))
+	hosts := docker.ConfigureDefaultRegistries(
+		docker.WithClient(hc),
+		docker.WithAuthorizer(authz),
+		docker.WithPlainHTTP(func(host string) (bool, error) { return IsPlainHTTP(host, plainHTTP), nil }),
+	)
+	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+}
+
+func base64Decode(s string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	return string(b), err
 }

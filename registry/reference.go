@@ -1,12 +1,14 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,78 +33,108 @@ type Reference struct {
 }
 
 var (
-	repoPart  = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	v2PathRE  = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs)/([^/]+)$`)
-	blobPathR = regexp.MustCompile(`^/v2/(.+)/blobs/(sha256:[a-f0-9]{64})$`)
+	v2PathRE   = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs)/([^/]+)$`)
+	blobPathRE = regexp.MustCompile(`^/v2/(.+)/blobs/(sha256:[a-f0-9]{64})$`)
 )
 
-// ParseReference parses an image reference as docker and containerd do:
-// "busybox" is docker.io/library/busybox:latest; the first component is a
-// registry when it has a dot or a port or is "localhost". The scheme is
-// https, or http when plainHTTP is set or the registry is on a loopback
-// address (as docker treats localhost).
+// ParseReference parses an image reference as docker and containerd do
+// (github.com/distribution/reference): "busybox" is
+// docker.io/library/busybox:latest; the first component is a registry when
+// it has a dot or a port or is "localhost". A reference with a digest
+// keeps only the digest. The scheme is https, or http when plainHTTP is
+// set or the registry is on a loopback address (as docker treats
+// localhost).
 func ParseReference(s string, plainHTTP bool) (Reference, error) {
-	orig := s
 	if s == "" {
 		return Reference{}, fmt.Errorf("empty image reference")
 	}
 	if strings.Contains(s, "://") {
-		return Reference{}, fmt.Errorf("image reference %q: give host/name:tag, not a URL", orig)
+		return Reference{}, fmt.Errorf("image reference %q: give host/name:tag, not a URL", s)
 	}
-	var r Reference
-	if name, dgst, ok := strings.Cut(s, "@"); ok {
-		d, err := digest.Parse(dgst)
-		if err != nil {
-			return Reference{}, fmt.Errorf("image reference %q: bad digest: %w", orig, err)
+	named, err := reference.ParseDockerRef(s)
+	if err != nil {
+		what := "bad repository name"
+		switch {
+		case errors.Is(err, reference.ErrTagInvalidFormat):
+			what = "bad tag"
+		case errors.Is(err, reference.ErrDigestInvalidFormat):
+			what = "bad digest"
 		}
-		r.Digest, s = d.String(), name
+		return Reference{}, fmt.Errorf("image reference %q: %s: %w", s, what, err)
 	}
-	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
-		r.Tag, s = s[i+1:], s[:i]
-		if !tagRE.MatchString(r.Tag) {
-			return Reference{}, fmt.Errorf("image reference %q: bad tag %q", orig, r.Tag)
-		}
+	r := Reference{Host: reference.Domain(named), Repository: reference.Path(named), Scheme: "https"}
+	if t, ok := named.(reference.Tagged); ok {
+		r.Tag = t.Tag()
 	}
-	host, rest, found := strings.Cut(s, "/")
-	if found && (strings.ContainsAny(host, ".:") || host == "localhost") {
-		s = rest
-	} else {
-		host = DockerHub
+	if d, ok := named.(reference.Digested); ok {
+		r.Digest = d.Digest().String()
 	}
-	if host == DockerHub && !strings.Contains(s, "/") {
-		s = "library/" + s
-	}
-	for _, part := range strings.Split(s, "/") {
-		if !repoPart.MatchString(part) {
-			return Reference{}, fmt.Errorf("image reference %q: bad repository name %q", orig, s)
-		}
-	}
-	r.Repository = s
-	r.Host = host
-	if host == DockerHub {
-		r.Host = DockerHubHost
-	}
-	r.Scheme = "https"
-	if plainHTTP || isLoopbackHost(host) {
+	if plainHTTP || IsLoopback(r.Host) {
 		r.Scheme = "http"
 	}
-	if r.Tag == "" && r.Digest == "" {
-		r.Tag = "latest"
+	if r.Host == DockerHub {
+		r.Host = DockerHubHost
 	}
 	return r, nil
 }
 
-func isLoopbackHost(hostport string) bool {
+// Normalize returns the full form of a docker-style reference:
+// "busybox" is "docker.io/library/busybox:latest".
+func Normalize(s string) (string, error) {
+	named, err := reference.ParseDockerRef(s)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %w", s, err)
+	}
+	return named.String(), nil
+}
+
+// IsDigested reports whether s is a valid reference that names a digest.
+func IsDigested(s string) bool {
+	named, err := reference.ParseDockerRef(s)
+	if err != nil {
+		return false
+	}
+	_, ok := named.(reference.Digested)
+	return ok
+}
+
+// IsLoopback reports whether host[:port] is localhost or a loopback
+// address: registries there are reached over plain HTTP.
+func IsLoopback(hostport string) bool {
 	h := hostport
 	if hh, _, err := net.SplitHostPort(hostport); err == nil {
 		h = hh
 	}
+	h = strings.Trim(strings.ToLower(h), "[]")
 	if h == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// IsPlainHTTP reports whether registry host (host[:port]) is reached over
+// plain HTTP: loopback hosts always are, and hosts in list ("host:port",
+// "host" for every port, or "*" for every host).
+func IsPlainHTTP(host string, list []string) bool {
+	if IsLoopback(host) {
+		return true
+	}
+	hostname := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hostname = h
+	}
+	hostname = strings.Trim(strings.ToLower(hostname), "[]")
+	for _, e := range list {
+		e = strings.ToLower(strings.TrimSpace(e))
+		if e == "*" || e == strings.ToLower(host) {
+			return true
+		}
+		if _, _, err := net.SplitHostPort(e); err != nil && strings.Trim(e, "[]") == hostname {
+			return true // an entry without port matches every port
+		}
+	}
+	return false
 }
 
 // ParseManifestURL parses http(s)://HOST/v2/NAME/manifests/REF.
@@ -132,10 +164,14 @@ func parseV2URL(raw string) (Reference, string, error) {
 	if m == nil {
 		return Reference{}, "", fmt.Errorf("%s is not a registry API URL (/v2/<name>/manifests|blobs/...)", u.Redacted())
 	}
+	named, err := reference.WithName(m[1])
+	if err != nil {
+		return Reference{}, "", fmt.Errorf("%s: bad repository name %q: %w", u.Redacted(), m[1], err)
+	}
 	r := Reference{Scheme: u.Scheme, Host: u.Host, Repository: m[1]}
 	if d, err := digest.Parse(m[3]); err == nil {
 		r.Digest = d.String()
-	} else if tagRE.MatchString(m[3]) {
+	} else if _, err := reference.WithTag(named, m[3]); err == nil {
 		r.Tag = m[3]
 	} else {
 		return Reference{}, "", fmt.Errorf("%s: bad tag or digest %q", u.Redacted(), m[3])
@@ -145,7 +181,7 @@ func parseV2URL(raw string) (Reference, string, error) {
 
 // ParseBlobPath splits a blob request path /v2/NAME/blobs/sha256:HEX.
 func ParseBlobPath(path string) (repo string, dgst digest.Digest, ok bool) {
-	m := blobPathR.FindStringSubmatch(path)
+	m := blobPathRE.FindStringSubmatch(path)
 	if m == nil {
 		return "", "", false
 	}

@@ -2,45 +2,22 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-)
 
-func TestParseChallenges(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []Challenge
-	}{
-		{`Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"`,
-			[]Challenge{{"bearer", map[string]string{"realm": "https://auth.docker.io/token", "service": "registry.docker.io", "scope": "repository:library/busybox:pull"}}}},
-		{`Basic realm="basic-realm"`, []Challenge{{"basic", map[string]string{"realm": "basic-realm"}}}},
-		{`Basic realm="a", Bearer realm="https://x/t", service=reg`,
-			[]Challenge{{"basic", map[string]string{"realm": "a"}}, {"bearer", map[string]string{"realm": "https://x/t", "service": "reg"}}}},
-		{`Bearer realm="https://x/t",error="insufficient_scope",scope="repository:a:pull,push"`,
-			[]Challenge{{"bearer", map[string]string{"realm": "https://x/t", "error": "insufficient_scope", "scope": "repository:a:pull,push"}}}},
-		{`Bearer realm="q\"uo\\te"`, []Challenge{{"bearer", map[string]string{"realm": `q"uo\te`}}}},
-		{``, nil},
-	}
-	for _, tc := range tests {
-		h := http.Header{}
-		if tc.in != "" {
-			h.Set("WWW-Authenticate", tc.in)
-		}
-		got := ParseChallenges(h)
-		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("ParseChallenges(%s) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
+	"github.com/damselfly-p2p/damselfly/manifest/oci"
+	"github.com/damselfly-p2p/damselfly/testenv"
+)
 
 func TestParseReference(t *testing.T) {
 	tests := []struct {
@@ -111,128 +88,161 @@ func TestRepositoryOfAndBlobPath(t *testing.T) {
 	}
 }
 
-// tokenServer counts requests and hands out tokens with the given lifetime.
-func tokenServer(t *testing.T, expiresIn int, requireUser string) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		time.Sleep(10 * time.Millisecond)
-		if requireUser != "" {
-			if u, _, ok := r.BasicAuth(); !ok || u != requireUser {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-		}
-		json.NewEncoder(w).Encode(map[string]any{"access_token": "tok-" + r.URL.Query().Get("scope"), "expires_in": expiresIn})
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
+// challenged GETs /v2/REPO/manifests/latest from reg with a, answering
+// its challenge, and returns the Authorization that was accepted.
+func challenged(t *testing.T, a *Authorizer, reg *testenv.FakeRegistry, repo string) (string, error) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, reg.URL+"/v2/"+repo+"/manifests/latest", nil)
+	resp, auth, err := a.Do(context.Background(), reg.Client(), req, repo)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return "", fmt.Errorf("401 after the challenge was answered")
+	}
+	return auth, nil
 }
 
-func TestTokensShareAndExpire(t *testing.T) {
-	srv, n := tokenServer(t, 300, "")
-	tk := NewTokens(nil, nil)
-	now := time.Now()
-	tk.now = func() time.Time { return now }
-	ch := Challenge{Scheme: "bearer", Params: map[string]string{"realm": srv.URL + "/token", "service": "s", "scope": "repository:a:pull"}}
+func TestAuthorizerSharesTokens(t *testing.T) {
+	reg := testenv.NewFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Anonymous: true, Users: map[string]string{"alice": "pw"},
+		TokenDelay: 10 * time.Millisecond})
+	a := NewAuthorizer(reg.Client(), nil)
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if tok, err := tk.Token(context.Background(), ch, ""); err != nil || tok != "tok-repository:a:pull" {
-				t.Errorf("Token = %q, %v", tok, err)
+			if auth, err := challenged(t, a, reg, "a"); err != nil || auth != "Bearer "+reg.Token() {
+				t.Errorf("Do = %q, %v", auth, err)
 			}
 		}()
 	}
 	wg.Wait()
-	if n.Load() != 1 {
-		t.Errorf("50 concurrent callers made %d token requests, want 1", n.Load())
+	if n := reg.TokenRequests(); n != 1 {
+		t.Errorf("50 concurrent callers made %d token requests, want 1", n)
 	}
-	// Another scope, and another credential, are other tokens.
-	tk.Token(context.Background(), ch.WithScope("repository:b:pull"), "")
-	tk.Token(context.Background(), ch, "Basic eDp5")
-	if n.Load() != 3 {
-		t.Errorf("token requests = %d, want 3", n.Load())
+	// Another repository is another token; the same one is cached.
+	challenged(t, a, reg, "b")
+	challenged(t, a, reg, "a")
+	if n := reg.TokenRequests(); n != 2 {
+		t.Errorf("token requests = %d, want 2", n)
 	}
-	// Renewed shortly before expiry.
-	now = now.Add(275 * time.Second)
-	tk.Token(context.Background(), ch, "")
-	if n.Load() != 4 {
-		t.Errorf("token requests after expiry = %d, want 4", n.Load())
+	if got := reg.TokenScopes(); got[len(got)-1] != "repository:b:pull" {
+		t.Errorf("token scopes %q, want repository:b:pull last", got)
 	}
-	if tk.Fetches() != 4 {
-		t.Errorf("Fetches = %d", tk.Fetches())
+	// A token the registry stops accepting is dropped and replaced.
+	reg.RotateToken("fake-token-2")
+	if auth, err := challenged(t, a, reg, "a"); err != nil || auth != "Bearer fake-token-2" {
+		t.Errorf("after rotation: %q, %v", auth, err)
 	}
-	if _, err := tk.Token(context.Background(), Challenge{Scheme: "basic", Params: map[string]string{"realm": "x"}}, ""); err == nil {
-		t.Error("Token accepted a basic challenge")
-	}
-}
-
-func TestTokensDenied(t *testing.T) {
-	srv, _ := tokenServer(t, 0, "alice")
-	tk := NewTokens(nil, nil)
-	ch := Challenge{Scheme: "bearer", Params: map[string]string{"realm": srv.URL + "/token"}}
-	if _, err := tk.Token(context.Background(), ch, ""); err == nil || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("anonymous: %v, want refused", err)
-	}
-	if tok, err := tk.Token(context.Background(), ch, "Basic YWxpY2U6cHc="); err != nil || tok == "" {
-		t.Errorf("alice: %q, %v", tok, err)
+	if n := reg.TokenRequests(); n != 3 {
+		t.Errorf("token requests after rotation = %d, want 3", n)
 	}
 }
 
-// fakeRegistry serves an index with two platforms behind bearer auth.
-func fakeRegistry(t *testing.T) (*httptest.Server, map[string]string) {
-	tsrv, _ := tokenServer(t, 60, "")
-	blobs := map[string]string{}
-	docs := map[string][]byte{}
-	add := func(mt string, v any) Descriptor {
-		b, _ := json.Marshal(v)
-		d := digest.FromBytes(b).String()
-		docs[d] = b
-		return Descriptor{MediaType: mt, Digest: d, Size: int64(len(b))}
+func TestAuthorizerCredentials(t *testing.T) {
+	tests := []struct {
+		name     string
+		auth     testenv.FakeAuth
+		creds    Credentials
+		wantAuth string
+		wantErr  error
+	}{
+		{"anonymous refused", testenv.FakeAuth{Scheme: "bearer", Users: map[string]string{"alice": "pw"}}, nil, "", ErrTokenDenied},
+		{"alice's token", testenv.FakeAuth{Scheme: "bearer", Users: map[string]string{"alice": "pw"}},
+			func(string) (string, string) { return "alice", "pw" }, "Bearer fake-token-1", nil},
+		{"basic", testenv.FakeAuth{Scheme: "basic", Users: map[string]string{"alice": "pw"}},
+			func(string) (string, string) { return "alice", "pw" }, "Basic YWxpY2U6cHc=", nil},
+		{"no auth", testenv.FakeAuth{}, nil, "", nil},
 	}
-	image := func(arch string) Descriptor {
-		cfg := digest.FromString("config-" + arch).String()
-		layer := digest.FromString("layer-" + arch).String()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := testenv.NewFakeRegistry(t, tc.auth)
+			reg.AddImage("a", "latest", 10)
+			auth, err := challenged(t, NewAuthorizer(reg.Client(), tc.creds), reg, "a")
+			if !errors.Is(err, tc.wantErr) || auth != tc.wantAuth {
+				t.Errorf("got %q, %v; want %q, %v", auth, err, tc.wantAuth, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestDockerConfigCredentials(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.json")
+	auth := base64.StdEncoding.EncodeToString([]byte("bob:s3cret"))
+	os.WriteFile(p, []byte(`{"auths":{"https://index.docker.io/v1/":{"auth":"`+auth+`"},"reg:5000":{"username":"u","password":"p"}}}`), 0o600)
+	creds, err := DockerConfigCredentials(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ host, user, secret string }{
+		{"registry-1.docker.io", "bob", "s3cret"},
+		{"reg:5000", "u", "p"},
+		{"other", "", ""},
+	}
+	for _, tc := range tests {
+		if u, s := creds(tc.host); u != tc.user || s != tc.secret {
+			t.Errorf("%s: creds %q %q, want %q %q", tc.host, u, s, tc.user, tc.secret)
+		}
+	}
+	none, err := DockerConfigCredentials(filepath.Join(dir, "missing.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := none("x"); u != "" {
+		t.Fatal("missing config gave creds")
+	}
+}
+
+func TestIsPlainHTTP(t *testing.T) {
+	tests := []struct {
+		host string
+		list []string
+		want bool
+	}{
+		{"localhost:5000", nil, true}, {"127.0.0.7", nil, true}, {"[::1]:5000", nil, true},
+		{"reg.internal:5000", []string{"reg.internal:5000"}, true}, {"reg.internal:5001", []string{"reg.internal"}, true},
+		{"reg.internal:5001", []string{"reg.internal:5000"}, false}, {"ghcr.io", nil, false}, {"ghcr.io", []string{"*"}, true},
+	}
+	for _, tc := range tests {
+		if got := IsPlainHTTP(tc.host, tc.list); got != tc.want {
+			t.Errorf("IsPlainHTTP(%s, %v) = %v", tc.host, tc.list, got)
+		}
+	}
+}
+
+// twoPlatforms stores an index of two images (amd64, arm64/v8) as
+// app:multi and the amd64 manifest as app:single, and returns the blobs
+// by "ARCH/config" and "ARCH/layer".
+func twoPlatforms(reg *testenv.FakeRegistry) map[string]digest.Digest {
+	blobs := map[string]digest.Digest{}
+	image := func(arch string) testenv.FakeDescriptor {
+		cfg := reg.AddBlob([]byte("config-" + arch))
+		layer := reg.AddBlob([]byte("layer-" + arch))
 		blobs[arch+"/config"], blobs[arch+"/layer"] = cfg, layer
-		return add(MediaTypeOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest,
-			"config": Descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: cfg, Size: 10},
-			"layers": []Descriptor{{MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: layer, Size: 20}}})
+		return reg.AddManifest("app", oci.MediaTypeOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": oci.MediaTypeOCIManifest,
+			"config": testenv.FakeDescriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 10},
+			"layers": []testenv.FakeDescriptor{{MediaType: oci.MediaTypeOCILayerGzip, Digest: layer, Size: 20}}})
 	}
 	amd, arm := image("amd64"), image("arm64")
-	amd.Platform = &Platform{OS: "linux", Architecture: "amd64"}
-	arm.Platform = &Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
-	idx := add(MediaTypeOCIIndex, map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIIndex, "manifests": []Descriptor{arm, amd}})
-	docs["multi"] = docs[idx.Digest]
-	docs["single"] = docs[amd.Digest]
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer tok-") {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="fake"`, tsrv.URL))
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		ref := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-		b, ok := docs[ref]
-		if !ok {
-			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, 404)
-			return
-		}
-		var probe struct {
-			MediaType string `json:"mediaType"`
-		}
-		json.Unmarshal(b, &probe)
-		w.Header().Set("Content-Type", probe.MediaType)
-		w.Write(b)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, blobs
+	amd.Platform = map[string]string{"os": "linux", "architecture": "amd64"}
+	arm.Platform = map[string]string{"os": "linux", "architecture": "arm64", "variant": "v8"}
+	reg.AddManifest("app", oci.MediaTypeOCIIndex, map[string]any{"schemaVersion": 2, "mediaType": oci.MediaTypeOCIIndex,
+		"manifests": []testenv.FakeDescriptor{arm, amd}}, "multi")
+	amd.Platform = nil
+	reg.AddManifest("app", oci.MediaTypeOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": oci.MediaTypeOCIManifest,
+		"config": testenv.FakeDescriptor{MediaType: oci.MediaTypeOCIConfig, Digest: blobs["amd64/config"], Size: 10},
+		"layers": []testenv.FakeDescriptor{{MediaType: oci.MediaTypeOCILayerGzip, Digest: blobs["amd64/layer"], Size: 20}}}, "single")
+	return blobs
 }
 
 func TestResolve(t *testing.T) {
-	srv, blobs := fakeRegistry(t)
-	c := &Client{HTTP: srv.Client(), Tokens: NewTokens(nil, nil)}
-	host := strings.TrimPrefix(srv.URL, "http://")
+	reg := testenv.NewFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Anonymous: true})
+	blobs := twoPlatforms(reg)
+	c := NewClient(reg.Client(), nil)
+	host := reg.Host
 	tests := []struct {
 		tag, platform string
 		wantArch      string
@@ -267,7 +277,7 @@ func TestResolve(t *testing.T) {
 			if len(bl) != 2 || bl[0].Digest != blobs[tc.wantArch+"/config"] || bl[1].Digest != blobs[tc.wantArch+"/layer"] {
 				t.Errorf("blobs %+v, want the %s config and layer", bl, tc.wantArch)
 			}
-			if !strings.HasPrefix(im.Authorization, "Bearer tok-") {
+			if im.Authorization != "Bearer "+reg.Token() {
 				t.Errorf("Authorization %q: want the exchanged token", im.Authorization)
 			}
 		})

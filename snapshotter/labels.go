@@ -1,30 +1,19 @@
 package snapshotter
 
-import "github.com/containerd/stargz-snapshotter/estargz"
+import "github.com/damselfly-p2p/damselfly/snapshotter/labels"
 
-// Labels that tell the snapshotter a layer can be mounted remotely. The
-// containerd unpacker passes a layer descriptor's annotations that start
-// with "containerd.io/snapshot/" to Prepare as snapshot labels, so a pull
-// tool (dfctl image pull) only has to annotate layer descriptors; the
-// Kubernetes CRI plugin sets the cri.* labels itself.
+// The snapshot labels the snapshotter reads and writes; package
+// snapshotter/labels defines them (and documents each) so that tools can
+// use them without linking the snapshotter.
 const (
-	// LabelImageRef is the image reference the layer belongs to (its
-	// registry host and repository locate the blob).
-	LabelImageRef = "containerd.io/snapshot/damselfly.image-ref"
-	// LabelLayerDigest is the layer's blob digest (its P2P task ID).
-	LabelLayerDigest = "containerd.io/snapshot/damselfly.layer-digest"
-	// LabelCRIImageRef and LabelCRILayerDigest are the CRI plugin's
-	// equivalents.
-	LabelCRIImageRef    = "containerd.io/snapshot/cri.image-ref"
-	LabelCRILayerDigest = "containerd.io/snapshot/cri.layer-digest"
-	// LabelTOCDigest is eStargz's TOC digest annotation; a layer without it
-	// is not eStargz and is unpacked normally.
-	LabelTOCDigest = estargz.TOCJSONDigestAnnotation
-	// LabelSnapshotRef is containerd's target name for an unpacked layer.
-	LabelSnapshotRef = "containerd.io/snapshot.ref"
-	// labelRemote marks committed snapshots that are remote mounts.
-	labelRemote = "containerd.io/snapshot/damselfly.remote"
+	LabelImageRef       = labels.ImageRef
+	LabelLayerDigest    = labels.LayerDigest
+	LabelCRIImageRef    = labels.CRIImageRef
+	LabelCRILayerDigest = labels.CRILayerDigest
+	LabelTOCDigest      = labels.TOCDigest
+	LabelSnapshotRef    = labels.SnapshotRef
+	labelRemote         = labels.Remote
 )
 
 // DefaultName is the snapshotter's name in containerd's proxy_plugins.
-const DefaultName = "damselfly"
+const DefaultName = labels.DefaultName

@@ -4,9 +4,9 @@ package supernode
 // before anyone asks for it, so that the first pull is served from the
 // supernode and not from the origin.
 //
-//	POST /api/v1/preheats                PreheatRequest -> 202 PreheatStatus
-//	GET  /api/v1/preheats                -> [PreheatStatus], newest first
-//	GET  /api/v1/preheats/{id}           -> PreheatStatus
+//	POST /api/v1/preheats                wire.PreheatRequest -> 202 wire.PreheatStatus
+//	GET  /api/v1/preheats                -> [wire.PreheatStatus], newest first
+//	GET  /api/v1/preheats/{id}           -> wire.PreheatStatus
 //	POST /api/v1/registry/notifications  a registry's notification envelope
 //	                                     (distribution's notifications.endpoints)
 //	                                     -> 200 {"preheats": [id, ...]}
@@ -32,75 +32,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/registry"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
-
-// Preheat types and states.
-const (
-	PreheatFile  = "file"
-	PreheatImage = "image"
-
-	PreheatPending = "pending"
-	PreheatRunning = "running"
-	PreheatSuccess = "success"
-	PreheatFailed  = "failed"
-)
-
-// PreheatRequest asks the supernode to warm its cache.
-type PreheatRequest struct {
-	// Type is "image" (URL is a manifest URL, /v2/NAME/manifests/REF) or
-	// "file"; empty means image for a manifest URL, file otherwise.
-	Type string `json:"type,omitempty"`
-	URL  string `json:"url"`
-	// Headers go to the origin or registry (credentials: a Basic one is
-	// exchanged for a bearer token when the registry asks for one). They
-	// are never logged, stored or shown.
-	Headers http.Header `json:"headers,omitempty"`
-	// Platform picks an image from an index, os/arch[/variant]
-	// (linux/amd64).
-	Platform string `json:"platform,omitempty"`
-	// Digest ("sha256:...") is the expected digest of a file; its task is
-	// then keyed by it.
-	Digest string `json:"digest,omitempty"`
-	// Tag and Filters derive a file's task ID as dfget's do.
-	Tag     string   `json:"tag,omitempty"`
-	Filters []string `json:"filters,omitempty"`
-}
-
-// PreheatStatus describes one preheat. URLs are redacted.
-type PreheatStatus struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	URL      string `json:"url"`
-	Platform string `json:"platform,omitempty"`
-	// Trigger is "api" or "registry" (a push notification).
-	Trigger string `json:"trigger"`
-	State   string `json:"state"`
-	Error   string `json:"error,omitempty"`
-	// Blobs are the tasks being warmed (once an image is resolved).
-	Blobs []PreheatBlob `json:"blobs"`
-	// Length is the bytes of all blobs whose length is known; Present the
-	// bytes already in the cache.
-	Length     int64      `json:"length"`
-	Present    int64      `json:"present"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-}
-
-// PreheatBlob is one task of a preheat.
-type PreheatBlob struct {
-	URL     string `json:"url"`
-	Digest  string `json:"digest,omitempty"`
-	TaskID  string `json:"taskID"`
-	State   string `json:"state"`
-	Length  int64  `json:"length"`
-	Present int64  `json:"present"`
-	Error   string `json:"error,omitempty"`
-}
 
 // Limits of the preheater.
 const (
@@ -124,10 +61,10 @@ type preheater struct {
 
 type preheatJob struct {
 	id, key string
-	req     PreheatRequest
+	req     wire.PreheatRequest
 
 	mu      sync.Mutex
-	status  PreheatStatus
+	status  wire.PreheatStatus
 	targets []*preheatTarget
 }
 
@@ -148,7 +85,7 @@ func (s *Supernode) preheatRoutes() {
 		IdleConnTimeout:       90 * time.Second,
 	}}
 	s.preheats = &preheater{s: s, log: s.log, sem: make(chan struct{}, preheatConcurrency),
-		reg:  &registry.Client{HTTP: hc, Tokens: registry.NewTokens(hc, s.log), Log: s.log},
+		reg:  registry.NewClient(hc, s.log),
 		jobs: map[string]*preheatJob{}, active: map[string]*preheatJob{}}
 	s.mux.HandleFunc("POST /api/v1/preheats", s.preheats.handleCreate)
 	s.mux.HandleFunc("GET /api/v1/preheats", s.preheats.handleList)
@@ -156,27 +93,27 @@ func (s *Supernode) preheatRoutes() {
 	s.mux.HandleFunc("POST /api/v1/registry/notifications", s.preheats.handleNotification)
 }
 
-// normalize checks a request and fills in its type.
-func (req *PreheatRequest) normalize() error {
+// normalizePreheat checks a request and fills in its type.
+func normalizePreheat(req *wire.PreheatRequest) error {
 	if _, err := manifest.ParseURL(req.URL); err != nil {
 		return err
 	}
 	isManifest := registry.IsManifestURL(req.URL)
 	switch req.Type {
 	case "":
-		req.Type = PreheatFile
+		req.Type = wire.PreheatFile
 		if isManifest {
-			req.Type = PreheatImage
+			req.Type = wire.PreheatImage
 		}
-	case PreheatImage:
+	case wire.PreheatImage:
 		if !isManifest {
 			return fmt.Errorf("image preheat needs a manifest URL (scheme://host/v2/NAME/manifests/TAG), got %s", manifest.RedactURL(req.URL))
 		}
-	case PreheatFile:
+	case wire.PreheatFile:
 	default:
-		return fmt.Errorf("preheat type %q: want %q or %q", req.Type, PreheatImage, PreheatFile)
+		return fmt.Errorf("preheat type %q: want %q or %q", req.Type, wire.PreheatImage, wire.PreheatFile)
 	}
-	if req.Type == PreheatImage {
+	if req.Type == wire.PreheatImage {
 		if req.Digest != "" {
 			return errors.New("digest is for file preheats; an image's blobs carry their own")
 		}
@@ -208,7 +145,7 @@ func urlPath(raw string) string {
 }
 
 // start creates a job, or returns the unfinished one for the same thing.
-func (p *preheater) start(req PreheatRequest, trigger string) (*preheatJob, bool) {
+func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob, bool) {
 	key := strings.Join([]string{req.Type, req.URL, req.Platform, req.Digest, req.Tag}, "\x00")
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -218,9 +155,9 @@ func (p *preheater) start(req PreheatRequest, trigger string) (*preheatJob, bool
 	p.prune()
 	b := make([]byte, 8)
 	rand.Read(b)
-	j := &preheatJob{id: hex.EncodeToString(b), key: key, req: req, status: PreheatStatus{
+	j := &preheatJob{id: hex.EncodeToString(b), key: key, req: req, status: wire.PreheatStatus{
 		Type: req.Type, URL: manifest.RedactURL(req.URL), Platform: req.Platform, Trigger: trigger,
-		State: PreheatPending, CreatedAt: time.Now()}}
+		State: wire.PreheatPending, CreatedAt: time.Now()}}
 	j.status.ID = j.id
 	p.jobs[j.id] = j
 	p.active[key] = j
@@ -257,7 +194,7 @@ func (p *preheater) run(j *preheatJob) {
 	start := time.Now()
 	log := p.log.WithFields(logrus.Fields{"preheat": j.id, "type": j.req.Type, "url": manifest.RedactURL(j.req.URL),
 		"trigger": j.status.Trigger})
-	j.setState(PreheatRunning, "")
+	j.setState(wire.PreheatRunning, "")
 	log.Info("preheat: started")
 	err := p.execute(ctx, j, log)
 	p.mu.Lock()
@@ -266,11 +203,11 @@ func (p *preheater) run(j *preheatJob) {
 	st := j.snapshot(p.s)
 	fields := logrus.Fields{"blobs": len(st.Blobs), "bytes": st.Length, "took": time.Since(start).Round(time.Millisecond)}
 	if err != nil {
-		j.setState(PreheatFailed, err.Error())
+		j.setState(wire.PreheatFailed, err.Error())
 		log.WithFields(fields).WithError(err).Error("preheat: failed")
 		return
 	}
-	j.setState(PreheatSuccess, "")
+	j.setState(wire.PreheatSuccess, "")
 	log.WithFields(fields).Info("preheat: done; content is in the supernode cache")
 }
 
@@ -279,7 +216,7 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 	header := req.Headers.Clone()
 	var targets []*preheatTarget
 	switch req.Type {
-	case PreheatImage:
+	case wire.PreheatImage:
 		ref, err := registry.ParseManifestURL(req.URL)
 		if err != nil {
 			return err
@@ -296,13 +233,12 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 			header.Set("Authorization", im.Authorization)
 		}
 		for _, d := range im.Blobs() {
-			dg := digest.Digest(d.Digest)
-			targets = append(targets, &preheatTarget{url: ref.BlobURL(d.Digest), digest: d.Digest,
-				taskID: manifest.DigestTaskID(dg), length: d.Size, state: PreheatPending})
+			targets = append(targets, &preheatTarget{url: ref.BlobURL(d.Digest.String()), digest: d.Digest.String(),
+				taskID: manifest.DigestTaskID(d.Digest), length: d.Size, state: wire.PreheatPending})
 		}
 		log.WithFields(logrus.Fields{"manifest": im.Manifest.Digest, "blobs": len(targets)}).Info("preheat: image resolved")
 	default:
-		t := &preheatTarget{url: req.URL, digest: req.Digest, length: -1, state: PreheatPending}
+		t := &preheatTarget{url: req.URL, digest: req.Digest, length: -1, state: wire.PreheatPending}
 		if req.Digest != "" {
 			d, _ := parseDigest(req.Digest)
 			t.taskID = manifest.DigestTaskID(d)
@@ -331,13 +267,13 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 				return
 			}
 			defer func() { <-p.sem }()
-			j.setTarget(t, PreheatRunning, "")
+			j.setTarget(t, wire.PreheatRunning, "")
 			if err := p.warm(ctx, t, header); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", manifest.RedactURL(t.url), err)
-				j.setTarget(t, PreheatFailed, err.Error())
+				j.setTarget(t, wire.PreheatFailed, err.Error())
 				return
 			}
-			j.setTarget(t, PreheatSuccess, "")
+			j.setTarget(t, wire.PreheatSuccess, "")
 		}()
 	}
 	wg.Wait()
@@ -374,7 +310,7 @@ func (j *preheatJob) setState(state, errMsg string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.status.State, j.status.Error = state, errMsg
-	if state == PreheatSuccess || state == PreheatFailed {
+	if state == wire.PreheatSuccess || state == wire.PreheatFailed {
 		now := time.Now()
 		j.status.FinishedAt = &now
 	}
@@ -387,7 +323,7 @@ func (j *preheatJob) setTarget(t *preheatTarget, state, errMsg string) {
 }
 
 // snapshot renders the job with live byte counts from the seed.
-func (j *preheatJob) snapshot(s *Supernode) PreheatStatus {
+func (j *preheatJob) snapshot(s *Supernode) wire.PreheatStatus {
 	j.mu.Lock()
 	st := j.status
 	targets := make([]preheatTarget, len(j.targets))
@@ -395,10 +331,10 @@ func (j *preheatJob) snapshot(s *Supernode) PreheatStatus {
 		targets[i] = *t
 	}
 	j.mu.Unlock()
-	st.Blobs = make([]PreheatBlob, 0, len(targets))
+	st.Blobs = make([]wire.PreheatBlob, 0, len(targets))
 	st.Length, st.Present = 0, 0
 	for _, t := range targets {
-		b := PreheatBlob{URL: manifest.RedactURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
+		b := wire.PreheatBlob{URL: manifest.RedactURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
 			Length: t.length, Error: t.err}
 		if seed := s.seeds.get(t.taskID); seed != nil {
 			if _, _, task := seed.snapshot(); task != nil {
@@ -415,11 +351,11 @@ func (j *preheatJob) snapshot(s *Supernode) PreheatStatus {
 }
 
 func (p *preheater) handleCreate(w http.ResponseWriter, r *http.Request) {
-	var req PreheatRequest
+	var req wire.PreheatRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := req.normalize(); err != nil {
+	if err := normalizePreheat(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), 0)
 		return
 	}
@@ -440,7 +376,7 @@ func (p *preheater) handleList(w http.ResponseWriter, r *http.Request) {
 		jobs = append(jobs, j)
 	}
 	p.mu.Unlock()
-	out := make([]PreheatStatus, 0, len(jobs))
+	out := make([]wire.PreheatStatus, 0, len(jobs))
 	for _, j := range jobs {
 		out = append(out, j.snapshot(p.s))
 	}
@@ -501,13 +437,13 @@ func (p *preheater) handleNotification(w http.ResponseWriter, r *http.Request) {
 			ignored++
 			continue
 		}
-		req := PreheatRequest{URL: ev.Target.URL}
+		req := wire.PreheatRequest{URL: ev.Target.URL}
 		if registry.IsManifestMediaType(ev.Target.MediaType) || registry.IsManifestURL(ev.Target.URL) {
-			req.Type = PreheatImage
+			req.Type = wire.PreheatImage
 		} else {
-			req.Type, req.Digest = PreheatFile, ev.Target.Digest
+			req.Type, req.Digest = wire.PreheatFile, ev.Target.Digest
 		}
-		if err := req.normalize(); err != nil {
+		if err := normalizePreheat(&req); err != nil {
 			p.log.WithError(err).WithFields(logrus.Fields{"event": ev.ID, "url": manifest.RedactURL(ev.Target.URL)}).
 				Warn("preheat: ignoring a registry event")
 			continue

@@ -1,138 +1,58 @@
 package supernode_test
 
 import (
-	"bytes"
-	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
-	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-// preheatRegistry is an in-process registry holding a two-platform image
-// behind bearer auth that accepts alice's Basic credentials at its token
-// server.
+// preheatRegistry is a fake registry holding a two-platform image (repo
+// team/app, tag v1) behind bearer auth that accepts alice's Basic
+// credentials at its token server.
 type preheatRegistry struct {
-	srv, tokens *httptest.Server
-	docs        map[string][]byte
-	blobs       map[string][]byte
-	mu          sync.Mutex
-	blobGets    map[string]int
-	blobBytes   atomic.Int64
-	tokenReqs   atomic.Int64
+	*testenv.FakeRegistry
 	// amd64 config and layer, and the arm64 layer
 	amdConfig, amdLayer, armLayer digest.Digest
 }
 
 func newPreheatRegistry(t *testing.T, layerSize int) *preheatRegistry {
 	t.Helper()
-	r := &preheatRegistry{docs: map[string][]byte{}, blobs: map[string][]byte{}, blobGets: map[string]int{}}
-	blob := func(n int) digest.Digest {
-		b := make([]byte, n)
-		rand.Read(b)
-		d := digest.FromBytes(b)
-		r.blobs[d.String()] = b
+	r := &preheatRegistry{FakeRegistry: testenv.NewFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Scope: true,
+		Users: map[string]string{"alice": "pw"}, Token: "preheat-token"})}
+	const (
+		dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+		dockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	)
+	img := func(cfg, layer digest.Digest, arch string, layerSize int) testenv.FakeDescriptor {
+		d := r.AddManifest("team/app", dockerManifest, map[string]any{"schemaVersion": 2, "mediaType": dockerManifest,
+			"config": map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cfg, "size": 300},
+			"layers": []any{map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": layerSize}}})
+		d.Platform = map[string]string{"os": "linux", "architecture": arch}
 		return d
 	}
-	doc := func(v any) registry.Descriptor {
-		b, _ := json.Marshal(v)
-		d := digest.FromBytes(b)
-		r.docs[d.String()] = b
-		return registry.Descriptor{Digest: d.String(), Size: int64(len(b))}
-	}
-	img := func(cfg, layer digest.Digest, arch string) registry.Descriptor {
-		d := doc(map[string]any{"schemaVersion": 2, "mediaType": registry.MediaTypeDockerV2,
-			"config": map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cfg, "size": len(r.blobs[cfg.String()])},
-			"layers": []any{map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": len(r.blobs[layer.String()])}}})
-		d.MediaType = registry.MediaTypeDockerV2
-		d.Platform = &registry.Platform{OS: "linux", Architecture: arch}
-		return d
-	}
+	blob := func(n int) digest.Digest { d, _ := r.AddRandomBlob(n); return d }
 	r.amdConfig, r.amdLayer, r.armLayer = blob(300), blob(layerSize), blob(layerSize)
-	amd := img(r.amdConfig, r.amdLayer, "amd64")
-	arm := img(blob(300), r.armLayer, "arm64")
-	idx := doc(map[string]any{"schemaVersion": 2, "mediaType": registry.MediaTypeDockerList, "manifests": []any{arm, amd}})
-	r.docs["v1"] = r.docs[idx.Digest]
-	const token = "preheat-token"
-	r.tokens = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.tokenReqs.Add(1)
-		if u, p, ok := req.BasicAuth(); !ok || u != "alice" || p != "pw" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"token": token})
-	}))
-	t.Cleanup(r.tokens.Close)
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Header.Get("Authorization") != "Bearer "+token {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="reg",scope="repository:%s:pull"`,
-				r.tokens.URL, registry.RepositoryOf(req.URL.Path)))
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		ref := req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]
-		if strings.Contains(req.URL.Path, "/manifests/") {
-			b, ok := r.docs[ref]
-			if !ok {
-				http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
-				return
-			}
-			var probe struct {
-				MediaType string `json:"mediaType"`
-			}
-			json.Unmarshal(b, &probe)
-			w.Header().Set("Content-Type", probe.MediaType)
-			w.Write(b)
-			return
-		}
-		b, ok := r.blobs[ref]
-		if !ok {
-			http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN"}]}`, http.StatusNotFound)
-			return
-		}
-		if req.Method == http.MethodGet {
-			r.mu.Lock()
-			r.blobGets[ref]++
-			r.mu.Unlock()
-		}
-		w.Header().Set("Etag", `"`+ref+`"`)
-		http.ServeContent(&countWriter{ResponseWriter: w, n: &r.blobBytes}, req, "", time.Time{}, bytes.NewReader(b))
-	}))
-	t.Cleanup(r.srv.Close)
+	amd := img(r.amdConfig, r.amdLayer, "amd64", layerSize)
+	arm := img(blob(300), r.armLayer, "arm64", layerSize)
+	idx := map[string]any{"schemaVersion": 2, "mediaType": dockerList, "manifests": []any{arm, amd}}
+	r.AddManifest("team/app", dockerList, idx, "v1")
+	r.AddManifest("app", dockerList, idx, "v1")
 	return r
 }
 
-type countWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-func (r *preheatRegistry) gets(d digest.Digest) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.blobGets[d.String()]
-}
+func (r *preheatRegistry) gets(d digest.Digest) int { return r.BlobGets(d) }
 
 // waitPreheat polls a preheat until it finishes.
-func waitPreheat(t *testing.T, n *node, id string) supernode.PreheatStatus {
+func waitPreheat(t *testing.T, n *node, id string) wire.PreheatStatus {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -140,11 +60,11 @@ func waitPreheat(t *testing.T, n *node, id string) supernode.PreheatStatus {
 		if a.status != http.StatusOK {
 			t.Fatalf("preheat %s: status %d: %s", id, a.status, a.body)
 		}
-		var st supernode.PreheatStatus
+		var st wire.PreheatStatus
 		if err := json.Unmarshal(a.body, &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.State == supernode.PreheatSuccess || st.State == supernode.PreheatFailed {
+		if st.State == wire.PreheatSuccess || st.State == wire.PreheatFailed {
 			return st
 		}
 		if time.Now().After(deadline) {
@@ -154,13 +74,13 @@ func waitPreheat(t *testing.T, n *node, id string) supernode.PreheatStatus {
 	}
 }
 
-func startPreheat(t *testing.T, n *node, req any) supernode.PreheatStatus {
+func startPreheat(t *testing.T, n *node, req any) wire.PreheatStatus {
 	t.Helper()
 	a := n.post(t, "/api/v1/preheats", req)
 	if a.status != http.StatusAccepted && a.status != http.StatusOK {
 		t.Fatalf("POST /api/v1/preheats: %d: %s", a.status, a.body)
 	}
-	var st supernode.PreheatStatus
+	var st wire.PreheatStatus
 	if err := json.Unmarshal(a.body, &st); err != nil || st.ID == "" {
 		t.Fatalf("preheat answer %s: %v", a.body, err)
 	}
@@ -175,14 +95,14 @@ func startPreheat(t *testing.T, n *node, req any) supernode.PreheatStatus {
 func TestPreheatImage(t *testing.T) {
 	reg := newPreheatRegistry(t, 3<<20)
 	n := startNode(t, supernode.Config{})
-	url := reg.srv.URL + "/v2/team/app/manifests/v1"
-	st := startPreheat(t, n, supernode.PreheatRequest{URL: url,
+	url := reg.URL + "/v2/team/app/manifests/v1"
+	st := startPreheat(t, n, wire.PreheatRequest{URL: url,
 		Headers: http.Header{"Authorization": {"Basic YWxpY2U6cHc="}}}) // alice:pw
-	if st.Type != supernode.PreheatImage || st.Platform != "linux/amd64" || st.Trigger != "api" {
+	if st.Type != wire.PreheatImage || st.Platform != "linux/amd64" || st.Trigger != "api" {
 		t.Errorf("first answer %+v", st)
 	}
 	st = waitPreheat(t, n, st.ID)
-	if st.State != supernode.PreheatSuccess {
+	if st.State != wire.PreheatSuccess {
 		t.Fatalf("preheat %s: %s", st.State, st.Error)
 	}
 	if len(st.Blobs) != 2 || st.Blobs[0].Digest != reg.amdConfig.String() || st.Blobs[1].Digest != reg.amdLayer.String() {
@@ -203,23 +123,23 @@ func TestPreheatImage(t *testing.T) {
 	if reg.gets(reg.armLayer) != 0 {
 		t.Error("the arm64 layer was fetched")
 	}
-	if n := reg.tokenReqs.Load(); n != 1 {
+	if n := reg.TokenRequests(); n != 1 {
 		t.Errorf("%d token requests, want 1 (shared by the manifest and blob fetches)", n)
 	}
 	if strings.Contains(n.logs.String(), "preheat-token") || strings.Contains(n.logs.String(), "YWxpY2U6cHc=") {
 		t.Error("credentials in the logs")
 	}
 	// A second preheat of the warm image costs the registry no blob bytes.
-	before := reg.blobBytes.Load()
+	before := reg.BlobBytes()
 	st2 := waitPreheat(t, n, startPreheat(t, n, map[string]any{"url": url, "type": "image", "platform": "linux/arm64",
 		"headers": map[string][]string{"Authorization": {"Basic YWxpY2U6cHc="}}}).ID)
-	if st2.State != supernode.PreheatSuccess || st2.Blobs[1].Digest != reg.armLayer.String() {
+	if st2.State != wire.PreheatSuccess || st2.Blobs[1].Digest != reg.armLayer.String() {
 		t.Fatalf("arm64 preheat: %+v", st2)
 	}
-	if got := reg.blobBytes.Load() - before; got < 3<<20 || got > 3<<20+1000 {
+	if got := reg.BlobBytes() - before; got < 3<<20 || got > 3<<20+1000 {
 		t.Errorf("arm64 preheat fetched %d blob bytes, want the arm64 layer and config only", got)
 	}
-	var list []supernode.PreheatStatus
+	var list []wire.PreheatStatus
 	if a := n.get(t, "/api/v1/preheats"); a.status != 200 || json.Unmarshal(a.body, &list) != nil || len(list) != 2 || list[0].ID != st2.ID {
 		t.Errorf("list: %+v", list)
 	}
@@ -232,20 +152,20 @@ func TestPreheatFile(t *testing.T) {
 	tests := []struct {
 		name, digest, wantState, wantErr string
 	}{
-		{"no digest", "", supernode.PreheatSuccess, ""},
-		{"right digest", "sha256:" + sum, supernode.PreheatSuccess, ""},
-		{"wrong digest", "sha256:" + strings.Repeat("0", 64), supernode.PreheatFailed, "does not match"},
+		{"no digest", "", wire.PreheatSuccess, ""},
+		{"right digest", "sha256:" + sum, wire.PreheatSuccess, ""},
+		{"wrong digest", "sha256:" + strings.Repeat("0", 64), wire.PreheatFailed, "does not match"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := waitPreheat(t, n, startPreheat(t, n, supernode.PreheatRequest{URL: origin.URL("f.bin"), Digest: tc.digest}).ID)
+			st := waitPreheat(t, n, startPreheat(t, n, wire.PreheatRequest{URL: origin.URL("f.bin"), Digest: tc.digest}).ID)
 			if st.State != tc.wantState || !strings.Contains(st.Error, tc.wantErr) {
 				t.Fatalf("state %s error %q; want %s %q", st.State, st.Error, tc.wantState, tc.wantErr)
 			}
-			if st.Type != supernode.PreheatFile || len(st.Blobs) != 1 {
+			if st.Type != wire.PreheatFile || len(st.Blobs) != 1 {
 				t.Fatalf("%+v", st)
 			}
-			if tc.wantState == supernode.PreheatSuccess && st.Present != 5<<20+7 {
+			if tc.wantState == wire.PreheatSuccess && st.Present != 5<<20+7 {
 				t.Errorf("present %d", st.Present)
 			}
 		})
@@ -277,16 +197,16 @@ func TestPreheatErrors(t *testing.T) {
 	}
 	// Failures are reported in the status, with the registry's answer.
 	for _, tc := range []struct{ url, header, want string }{
-		{reg.srv.URL + "/v2/app/manifests/missing", "Basic YWxpY2U6cHc=", "404"},
-		{reg.srv.URL + "/v2/app/manifests/v1", "", "token server refused"},
-		{reg.srv.URL + "/v2/app/manifests/v1", "Basic d3Jvbmc6cHc=", "token server refused"},
+		{reg.URL + "/v2/app/manifests/missing", "Basic YWxpY2U6cHc=", "404"},
+		{reg.URL + "/v2/app/manifests/v1", "", "token server refused"},
+		{reg.URL + "/v2/app/manifests/v1", "Basic d3Jvbmc6cHc=", "token server refused"},
 	} {
-		req := supernode.PreheatRequest{URL: tc.url}
+		req := wire.PreheatRequest{URL: tc.url}
 		if tc.header != "" {
 			req.Headers = http.Header{"Authorization": {tc.header}}
 		}
 		st := waitPreheat(t, n, startPreheat(t, n, req).ID)
-		if st.State != supernode.PreheatFailed || !strings.Contains(st.Error, tc.want) {
+		if st.State != wire.PreheatFailed || !strings.Contains(st.Error, tc.want) {
 			t.Errorf("%s: state %s error %q, want failed with %q", tc.url, st.State, st.Error, tc.want)
 		}
 	}
@@ -318,7 +238,7 @@ func TestRegistryNotification(t *testing.T) {
 		t.Fatalf("notification: %d %s; want one preheat", a.status, a.body)
 	}
 	st := waitPreheat(t, n, resp.Preheats[0])
-	if st.State != supernode.PreheatSuccess || st.Trigger != "registry" || st.Blobs[0].TaskID != manifest.DigestTaskID(digest.Digest("sha256:"+sum)) {
+	if st.State != wire.PreheatSuccess || st.Trigger != "registry" || st.Blobs[0].TaskID != manifest.DigestTaskID(digest.Digest("sha256:"+sum)) {
 		t.Fatalf("%+v", st)
 	}
 	if a := n.post(t, "/api/v1/registry/notifications", "nope"); a.status != 400 {

@@ -2,19 +2,16 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/containerd/containerd/reference/docker"
 	"github.com/containerd/containerd/remotes"
-	dockerremote "github.com/containerd/containerd/remotes/docker"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/damselfly-p2p/damselfly/snapshotter"
+	"github.com/damselfly-p2p/damselfly/registry"
 )
 
 func init() {
@@ -91,80 +88,41 @@ func (o *registryOptions) dockerConfigPath() (string, bool) {
 }
 
 // credentials returns the basic credentials lookup for registry hosts.
-func (o *registryOptions) credentials() (func(host string) (string, string), error) {
+func (o *registryOptions) credentials() (registry.Credentials, error) {
 	path, explicit := o.dockerConfigPath()
 	if path == "" {
-		return func(string) (string, string) { return "", "" }, nil
+		return registry.NoCredentials, nil
 	}
 	if explicit {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("--docker-config: %w", err)
 		}
 	}
-	return snapshotter.DockerConfigCredentials(path)
+	return registry.DockerConfigCredentials(path)
 }
 
 // isPlainHTTP reports whether a registry host (HOST or HOST:PORT) is
 // reached over plain HTTP.
 func (o *registryOptions) isPlainHTTP(host string) (bool, error) {
-	hostname := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		hostname = h
-	}
-	hostname = strings.Trim(strings.ToLower(hostname), "[]")
-	if hostname == "localhost" {
-		return true, nil
-	}
-	if ip := net.ParseIP(hostname); ip != nil && ip.IsLoopback() {
-		return true, nil
-	}
-	for _, e := range o.plainHTTP {
-		e = strings.ToLower(strings.TrimSpace(e))
-		if e == "*" || e == strings.ToLower(host) {
-			return true, nil
-		}
-		if _, _, err := net.SplitHostPort(e); err != nil && strings.Trim(e, "[]") == hostname {
-			return true, nil // an entry without port matches every port
-		}
-	}
-	return false, nil
+	return registry.IsPlainHTTP(host, o.plainHTTP), nil
 }
 
 // resolver returns a containerd remotes.Resolver for registries: HTTPS or
 // plain HTTP per isPlainHTTP, basic and bearer-token auth with the docker
-// config's credentials (containerd's authorizer never logs them).
+// config's credentials (package registry; it never logs them).
 func (o *registryOptions) resolver() (remotes.Resolver, error) {
 	creds, err := o.credentials()
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	client := &http.Client{Transport: tr}
-	authz := dockerremote.NewDockerAuthorizer(
-		dockerremote.WithAuthClient(client),
-		dockerremote.WithAuthCreds(func(host string) (string, string, error) {
-			u, p := creds(host)
-			return u, p, nil
-		}),
-	)
-	hosts := dockerremote.ConfigureDefaultRegistries(
-		dockerremote.WithClient(client),
-		dockerremote.WithAuthorizer(authz),
-		dockerremote.WithPlainHTTP(o.isPlainHTTP),
-	)
-	return dockerremote.NewResolver(dockerremote.ResolverOptions{Hosts: hosts}), nil
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return registry.Resolver(client, o.plainHTTP, creds), nil
 }
 
 // normalizeRef turns a docker-style reference ("busybox",
 // "host:5000/a/b:tag", "a@sha256:...") into its full form
 // ("docker.io/library/busybox:latest").
-func normalizeRef(ref string) (string, error) {
-	named, err := docker.ParseDockerRef(ref)
-	if err != nil {
-		return "", fmt.Errorf("image reference %q: %w", ref, err)
-	}
-	return named.String(), nil
-}
+func normalizeRef(ref string) (string, error) { return registry.Normalize(ref) }
 
 // shortDigest abbreviates "sha256:0123456789ab..." for human output.
 func shortDigest(d fmt.Stringer) string {

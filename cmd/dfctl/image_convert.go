@@ -17,7 +17,6 @@ import (
 
 	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/reference/docker"
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	digest "github.com/opencontainers/go-digest"
@@ -28,6 +27,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/manifest/oci"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/registry"
 )
 
 const (
@@ -170,10 +170,8 @@ func runConvert(ctx context.Context, out io.Writer, src, dst string, o *convertO
 	if err != nil {
 		return nil, err
 	}
-	if named, _ := docker.ParseDockerRef(dstRef); named != nil {
-		if _, isDigest := named.(docker.Digested); isDigest {
-			return nil, fmt.Errorf("DST %q: want a tag, not a digest (the converted image has a new digest)", dst)
-		}
+	if registry.IsDigested(dstRef) {
+		return nil, fmt.Errorf("DST %q: want a tag, not a digest (the converted image has a new digest)", dst)
 	}
 	resolver, err := o.resolver()
 	if err != nil {

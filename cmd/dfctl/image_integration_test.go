@@ -35,7 +35,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/damselfly-p2p/damselfly/manifest/oci"
-	"github.com/damselfly-p2p/damselfly/snapshotter"
+	"github.com/damselfly-p2p/damselfly/snapshotter/labels"
 )
 
 func needTools(t *testing.T, tools ...string) {
@@ -537,9 +537,9 @@ func TestImagePullE2E(t *testing.T) {
 			t.Fatalf("layer %d snapshot: %v", i, err)
 		}
 		want := map[string]string{
-			snapshotter.LabelImageRef:    repo + ":esgz",
-			snapshotter.LabelLayerDigest: l.Digest.String(),
-			snapshotter.LabelTOCDigest:   l.Annotations[estargz.TOCJSONDigestAnnotation],
+			labels.ImageRef:    repo + ":esgz",
+			labels.LayerDigest: l.Digest.String(),
+			labels.TOCDigest:   l.Annotations[estargz.TOCJSONDigestAnnotation],
 		}
 		for k, v := range want {
 			if info.Labels[k] != v {

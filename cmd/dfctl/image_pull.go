@@ -20,7 +20,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/manifest/oci"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/snapshotter"
+	"github.com/damselfly-p2p/damselfly/snapshotter/labels"
 )
 
 type pullOptions struct {
@@ -41,8 +41,8 @@ func newImagePullCommand() *cobra.Command {
 		Long: `pull fetches the image REF with containerd and unpacks it into --snapshotter
 (df-snapshotter, registered in containerd's config as a proxy plugin). Every
 layer descriptor is annotated with
-  ` + snapshotter.LabelImageRef + `  (REF, normalized)
-  ` + snapshotter.LabelLayerDigest + `  (the layer's digest)
+  ` + labels.ImageRef + `  (REF, normalized)
+  ` + labels.LayerDigest + `  (the layer's digest)
 which containerd passes to the snapshotter's Prepare as labels, next to the
 eStargz TOC digest annotation the layer already carries. df-snapshotter
 mounts eStargz layers remotely and answers "already exists", so containerd
@@ -64,7 +64,7 @@ contents itself, through the P2P network.
 	o.addFlags(fs)
 	fs.StringVar(&o.address, "address", "/run/containerd/containerd.sock", "containerd's gRPC socket")
 	fs.StringVar(&o.namespace, "namespace", "default", "containerd namespace")
-	fs.StringVar(&o.snapshotter, "snapshotter", snapshotter.DefaultName, "snapshotter to unpack into (as named in containerd's config)")
+	fs.StringVar(&o.snapshotter, "snapshotter", labels.DefaultName, "snapshotter to unpack into (as named in containerd's config)")
 	fs.StringVar(&o.platform, "platform", "", "platform to pull from a multi-platform image, OS/ARCH[/VARIANT] (default this machine's)")
 	fs.IntVar(&o.downloads, "max-concurrent-downloads", 3, "layers downloaded at once (those not mounted remotely)")
 	fs.DurationVar(&o.dialTimeout, "connect-timeout", 10*time.Second, "how long to wait for containerd's socket")
@@ -102,8 +102,8 @@ func withRemoteLabels(ref string, children []ocispec.Descriptor) []ocispec.Descr
 		for k, v := range c.Annotations {
 			ann[k] = v
 		}
-		ann[snapshotter.LabelImageRef] = ref
-		ann[snapshotter.LabelLayerDigest] = c.Digest.String()
+		ann[labels.ImageRef] = ref
+		ann[labels.LayerDigest] = c.Digest.String()
 		children[i].Annotations = ann
 	}
 	return children

@@ -11,12 +11,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/damselfly-p2p/damselfly/manifest/oci"
-	"github.com/damselfly-p2p/damselfly/snapshotter"
+	"github.com/damselfly-p2p/damselfly/snapshotter/labels"
 )
 
 func TestRemoteLabelsWrapper(t *testing.T) {
 	const ref = "127.0.0.1:5000/test/busybox:esgz"
-	toc := map[string]string{snapshotter.LabelTOCDigest: "sha256:toc"}
+	toc := map[string]string{labels.TOCDigest: "sha256:toc"}
 	cfg := ocispec.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: digest.FromString("cfg")}
 	l1 := ocispec.Descriptor{MediaType: oci.MediaTypeOCILayerGzip, Digest: digest.FromString("l1"), Annotations: toc}
 	l2 := ocispec.Descriptor{MediaType: oci.MediaTypeDockerLayerGzip, Digest: digest.FromString("l2")}
@@ -47,11 +47,11 @@ func TestRemoteLabelsWrapper(t *testing.T) {
 			t.Errorf("config annotated: %v", got[0].Annotations)
 		}
 		for _, l := range got[1:] {
-			if l.Annotations[snapshotter.LabelImageRef] != ref || l.Annotations[snapshotter.LabelLayerDigest] != l.Digest.String() {
+			if l.Annotations[labels.ImageRef] != ref || l.Annotations[labels.LayerDigest] != l.Digest.String() {
 				t.Errorf("layer %s annotations %v", l.Digest, l.Annotations)
 			}
 		}
-		if got[1].Annotations[snapshotter.LabelTOCDigest] != "sha256:toc" {
+		if got[1].Annotations[labels.TOCDigest] != "sha256:toc" {
 			t.Errorf("existing annotation lost: %v", got[1].Annotations)
 		}
 	}
@@ -61,7 +61,7 @@ func TestRemoteLabelsWrapper(t *testing.T) {
 	}
 	// Every annotation the snapshotter needs passes containerd's
 	// inherited-label filter (the "containerd.io/snapshot/" prefix).
-	for _, k := range []string{snapshotter.LabelImageRef, snapshotter.LabelLayerDigest, snapshotter.LabelTOCDigest} {
+	for _, k := range []string{labels.ImageRef, labels.LayerDigest, labels.TOCDigest} {
 		if len(k) < len("containerd.io/snapshot/") || k[:len("containerd.io/snapshot/")] != "containerd.io/snapshot/" {
 			t.Errorf("label %s is not passed to Prepare by containerd", k)
 		}

@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 func TestIsPlainHTTP(t *testing.T) {
@@ -89,61 +85,9 @@ func TestDockerConfigPath(t *testing.T) {
 func TestResolverBearerAuth(t *testing.T) {
 	const user, secret = "alice", "s3cr3t-Pa55"
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":2},"layers":[]}`)
-	mdgst := digest.FromBytes(manifest)
-	var (
-		mu        sync.Mutex
-		tokenReqs []string
-		leaks     []string
-	)
-	mux := http.NewServeMux()
-	var srv *httptest.Server
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.Method == http.MethodPost { // containerd tries OAuth POST first
-			r.ParseForm()
-			tokenReqs = append(tokenReqs, "POST "+r.Form.Get("scope"))
-			if r.Form.Get("username") != user || r.Form.Get("password") != secret {
-				http.Error(w, "bad creds", http.StatusUnauthorized)
-				return
-			}
-			json.NewEncoder(w).Encode(map[string]any{"access_token": "tok-123", "expires_in": 300})
-			return
-		}
-		u, p, ok := r.BasicAuth()
-		tokenReqs = append(tokenReqs, "GET "+r.URL.Query().Get("scope"))
-		if !ok || u != user || p != secret {
-			http.Error(w, "bad creds", http.StatusUnauthorized)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"token": "tok-123", "expires_in": 300})
-	})
-	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		if strings.Contains(auth, "Basic") {
-			mu.Lock()
-			leaks = append(leaks, r.URL.Path)
-			mu.Unlock()
-		}
-		if auth != "Bearer tok-123" {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="test-registry",scope="repository:team/app:pull"`, srv.URL))
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path != "/v2/team/app/manifests/v1" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-		w.Header().Set("Docker-Content-Digest", mdgst.String())
-		w.Header().Set("Content-Length", fmt.Sprint(len(manifest)))
-		if r.Method == http.MethodGet {
-			w.Write(manifest)
-		}
-	})
-	srv = httptest.NewServer(mux)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	reg := testenv.NewFakeRegistry(t, testenv.FakeAuth{Scheme: "bearer", Scope: true, Token: "tok-123", Users: map[string]string{user: secret}})
+	mdgst := reg.AddManifest("team/app", "application/vnd.oci.image.manifest.v1+json", manifest, "v1").Digest
+	host := reg.Host
 
 	cfg := filepath.Join(t.TempDir(), "config.json")
 	enc := base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))
@@ -162,22 +106,22 @@ func TestResolverBearerAuth(t *testing.T) {
 	}
 	name, desc, err := r.Resolve(context.Background(), host+"/team/app:v1")
 	if err != nil {
-		t.Fatalf("resolve: %v\ntoken requests: %v", err, tokenReqs)
+		t.Fatalf("resolve: %v\ntoken scopes: %v", err, reg.TokenScopes())
 	}
 	if desc.Digest != mdgst || name != host+"/team/app:v1" {
 		t.Errorf("resolved %s %v", name, desc)
 	}
-	mu.Lock()
-	if len(tokenReqs) == 0 || !strings.HasSuffix(tokenReqs[0], "repository:team/app:pull") {
-		t.Errorf("token requests %v", tokenReqs)
+	if sc := reg.TokenScopes(); len(sc) == 0 || sc[0] != "repository:team/app:pull" {
+		t.Errorf("token scopes %v", sc)
 	}
-	if len(leaks) > 0 {
-		t.Errorf("basic credentials sent to the registry for %v", leaks)
+	for i, a := range reg.Authorizations() {
+		if strings.Contains(a, "Basic") {
+			t.Errorf("basic credentials sent to the registry with request %s", reg.Requests()[i])
+		}
 	}
 	if l := logBuf.String(); strings.Contains(l, secret) || strings.Contains(l, enc) || strings.Contains(l, "tok-123") {
 		t.Errorf("credentials in the log:\n%s", l)
 	}
-	mu.Unlock()
 
 	// Without credentials the token server refuses, and the error says so.
 	o2 := &registryOptions{dockerConfig: filepath.Join(t.TempDir(), "empty.json")}

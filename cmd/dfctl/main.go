@@ -23,7 +23,6 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
-	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -146,7 +145,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 			if err := c.call(ctx, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
 				return err
 			}
-			var pre []supernode.PreheatStatus
+			var pre []wire.PreheatStatus
 			if err := c.call(ctx, http.MethodGet, "/api/v1/preheats", nil, &pre); err != nil {
 				return err
 			}
@@ -164,7 +163,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func printStatus(out io.Writer, st *wire.Status, pre []supernode.PreheatStatus) {
+func printStatus(out io.Writer, st *wire.Status, pre []wire.PreheatStatus) {
 	fmt.Fprintf(out, "supernode %s, up %s: %d tasks, %d peers, %d preheats\n", st.Supernode, st.Uptime, len(st.Tasks), len(st.Peers), len(pre))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if len(st.Tasks) > 0 {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/registry"
-	"github.com/damselfly-p2p/damselfly/supernode"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 type preheatOptions struct {
@@ -55,7 +55,7 @@ Basic credentials.`,
 				return err
 			}
 			ctx := cmd.Context()
-			var st supernode.PreheatStatus
+			var st wire.PreheatStatus
 			if err := c.call(ctx, http.MethodPost, "/api/v1/preheats", req, &st); err != nil {
 				return err
 			}
@@ -75,7 +75,7 @@ Basic credentials.`,
 			if o.json {
 				printJSON(out, final)
 			}
-			if final.State != supernode.PreheatSuccess {
+			if final.State != wire.PreheatSuccess {
 				return fmt.Errorf("preheat %s %w: %s", final.ID, errFailed, final.Error)
 			}
 			return nil
@@ -95,10 +95,10 @@ Basic credentials.`,
 }
 
 // request turns the argument and flags into a PreheatRequest.
-func (o *preheatOptions) request(arg string) (*supernode.PreheatRequest, error) {
-	req := &supernode.PreheatRequest{Type: o.typ, Digest: o.digest}
+func (o *preheatOptions) request(arg string) (*wire.PreheatRequest, error) {
+	req := &wire.PreheatRequest{Type: o.typ, Digest: o.digest}
 	switch o.typ {
-	case "", supernode.PreheatImage, supernode.PreheatFile:
+	case "", wire.PreheatImage, wire.PreheatFile:
 	default:
 		return nil, fmt.Errorf("--type %q: want image or file", o.typ)
 	}
@@ -109,12 +109,12 @@ func (o *preheatOptions) request(arg string) (*supernode.PreheatRequest, error) 
 		if err != nil {
 			return nil, fmt.Errorf("%w (give an image reference such as host:5000/name:tag, or an http(s) URL)", err)
 		}
-		if o.typ == supernode.PreheatFile {
+		if o.typ == wire.PreheatFile {
 			return nil, fmt.Errorf("--type file needs a URL, not the image reference %s", arg)
 		}
-		req.URL, req.Type = ref.ManifestURL(), supernode.PreheatImage
+		req.URL, req.Type = ref.ManifestURL(), wire.PreheatImage
 	}
-	if req.Type == supernode.PreheatImage || (req.Type == "" && registry.IsManifestURL(req.URL)) {
+	if req.Type == wire.PreheatImage || (req.Type == "" && registry.IsManifestURL(req.URL)) {
 		if _, err := registry.ParsePlatform(o.platform); err != nil {
 			return nil, fmt.Errorf("--platform: %w", err)
 		}
@@ -145,7 +145,7 @@ func redactHeader(h string) string {
 }
 
 // follow polls the preheat until it finishes, printing progress.
-func (o *preheatOptions) follow(ctx context.Context, c *apiClient, st supernode.PreheatStatus, out io.Writer) (*supernode.PreheatStatus, error) {
+func (o *preheatOptions) follow(ctx context.Context, c *apiClient, st wire.PreheatStatus, out io.Writer) (*wire.PreheatStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	start := time.Now()
@@ -153,18 +153,18 @@ func (o *preheatOptions) follow(ctx context.Context, c *apiClient, st supernode.
 	lastPrint := time.Time{}
 	for {
 		line := progressLine(&st)
-		if !o.json && (line != last && time.Since(lastPrint) > 2*time.Second || st.State != supernode.PreheatRunning && line != last) {
+		if !o.json && (line != last && time.Since(lastPrint) > 2*time.Second || st.State != wire.PreheatRunning && line != last) {
 			fmt.Fprintln(out, line)
 			last, lastPrint = line, time.Now()
 		}
 		switch st.State {
-		case supernode.PreheatSuccess:
+		case wire.PreheatSuccess:
 			if !o.json {
 				fmt.Fprintf(out, "preheat %s done: %d blob(s), %s in the supernode cache (%s)\n", st.ID, len(st.Blobs),
 					ratelimit.HumanBytes(st.Length), time.Since(start).Round(100*time.Millisecond))
 			}
 			return &st, nil
-		case supernode.PreheatFailed:
+		case wire.PreheatFailed:
 			return &st, nil
 		}
 		select {
@@ -178,10 +178,10 @@ func (o *preheatOptions) follow(ctx context.Context, c *apiClient, st supernode.
 	}
 }
 
-func progressLine(st *supernode.PreheatStatus) string {
+func progressLine(st *wire.PreheatStatus) string {
 	done := 0
 	for _, b := range st.Blobs {
-		if b.State == supernode.PreheatSuccess {
+		if b.State == wire.PreheatSuccess {
 			done++
 		}
 	}

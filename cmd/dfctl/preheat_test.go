@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/damselfly-p2p/damselfly/supernode"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 func TestPreheatRequest(t *testing.T) {
@@ -67,14 +67,14 @@ func TestPreheatRequest(t *testing.T) {
 
 // TestPreheatWaitExitCodes runs the command against a fake supernode.
 func TestPreheatWaitExitCodes(t *testing.T) {
-	for _, final := range []string{supernode.PreheatSuccess, supernode.PreheatFailed} {
+	for _, final := range []string{wire.PreheatSuccess, wire.PreheatFailed} {
 		t.Run(final, func(t *testing.T) {
 			var polls atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				st := supernode.PreheatStatus{ID: "abc", Type: "image", State: supernode.PreheatRunning}
+				st := wire.PreheatStatus{ID: "abc", Type: "image", State: wire.PreheatRunning}
 				if r.Method == http.MethodGet && polls.Add(1) > 1 {
 					st.State = final
-					if final == supernode.PreheatFailed {
+					if final == wire.PreheatFailed {
 						st.Error = "registry answered 404"
 					}
 				}
@@ -86,10 +86,10 @@ func TestPreheatWaitExitCodes(t *testing.T) {
 			cmd.SetOut(&out)
 			cmd.SetArgs([]string{"preheat", "127.0.0.1:5000/a:1", "--wait", "--poll", "10ms", "--supernode", strings.TrimPrefix(srv.URL, "http://")})
 			err := cmd.Execute()
-			if (err == nil) != (final == supernode.PreheatSuccess) {
+			if (err == nil) != (final == wire.PreheatSuccess) {
 				t.Fatalf("Execute: %v (output %s)", err, out.String())
 			}
-			if final == supernode.PreheatFailed && !strings.Contains(err.Error(), "404") {
+			if final == wire.PreheatFailed && !strings.Contains(err.Error(), "404") {
 				t.Errorf("error %v does not say why", err)
 			}
 		})

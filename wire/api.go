@@ -14,6 +14,17 @@
 //	GET  /api/v1/tasks/{taskID}                           -> TaskStatus
 //	GET  /healthz, GET /metrics (Prometheus)
 //
+// Authentication (when the cluster has a token; see package trust and the
+// README's "Security"): every call but GET /healthz carries
+// "Authorization: Bearer <credential>". Register and announce accept the
+// cluster token for a peer ID the supernode does not know yet, or that
+// peer's own credential; sync, heartbeat and leave accept only the peer's
+// credential. The supernode hands a peer its credential (and a fresh one
+// when half of its lifetime has passed) in the PeerCredentialHeader of its
+// answers. Status, task status and preheats take the admin token (the
+// cluster token when no admin token is set); registry notifications take
+// their own webhook token.
+//
 // The data plane (pieces) is served by every peer and by the supernode's seed
 // under /peer/ (see package p2p/upload).
 package wire
@@ -58,6 +69,10 @@ type RegisterRequest struct {
 	Lazy bool `json:"lazy,omitempty"`
 }
 
+// PeerCredentialHeader, on a supernode's answer, carries a credential that
+// speaks for the calling peer; the client uses it for its later calls.
+const PeerCredentialHeader = "X-Damselfly-Peer-Credential"
+
 // Parent is a peer (or the seed) a child may download pieces from.
 type Parent struct {
 	PeerID string `json:"peerID"`
@@ -79,6 +94,10 @@ type RegisterResponse struct {
 	// SeedDone is true once the seed holds the whole content.
 	SeedDone bool     `json:"seedDone"`
 	Parents  []Parent `json:"parents"`
+	// TaskCredential, when the cluster has a token, lets this peer fetch
+	// the task's pieces from its parents' upload servers (sent to them as
+	// "Authorization: Bearer <TaskCredential>").
+	TaskCredential string `json:"taskCredential,omitempty"`
 }
 
 // Layout returns the task's piece layout.
@@ -120,6 +139,9 @@ type SyncRequest struct {
 	// for this task (for the status API).
 	BytesFromPeers int64 `json:"bytesFromPeers,omitempty"`
 	BytesFromSeed  int64 `json:"bytesFromSeed,omitempty"`
+	// RefreshTaskCredential asks for a new TaskCredential (the peer's
+	// expires within half its lifetime).
+	RefreshTaskCredential bool `json:"refreshTaskCredential,omitempty"`
 }
 
 // SyncResponse answers a SyncRequest.
@@ -130,6 +152,8 @@ type SyncResponse struct {
 	Parents []Parent `json:"parents,omitempty"`
 	// SeedError is set when the seed gave up on the origin.
 	SeedError string `json:"seedError,omitempty"`
+	// TaskCredential answers RefreshTaskCredential.
+	TaskCredential string `json:"taskCredential,omitempty"`
 }
 
 // HeartbeatRequest keeps a peer (and the tasks it seeds) alive.
@@ -158,9 +182,15 @@ type LeaveRequest struct {
 
 // Error codes in ErrorResponse.
 const (
-	CodeBadRequest   = "bad_request"
-	CodeUnknownPeer  = "unknown_peer"
-	CodeUnknownTask  = "unknown_task"
+	CodeBadRequest  = "bad_request"
+	CodeUnknownPeer = "unknown_peer"
+	CodeUnknownTask = "unknown_task"
+	// CodeUnauthorized: a missing or invalid token or credential (401), or
+	// a credential that speaks for another peer.
+	CodeUnauthorized = "unauthorized"
+	// CodeForbidden: the origin did not accept the requester's own
+	// credentials for private content (403).
+	CodeForbidden    = "forbidden"
 	CodeOrigin       = "origin_error"
 	CodeInternal     = "internal"
 	CodeShuttingDown = "shutting_down"

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/damselfly-p2p/damselfly/trust"
 )
 
 // Error is a supernode's error answer.
@@ -39,15 +42,43 @@ var ErrUnreachable = errors.New("no supernode reachable")
 // Client talks to one of several supernodes, failing over in order and
 // sticking to the last one that answered.
 type Client struct {
-	addrs []string
-	http  *http.Client
+	addrs  []string
+	http   *http.Client
+	scheme string
+	// cluster and admin are the cluster and admin tokens (zero: none).
+	cluster, admin trust.Secret
 
 	mu      sync.Mutex
 	current int
+	// peerCred is the latest credential the supernode issued to this
+	// client's peer (PeerCredentialHeader).
+	peerCred string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithClusterToken makes the client authenticate with the cluster token
+// (registrations of a new peer ID, and any call before the supernode has
+// issued a peer credential).
+func WithClusterToken(s trust.Secret) Option { return func(c *Client) { c.cluster = s } }
+
+// WithAdminToken makes status and preheat calls carry the admin token.
+func WithAdminToken(s trust.Secret) Option { return func(c *Client) { c.admin = s } }
+
+// WithTLS makes the client speak HTTPS with cfg (nil: plain HTTP).
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) {
+		if cfg == nil {
+			return
+		}
+		c.scheme = "https"
+		c.http.Transport.(*http.Transport).TLSClientConfig = cfg
+	}
 }
 
 // NewClient returns a client for the supernodes at addrs (host:port).
-func NewClient(addrs []string) (*Client, error) {
+func NewClient(addrs []string, opts ...Option) (*Client, error) {
 	var clean []string
 	for _, a := range addrs {
 		a = strings.TrimSpace(a)
@@ -67,7 +98,50 @@ func NewClient(addrs []string) (*Client, error) {
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{addrs: clean, http: &http.Client{Transport: tr}}, nil
+	c := &Client{addrs: clean, http: &http.Client{Transport: tr}, scheme: "http"}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Scheme is "https" when the client uses TLS, else "http".
+func (c *Client) Scheme() string { return c.scheme }
+
+// PeerCredential returns the credential the supernode issued to this
+// client's peer, or "" before one was issued.
+func (c *Client) PeerCredential() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerCred
+}
+
+// endpoint classes choose the credential a call carries.
+type endpoint int
+
+const (
+	peerCall  endpoint = iota // register, sync, heartbeat, announce, leave
+	adminCall                 // status, preheats
+)
+
+// bearer returns the Authorization value for a call, "" for none.
+func (c *Client) bearer(kind endpoint) string {
+	if kind == adminCall {
+		if !c.admin.IsZero() {
+			return "Bearer " + c.admin.Reveal()
+		}
+		if !c.cluster.IsZero() {
+			return "Bearer " + c.cluster.Reveal()
+		}
+		return ""
+	}
+	if cred := c.PeerCredential(); cred != "" {
+		return "Bearer " + cred
+	}
+	if !c.cluster.IsZero() {
+		return "Bearer " + c.cluster.Reveal()
+	}
+	return ""
 }
 
 // Addrs returns the configured supernode addresses.
@@ -117,7 +191,7 @@ func (c *Client) Leave(ctx context.Context, req *LeaveRequest) error {
 // Status fetches the status document of the current supernode.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var st Status
-	if err := c.do(ctx, http.MethodGet, "/api/v1/status", nil, &st, 10*time.Second); err != nil {
+	if err := c.do(ctx, adminCall, http.MethodGet, "/api/v1/status", nil, &st, 10*time.Second); err != nil {
 		return nil, err
 	}
 	return &st, nil
@@ -128,12 +202,26 @@ func (c *Client) call(ctx context.Context, path string, in, out any, timeout tim
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", path, err)
 	}
-	return c.do(ctx, http.MethodPost, path, body, out, timeout)
+	return c.do(ctx, peerCall, http.MethodPost, path, body, out, timeout)
+}
+
+// Admin sends an admin call (status, preheats): method and path on the
+// current supernode, in (if not nil) as the JSON body, the JSON answer
+// decoded into out (if not nil).
+func (c *Client) Admin(ctx context.Context, method, path string, in, out any, timeout time.Duration) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("encode %s request: %w", path, err)
+		}
+	}
+	return c.do(ctx, adminCall, method, path, body, out, timeout)
 }
 
 // do tries each supernode, starting with the current one. Only transport
 // errors fail over; an answer (even an error answer) is final.
-func (c *Client) do(ctx context.Context, method, path string, body []byte, out any, timeout time.Duration) error {
+func (c *Client) do(ctx context.Context, kind endpoint, method, path string, body []byte, out any, timeout time.Duration) error {
 	c.mu.Lock()
 	start := c.current
 	c.mu.Unlock()
@@ -141,7 +229,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	for k := 0; k < len(c.addrs); k++ {
 		idx := (start + k) % len(c.addrs)
 		addr := c.addrs[idx]
-		err := c.doOne(ctx, addr, method, path, body, out, timeout)
+		err := c.doOne(ctx, kind, addr, method, path, body, out, timeout)
 		if err == nil || !isTransport(err) {
 			c.mu.Lock()
 			c.current = idx
@@ -166,25 +254,39 @@ func isTransport(err error) bool {
 	return errors.As(err, &t)
 }
 
-func (c *Client) doOne(ctx context.Context, addr, method, path string, body []byte, out any, timeout time.Duration) error {
+func (c *Client) doOne(ctx context.Context, kind endpoint, addr, method, path string, body []byte, out any, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+addr+path, rd)
 	if err != nil {
 		return err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if auth := c.bearer(kind); auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return transportError{err}
 	}
 	defer resp.Body.Close()
+	if kind == peerCall {
+		c.mu.Lock()
+		if cred := resp.Header.Get(PeerCredentialHeader); cred != "" {
+			c.peerCred = cred
+		} else if resp.StatusCode == http.StatusUnauthorized {
+			// A stale credential (another supernode, a lost key): the
+			// next registration starts again from the cluster token.
+			c.peerCred = ""
+		}
+		c.mu.Unlock()
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return transportError{fmt.Errorf("read %s answer: %w", path, err)}

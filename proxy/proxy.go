@@ -318,17 +318,3 @@ func (p *Proxy) passthrough(w http.ResponseWriter, r *http.Request, target *url.
 	ctx := context.WithValue(r.Context(), targetKey{}, target)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
-
-// redact renders u without user info and query values (signatures).
-func redact(u *url.URL) string {
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		q := c.Query()
-		for k := range q {
-			q.Set(k, "REDACTED")
-		}
-		c.RawQuery = q.Encode()
-	}
-	return c.String()
-}

@@ -291,7 +291,7 @@ func (p *preheater) warm(ctx context.Context, t *preheatTarget, header http.Head
 	tick := time.NewTicker(preheatPoll)
 	defer tick.Stop()
 	for {
-		state, err, _ := st.snapshot()
+		state, _, err := st.snapshot()
 		switch state {
 		case stateDone:
 			return nil
@@ -337,7 +337,7 @@ func (j *preheatJob) snapshot(s *Supernode) wire.PreheatStatus {
 		b := wire.PreheatBlob{URL: manifest.RedactURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
 			Length: t.length, Error: t.err}
 		if seed := s.seeds.get(t.taskID); seed != nil {
-			if _, _, task := seed.snapshot(); task != nil {
+			if _, task, _ := seed.snapshot(); task != nil {
 				b.Length, b.Present = task.Meta().Length, task.BytesPresent()
 			}
 		}

@@ -60,10 +60,10 @@ type seedTask struct {
 	served     atomic.Int64
 }
 
-func (st *seedTask) snapshot() (state string, err error, t *cache.Task) {
+func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.state, st.err, st.task
+	return st.state, st.task, st.err
 }
 
 // seeder owns all seed tasks.

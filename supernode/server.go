@@ -201,7 +201,7 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	state, serr, t := st.snapshot()
+	state, t, serr := st.snapshot()
 	if state == stateFailed {
 		writeSeedError(w, serr)
 		return
@@ -243,7 +243,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
-	state, serr, t := st.snapshot()
+	state, t, serr := st.snapshot()
 	var resp wire.SyncResponse
 	if state == stateFailed {
 		resp.SeedError = serr.Error()
@@ -317,7 +317,7 @@ func (s *Supernode) handleTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) taskStatus(st *seedTask) wire.TaskStatus {
-	state, err, t := st.snapshot()
+	state, t, err := st.snapshot()
 	ts := wire.TaskStatus{TaskID: st.id, URL: manifest.RedactURL(st.url), State: state,
 		BytesFromOrigin: st.fromOrigin.Load(), BytesServed: st.served.Load(), CreatedAt: st.created}
 	if err != nil {
@@ -379,7 +379,7 @@ func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 	if st == nil {
 		return nil, nil, false
 	}
-	_, _, t := st.snapshot()
+	_, t, _ := st.snapshot()
 	if t == nil {
 		return nil, nil, false
 	}

@@ -454,8 +454,10 @@ func (p *Policy) Transport(base *http.Transport) *http.Transport {
 	}
 	t.Proxy = nil
 	t.OnProxyConnectResponse = nil
-	t.Dial = nil    // deprecated hooks would take precedence over DialContext
-	t.DialTLS = nil // and TLS must be dialed through DialContext too
+	// Deprecated hooks would take precedence over DialContext, and TLS must
+	// be dialed through DialContext too: clear them.
+	t.Dial = nil    //lint:ignore SA1019 cleared so it cannot bypass the policy
+	t.DialTLS = nil //lint:ignore SA1019 cleared so it cannot bypass the policy
 	t.DialTLSContext = nil
 	t.DialContext = p.DialContext
 	return t

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 // Defaults of a Client built by New.
@@ -42,6 +43,8 @@ type Client struct {
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	log            logrus.FieldLogger
+	policy         *egress.Policy
+	hasPolicy      bool
 }
 
 // Option configures a Client.
@@ -53,6 +56,16 @@ func WithHTTPClient(c *http.Client) Option {
 		if c != nil {
 			cl.hc = c
 		}
+	}
+}
+
+// WithPolicy makes the Client's default http.Client dial, and follow
+// redirects, only where p allows (see package egress; a nil p is the strict
+// default policy). Use it for every fetch a remote party can cause. It has
+// no effect together with WithHTTPClient, whose client is used as given.
+func WithPolicy(p *egress.Policy) Option {
+	return func(cl *Client) {
+		cl.policy, cl.hasPolicy = p, true
 	}
 }
 
@@ -105,7 +118,11 @@ func New(opts ...Option) *Client {
 		o(c)
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: defaultTransport()}
+		if c.hasPolicy {
+			c.hc = &http.Client{Transport: c.policy.Transport(defaultTransport()), CheckRedirect: c.policy.CheckRedirect}
+		} else {
+			c.hc = &http.Client{Transport: defaultTransport()}
+		}
 	}
 	return c
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -38,9 +39,22 @@ type node struct {
 	stop func()
 }
 
-// fastSource is an origin client that gives up quickly on 5xx.
-func fastSource(log logrus.FieldLogger) *origin.Client {
-	return origin.New(origin.WithRetries(2), origin.WithBackoff(time.Millisecond, 10*time.Millisecond), origin.WithLogger(log))
+// fastSource is an origin client that gives up quickly on 5xx and dials
+// through policy.
+func fastSource(log logrus.FieldLogger, policy *egress.Policy) *origin.Client {
+	return origin.New(origin.WithRetries(2), origin.WithBackoff(time.Millisecond, 10*time.Millisecond), origin.WithLogger(log),
+		origin.WithPolicy(policy))
+}
+
+// allowLoopback is an origin policy that lets the supernode fetch from the
+// tests' loopback origins.
+func allowLoopback(t *testing.T) *egress.Policy {
+	t.Helper()
+	p, err := egress.New(egress.Options{Allow: []string{"127.0.0.0/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // startNode starts a supernode with cfg (DataDir defaults to a temporary
@@ -60,13 +74,19 @@ func startNode(t *testing.T, cfg supernode.Config) *node {
 	l.SetOutput(logs)
 	l.SetLevel(logrus.DebugLevel)
 	cfg.Log = l
+	if cfg.Egress == nil {
+		cfg.Egress = allowLoopback(t)
+	}
 	if cfg.Source == nil {
-		cfg.Source = fastSource(l)
+		cfg.Source = fastSource(l, cfg.Egress)
 	}
 	sn, err := supernode.New(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("supernode.New: %v", err)
+	}
+	if err := sn.AddOwnAddr(cfg.AdvertiseAddr); err != nil {
+		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: sn.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan struct{})

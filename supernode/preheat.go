@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -76,14 +75,14 @@ type preheatTarget struct {
 
 // preheatRoutes sets up the preheater and registers its endpoints.
 func (s *Supernode) preheatRoutes() {
-	hc := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-	}}
+	hc := &http.Client{Timeout: 2 * time.Minute, CheckRedirect: s.cfg.Egress.CheckRedirect,
+		Transport: s.cfg.Egress.Transport(&http.Transport{
+			ForceAttemptHTTP2:     true,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: time.Minute,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       90 * time.Second,
+		})}
 	s.preheats = &preheater{s: s, log: s.log, sem: make(chan struct{}, preheatConcurrency),
 		reg:  registry.NewClient(hc, s.log),
 		jobs: map[string]*preheatJob{}, active: map[string]*preheatJob{}}

@@ -20,6 +20,8 @@ import (
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
 	"github.com/damselfly-p2p/damselfly/supernode/scheduler"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -53,9 +55,28 @@ type Config struct {
 	TTL   time.Duration
 	// Scheduler tunes parent selection.
 	Scheduler scheduler.Config
-	// Source is the origin client (default origin.New()).
+	// Source is the seed's origin client (default: origin.New with
+	// origin.WithPolicy(Egress)). A Source given here is used as is, so it
+	// must apply the policy itself.
 	Source *origin.Client
 	Log    logrus.FieldLogger
+
+	// ClusterToken is the cluster's shared token. When set, every route but
+	// GET /healthz requires a bearer credential (see the package doc);
+	// absent, authentication is off.
+	ClusterToken trust.Secret
+	// AdminToken authorizes status, task status, preheats and metrics;
+	// absent, the cluster token does.
+	AdminToken trust.Secret
+	// NotificationsToken authorizes the registry webhook. Absent while a
+	// cluster token is set, the webhook is refused.
+	NotificationsToken trust.Secret
+	// Egress decides which origins the seed, revalidation, preheat and
+	// notifications may reach (nil: the strict default policy, which
+	// refuses loopback, link-local, metadata and own addresses).
+	Egress *egress.Policy
+	// CredentialTTL is the lifetime of issued peer and task credentials (1h).
+	CredentialTTL time.Duration
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -102,8 +123,18 @@ func New(cfg Config) (*Supernode, error) {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
+	if cfg.CredentialTTL <= 0 {
+		cfg.CredentialTTL = trust.DefaultTTL
+	}
+	if cfg.Egress == nil {
+		p, err := egress.New(egress.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("supernode: default origin policy: %w", err)
+		}
+		cfg.Egress = p
+	}
 	if cfg.Source == nil {
-		cfg.Source = origin.New(origin.WithLogger(cfg.Log))
+		cfg.Source = origin.New(origin.WithLogger(cfg.Log), origin.WithPolicy(cfg.Egress))
 	}
 	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
 	if err != nil {
@@ -425,6 +456,16 @@ func writeSeedError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeError(w, http.StatusBadGateway, wire.CodeOrigin, err.Error(), 0)
+}
+
+// AddOwnAddr tells the origin policy about a listener of this process
+// (its Addr().String(), or the advertise address), so that no origin URL
+// can make the supernode fetch from itself.
+func (s *Supernode) AddOwnAddr(addr string) error {
+	if err := s.cfg.Egress.AddOwnAddr(addr); err != nil {
+		return fmt.Errorf("supernode: own address %s: %w", addr, err)
+	}
+	return nil
 }
 
 // SetPeerTTL changes how long silent peers are kept (before serving).

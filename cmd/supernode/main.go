@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/supernode"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
+	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 )
 
 func main() {
@@ -29,6 +33,9 @@ func newCommand() *cobra.Command {
 		originConc, seedSlots, fanout        int
 		revalidate, ttl, peerTTL             time.Duration
 		quota                                cli.Size
+		clusterFile, adminFile, notifyFile   string
+		tlsOpts                              tlsconf.Options
+		allowOrigins, denyOrigins            []string
 	)
 	cmd := &cobra.Command{
 		Use:   "supernode",
@@ -48,17 +55,54 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 			if err != nil {
 				return err
 			}
+			cluster, err := optionalSecret(clusterFile, trust.EnvClusterTokenFile, "cluster")
+			if err != nil {
+				return err
+			}
+			admin, err := optionalSecret(adminFile, trust.EnvAdminTokenFile, "admin")
+			if err != nil {
+				return err
+			}
+			notify, err := optionalSecret(notifyFile, "", "notifications")
+			if err != nil {
+				return err
+			}
+			if cluster.IsZero() {
+				log.Warn("no cluster token (--cluster-token-file): authentication is OFF; anyone who reaches this port can use the supernode")
+			}
+			policy, err := egress.New(egress.Options{Allow: allowOrigins, Deny: denyOrigins})
+			if err != nil {
+				return fmt.Errorf("origin policy: %w", err)
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			if err := policy.AddOwnAddr(ln.Addr().String()); err != nil {
+				ln.Close()
+				return fmt.Errorf("origin policy: %w", err)
 			}
 			adv := advertise
 			if adv == "" {
 				adv = advertiseFor(ln.Addr().(*net.TCPAddr))
 			}
+			if adv != ln.Addr().String() {
+				if err := policy.AddOwnAddr(adv); err != nil {
+					log.WithError(err).Debug("origin policy: advertise address is not an IP address; only the listen address is refused as an origin")
+				}
+			}
+			if tlsOpts.Enabled() {
+				cfg, err := tlsOpts.ServerConfig()
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("TLS: %w", err)
+				}
+				ln = tls.NewListener(ln, cfg)
+			}
 			sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: adv,
 				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, SeedFanout: fanout, Revalidate: revalidate,
-				Quota: int64(quota), TTL: ttl, Log: log})
+				Quota: int64(quota), TTL: ttl, Log: log,
+				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy})
 			if err != nil {
 				ln.Close()
 				return err
@@ -93,8 +137,32 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.Var(&quota, "quota", "cache size limit, e.g. 100G (0: none)")
 	f.DurationVar(&ttl, "ttl", 0, "evict cached tasks not used for this long (0: never)")
 	f.DurationVar(&peerTTL, "peer-ttl", 45*time.Second, "forget peers not heard from for this long")
+	f.StringVar(&clusterFile, "cluster-token-file", "", "file holding the cluster's shared token (mode 0600; env "+trust.EnvClusterTokenFile+" when unset); with it every API call and piece request needs a credential. Unset: authentication off")
+	f.StringVar(&adminFile, "admin-token-file", "", "file holding the admin token for status, task status, preheats and metrics (env "+trust.EnvAdminTokenFile+" when unset; default: the cluster token)")
+	f.StringVar(&notifyFile, "notifications-token-file", "", "file holding the bearer token the registry sends with its notifications (required for the webhook when a cluster token is set)")
+	f.StringVar(&tlsOpts.CertFile, "tls-cert", "", "PEM certificate this supernode presents; with it the API and piece server are HTTPS only")
+	f.StringVar(&tlsOpts.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
+	f.StringArrayVar(&allowOrigins, "allow-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications may fetch from although the default policy refuses it (loopback, link-local); repeatable")
+	f.StringArrayVar(&denyOrigins, "deny-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications must never fetch from (wins over --allow-origin); repeatable")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// optionalSecret loads a token file named by the flag value or envName; an
+// unset file is the absent secret.
+func optionalSecret(flagValue, envName, what string) (trust.Secret, error) {
+	if flagValue == "" && envName == "" {
+		return trust.Secret{}, nil
+	}
+	s, err := trust.SecretFromFlagOrEnv(flagValue, envName)
+	if errors.Is(err, trust.ErrNoSecret) {
+		return trust.Secret{}, nil
+	}
+	if err != nil {
+		return trust.Secret{}, fmt.Errorf("load %s token: %w", what, err)
+	}
+	return s, nil
 }
 
 // advertiseFor turns a listen address into one peers can dial: with an

@@ -1,8 +1,8 @@
 // Package upload owns the data plane's server side: it serves pieces and
 // piece maps of the tasks a node holds to other peers over HTTP, within an
 // upload slot limit and a host-wide bandwidth limit. Peers and the
-// supernode's seed run the same server. It never fetches anything and never
-// sees request credentials.
+// supernode's seed run the same server. It never fetches anything; with
+// task authentication it verifies, but never issues, task credentials.
 //
 //	GET /peer/tasks/{taskID}/pieces/{n}[?urgent=1]   piece bytes (Range allowed); urgent
 //	                                                 requests (a reader is waiting) skip the fan-out limit
@@ -13,6 +13,11 @@
 // server with a fan-out limit (the seed) also answers 503, with
 // BusyHeader: piece, for a piece it has just served to enough children: they
 // should fetch it from those children instead.
+//
+// With WithTaskAuth, every /peer/ request must carry "Authorization: Bearer
+// <task credential>" for the task in its path (401 otherwise); the child a
+// piece is recorded as served to is then the credential's peer, at the
+// address WithPeerAddr gives for it, and PeerHeader is ignored.
 package upload
 
 import (
@@ -32,6 +37,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/meter"
+	"github.com/damselfly-p2p/damselfly/trust"
 )
 
 // DigestHeader carries the served piece's digest ("sha256:<hex>").
@@ -58,7 +64,8 @@ type Tasks interface {
 
 // PieceFetcher is implemented by Tasks that can fetch a piece they lack on
 // request (the seed, from the origin). The upload server calls it for an
-// absent piece and serves the piece once it returns nil.
+// absent piece and serves the piece once it returns nil. The error's text
+// goes to the requester, so it must say nothing the requester may not know.
 type PieceFetcher interface {
 	FetchPiece(ctx context.Context, taskID string, n int) error
 }
@@ -84,6 +91,10 @@ type Server struct {
 	fanoutWindow time.Duration
 	fanMu        sync.Mutex
 	fan          map[string][]pieceFan
+
+	taskAuth bool
+	issuer   trust.Issuer
+	peerAddr func(peerID string) (string, bool)
 }
 
 // pieceFan is how often and when a piece was last served, and to whom.
@@ -118,6 +129,20 @@ func WithFanout(n int, window time.Duration) Option {
 	return func(s *Server) { s.fanout, s.fanoutWindow = n, window }
 }
 
+// WithTaskAuth makes the server serve pieces and bitmaps only to requests
+// bearing a task credential, verified by v, for the task in the path;
+// others get 401. The credential's peer is the child recorded for fan-out.
+func WithTaskAuth(v trust.Issuer) Option {
+	return func(s *Server) { s.taskAuth, s.issuer = true, v }
+}
+
+// WithPeerAddr tells an authenticating server (WithTaskAuth) the upload
+// address of a peer, for the holders it names in fan-out answers. A peer
+// for which addr reports false is not named as a holder.
+func WithPeerAddr(addr func(peerID string) (string, bool)) Option {
+	return func(s *Server) { s.peerAddr = addr }
+}
+
 // WithLogger sets the logger.
 func WithLogger(l logrus.FieldLogger) Option { return func(s *Server) { s.log = l } }
 
@@ -149,6 +174,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/peer/tasks/"), "/")
+	child := r.Header.Get(PeerHeader)
+	if s.taskAuth {
+		child = ""
+		claims, ok := s.authorize(r, parts[0])
+		if !ok {
+			trust.Unauthorized(w)
+			return
+		}
+		if s.peerAddr != nil {
+			if addr, ok := s.peerAddr(claims.PeerID); ok && addr != "" {
+				child = claims.PeerID + " " + addr
+			}
+		}
+	}
 	switch {
 	case len(parts) == 3 && parts[1] == "pieces":
 		n, err := strconv.Atoi(parts[2])
@@ -156,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad piece number", http.StatusBadRequest)
 			return
 		}
-		s.servePiece(w, r, parts[0], n)
+		s.servePiece(w, r, parts[0], n, child)
 	case len(parts) == 2 && parts[1] == "bitmap":
 		s.serveBitmap(w, r, parts[0])
 	default:
@@ -164,7 +203,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID string, n int) {
+// authorize checks the request's task credential for taskID.
+func (s *Server) authorize(r *http.Request, taskID string) (trust.Claims, bool) {
+	token, ok := trust.BearerToken(r)
+	if !ok || taskID == "" || !strings.HasPrefix(r.URL.Path, "/peer/tasks/") {
+		return trust.Claims{}, false
+	}
+	claims, err := s.issuer.VerifyTask(token, taskID)
+	if err != nil {
+		s.log.WithError(err).Debug("upload: refused a piece request")
+		return trust.Claims{}, false
+	}
+	return claims, true
+}
+
+func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID string, n int, child string) {
 	t, release, ok := s.tasks.Lookup(taskID)
 	if !ok {
 		http.Error(w, "unknown task", http.StatusNotFound)
@@ -200,7 +253,7 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		return
 	}
 	if r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" {
-		if ok, holders := s.admitPiece(taskID, n, t.NumPieces(), r.Header.Get(PeerHeader)); !ok {
+		if ok, holders := s.admitPiece(taskID, n, t.NumPieces(), child); !ok {
 			s.busy.Add(1)
 			w.Header().Set(BusyHeader, "piece")
 			w.Header().Set(HoldersHeader, strings.Join(holders, ","))

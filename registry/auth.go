@@ -101,6 +101,28 @@ type Authorizer struct {
 	hosts map[string]docker.Authorizer
 }
 
+// serialAuthorizer runs one call at a time into containerd's authorizer:
+// its token cache (containerd 1.7) reads a token's expiry while the
+// goroutine fetching it still writes it, a data race. Token fetches are
+// rare and cached tokens are returned at once, so the lock costs little,
+// and concurrent callers still share one token request.
+type serialAuthorizer struct {
+	mu sync.Mutex
+	a  docker.Authorizer
+}
+
+func (s *serialAuthorizer) Authorize(ctx context.Context, req *http.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.a.Authorize(ctx, req)
+}
+
+func (s *serialAuthorizer) AddResponses(ctx context.Context, resps []*http.Response) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.a.AddResponses(ctx, resps)
+}
+
 // NewAuthorizer returns an authorizer that talks to token servers through
 // hc (nil: http.DefaultClient) and presents creds (nil: anonymous).
 func NewAuthorizer(hc *http.Client, creds Credentials) *Authorizer {
@@ -118,10 +140,10 @@ func (a *Authorizer) host(host string, create bool) docker.Authorizer {
 	defer a.mu.Unlock()
 	h, ok := a.hosts[host]
 	if !ok && create {
-		h = docker.NewDockerAuthorizer(docker.WithAuthClient(a.hc), docker.WithAuthCreds(func(host string) (string, string, error) {
+		h = &serialAuthorizer{a: docker.NewDockerAuthorizer(docker.WithAuthClient(a.hc), docker.WithAuthCreds(func(host string) (string, string, error) {
 			u, s := a.creds(host)
 			return u, s, nil
-		}))
+		}))}
 		a.hosts[host] = h
 	}
 	return h

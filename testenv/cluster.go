@@ -42,6 +42,7 @@ type Supernode struct {
 
 	binDir string
 	extra  []string
+	trust  *Trust
 }
 
 // StartSupernode runs `supernode --listen 127.0.0.1:PORT --data-dir DIR
@@ -50,7 +51,12 @@ type Supernode struct {
 // level is $DAMSELFLY_LOG_LEVEL or debug, unless extra has --log-level.
 func StartSupernode(t TB, binDir string, extra ...string) *Supernode {
 	t.Helper()
-	s := &Supernode{DataDir: t.TempDir(), binDir: binDir, extra: append([]string(nil), extra...)}
+	return startSupernode(t, binDir, nil, extra)
+}
+
+func startSupernode(t TB, binDir string, tr *Trust, extra []string) *Supernode {
+	t.Helper()
+	s := &Supernode{DataDir: t.TempDir(), binDir: binDir, extra: append([]string(nil), extra...), trust: tr}
 	var err error
 	for range startAttempts {
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
@@ -76,13 +82,18 @@ func (s *Supernode) start(t TB) error {
 	}
 	args = append(args, s.extra...)
 	s.Proc = Start(t, s.binDir, "supernode", args...)
-	client := &http.Client{Timeout: time.Second}
+	client := s.trust.HTTPClient(t, time.Second)
 	defer client.CloseIdleConnections()
 	return waitHealthy(client, s.URL("/healthz"), HealthTimeout, s.Proc)
 }
 
-// URL returns the supernode's URL for path, e.g. URL("/healthz").
-func (s *Supernode) URL(path string) string { return "http://" + s.Addr + path }
+// URL returns the supernode's URL for path, e.g. URL("/healthz"); https
+// when it was started with TLS.
+func (s *Supernode) URL(path string) string { return s.trust.Scheme() + "://" + s.Addr + path }
+
+// Trust is the material the supernode was started with (nil for a plain
+// one).
+func (s *Supernode) Trust() *Trust { return s.trust }
 
 // Restart kills the supernode with SIGKILL and starts it again with the same
 // address, data dir and arguments, then waits until it is healthy. It must
@@ -125,20 +136,30 @@ func (st Status) Task(url string) *TaskStatus {
 	return nil
 }
 
-// Status fetches and decodes GET /api/v1/status, failing the test on error.
+// Status fetches and decodes GET /api/v1/status (with the admin token, and
+// over TLS, when the supernode has them), failing the test on error.
 func (s *Supernode) Status(t TB) Status {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := s.trust.HTTPClient(t, 10*time.Second)
 	defer client.CloseIdleConnections()
 	var st Status
-	if err := getJSON(client, s.URL("/api/v1/status"), &st); err != nil {
+	if err := getJSON(client, s.URL("/api/v1/status"), s.trust.AdminBearer(), &st); err != nil {
 		t.Fatalf("testenv: supernode status: %v", err)
 	}
 	return st
 }
 
-func getJSON(client *http.Client, url string, v any) error {
-	resp, err := client.Get(url)
+// getJSON GETs url, with bearer as Authorization when not empty, and
+// decodes a 200 answer into v.
+func getJSON(client *http.Client, url, bearer string, v any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

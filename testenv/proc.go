@@ -286,6 +286,18 @@ func FreePort(t TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// ListenLoopback listens on a free TCP port of 127.0.0.1; t.Cleanup closes
+// the listener (harmless once its server closed it).
+func ListenLoopback(t TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: listen on loopback: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // WaitHTTP polls url with GET until it answers 200, and fails the test if it
 // does not within timeout.
 func WaitHTTP(t TB, url string, timeout time.Duration) {

@@ -39,6 +39,11 @@ type RegistryOptions struct {
 	Notify string
 	// ExtraConfig is YAML appended to the generated config.
 	ExtraConfig string
+	// Front, when set, is the loopback listener the counting front serves
+	// on (ListenLoopback), so that its address can be known, and allowed
+	// as an origin (AllowOrigins), before a supernode that the registry
+	// notifies is started. StartRegistry takes it over.
+	Front net.Listener
 }
 
 // Registry is a running docker-registry (distribution 2.8) on loopback,
@@ -72,9 +77,9 @@ func StartRegistry(t TB, opts RegistryOptions) *Registry {
 		t.Fatalf("testenv: %s not found (apt-get install docker-registry): %v", RegistryBin, err)
 	}
 	r := &Registry{Dir: t.TempDir()}
-	front, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: registry front: %v", err)
+	front := opts.Front
+	if front == nil {
+		front = ListenLoopback(t)
 	}
 	r.Addr = front.Addr().String()
 	for attempt := 0; ; attempt++ {
@@ -85,7 +90,7 @@ func StartRegistry(t TB, opts RegistryOptions) *Registry {
 		}
 		r.Proc = Start(t, "", RegistryBin, "serve", cfg)
 		client := &http.Client{Timeout: time.Second}
-		err = waitHealthy(client, "http://"+r.Backend+"/v2/", HealthTimeout, r.Proc)
+		err := waitHealthy(client, "http://"+r.Backend+"/v2/", HealthTimeout, r.Proc)
 		client.CloseIdleConnections()
 		if err == nil {
 			break

@@ -233,7 +233,7 @@ func runLazy(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerRun
 	var snap *testenv.Proc
 	var sn *testenv.Supernode
 	if err := guard(func() error {
-		sn = testenv.StartSupernode(tb, env.BinDir, "--log-level", "warn")
+		sn = testenv.StartSupernode(tb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(reg.Addr)...)...)
 		var err error
 		c, snap, err = startLazyHost(ctx, tb, env, sn.Addr, "--background-fetch=false")
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 // BenchmarkLazyReadInProcess is the mount scenario's cold sequential read
@@ -50,7 +51,11 @@ func benchLazyRead(b *testing.B, size int64) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sn, err := supernode.New(supernode.Config{DataDir: b.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: log})
+		policy, err := egress.New(egress.Options{Allow: []string{origin.Addr()}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sn, err := supernode.New(supernode.Config{DataDir: b.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy})
 		if err != nil {
 			b.Fatal(err)
 		}

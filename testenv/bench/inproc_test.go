@@ -14,6 +14,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 // BenchmarkDownloadInProcess is the single-client scenario in one process,
@@ -35,7 +36,11 @@ func BenchmarkDownloadInProcess(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sn, err := supernode.New(supernode.Config{DataDir: b.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: log})
+		policy, err := egress.New(egress.Options{Allow: []string{origin.Addr()}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sn, err := supernode.New(supernode.Config{DataDir: b.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -400,7 +400,7 @@ func (m *mountRun) ttfbMount(ctx context.Context) ([][]byte, error) {
 	var sn *testenv.Supernode
 	var dataA, mntA, dataB, mntB string
 	if err := guard(func() error {
-		sn = testenv.StartSupernode(tb, m.env.BinDir, "--log-level", "warn")
+		sn = testenv.StartSupernode(tb, m.env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(m.origin.Addr())...)...)
 		dataA, mntA, dataB, mntB = tb.TempDir(), tb.TempDir(), tb.TempDir(), tb.TempDir()
 		return nil
 	}); err != nil {
@@ -527,7 +527,7 @@ func (m *mountRun) seqDfget(ctx context.Context) error {
 	var sn *testenv.Supernode
 	var out string
 	if err := guard(func() error {
-		sn = testenv.StartSupernode(tb, m.env.BinDir, "--log-level", "warn")
+		sn = testenv.StartSupernode(tb, m.env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(m.origin.Addr())...)...)
 		out = filepath.Join(tb.TempDir(), "dfget.bin")
 		return nil
 	}); err != nil {
@@ -588,7 +588,7 @@ func (m *mountRun) seqMount(ctx context.Context, prefetch bool) error {
 	var sn *testenv.Supernode
 	var dataDir, mnt string
 	if err := guard(func() error {
-		sn = testenv.StartSupernode(tb, m.env.BinDir, "--log-level", "warn")
+		sn = testenv.StartSupernode(tb, m.env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(m.origin.Addr())...)...)
 		dataDir, mnt = tb.TempDir(), tb.TempDir()
 		return nil
 	}); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -117,7 +118,12 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	log.SetLevel(logrus.WarnLevel)
-	sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: ln.Addr().String(), Log: log})
+	policy, err := egress.New(egress.Options{Allow: []string{origin.Addr()}})
+	if err != nil {
+		ln.Close()
+		return rep, fmt.Errorf("scheduler: origin policy: %w", err)
+	}
+	sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy})
 	if err != nil {
 		ln.Close()
 		return rep, err

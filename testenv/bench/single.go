@@ -130,7 +130,7 @@ func RunSingle(ctx context.Context, env *Env, cfg SingleConfig) (*SingleReport, 
 		}
 		origin.ResetCounters()
 		err = guard(func() error {
-			sn := testenv.StartSupernode(stb, env.BinDir, "--log-level", "warn")
+			sn := testenv.StartSupernode(stb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...)...)
 			for _, warm := range []bool{false, true} {
 				syscall.Sync()
 				out := filepath.Join(outDir, fmt.Sprintf("dfget-%d-%v.bin", i, warm))

@@ -267,7 +267,7 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 	var daemons []*testenv.Daemon
 	var dataDirs []string
 	err = guard(func() error {
-		sn = testenv.StartSupernode(tb, env.BinDir, append([]string{"--log-level", "warn"}, cfg.SupernodeArgs...)...)
+		sn = testenv.StartSupernode(tb, env.BinDir, append(append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...), cfg.SupernodeArgs...)...)
 		outDir := tb.TempDir()
 		secs := strconv.Itoa(int(timeout.Seconds()) + 30)
 		common := []string{"--log-level", "warn", "--timeout", secs}

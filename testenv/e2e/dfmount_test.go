@@ -124,7 +124,7 @@ func TestMountLazyThenPrefetch(t *testing.T) {
 		expect[off] = rangeGet(t, url, off, 4096)
 	}
 	origin.ResetCounters()
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	dir, mnt := t.TempDir(), t.TempDir()
 	args := []string{"--supernode", sn.Addr, "--data-dir", dir, "--no-daemon", "--upload-listen", "127.0.0.1:0"}
 	p := startMount(t, bin, url, mnt, append(args, "--prefetch=false")...)
@@ -174,7 +174,7 @@ func TestMountResumeAfterKill(t *testing.T) {
 	const size = 64 << 20
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", size, 12)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	dir, mnt := t.TempDir(), t.TempDir()
 	args := []string{"--supernode", sn.Addr, "--data-dir", dir, "--no-daemon", "--upload-listen", "127.0.0.1:0",
 		"--prefetch-limit", "16M"}
@@ -213,7 +213,7 @@ func TestMountOffline(t *testing.T) {
 	origin.AddRandom("f.bin", size, 13)
 	url := origin.URL("f.bin")
 	first := rangeGet(t, url, 0, 4096)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	dir, mnt := t.TempDir(), t.TempDir()
 	p := startMount(t, bin, url, mnt, "--supernode", sn.Addr, "--data-dir", dir, "--no-daemon",
 		"--upload-listen", "127.0.0.1:0", "--prefetch=false", "--read-timeout", "3s")
@@ -284,7 +284,7 @@ func TestMountTwoPeers(t *testing.T) {
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", size, 14)
 	url := origin.URL("f.bin")
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	common := []string{"--supernode", sn.Addr, "--no-daemon", "--upload-listen", "127.0.0.1:0"}
 	mnt1, mnt2 := t.TempDir(), t.TempDir()
 	p1 := startMount(t, bin, url, mnt1, append(common, "--data-dir", t.TempDir())...)
@@ -348,7 +348,7 @@ func TestMountEstargz(t *testing.T) {
 	out.Close()
 	origin := testenv.NewOrigin(t)
 	origin.AddFile("layer.stargz", path)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	mnt := t.TempDir()
 	p := startMount(t, bin, origin.URL("layer.stargz"), mnt, "--type", "estargz", "--toc-digest", blob.TOCDigest().String(),
 		"--supernode", sn.Addr, "--data-dir", t.TempDir(), "--no-daemon", "--upload-listen", "127.0.0.1:0", "--prefetch=false")
@@ -397,7 +397,7 @@ func TestMountDataset(t *testing.T) {
 	mpath := filepath.Join(t.TempDir(), "manifest.json")
 	os.WriteFile(mpath, []byte(man), 0o644)
 	origin.AddFile("ds/manifest.json", mpath)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	mnt := t.TempDir()
 	p := startMount(t, bin, origin.URL("ds/manifest.json"), mnt, "--type", "dataset", "--supernode", sn.Addr,
 		"--data-dir", t.TempDir(), "--no-daemon", "--upload-listen", "127.0.0.1:0")
@@ -434,7 +434,7 @@ func TestMountViaDaemon(t *testing.T) {
 	bin := bins(t)
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", 8<<20, 23)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	d := testenv.StartDaemon(t, bin, sn.Addr)
 	mnt := t.TempDir()
 	p := startMount(t, bin, origin.URL("f.bin"), mnt, "--daemon-sock", d.Sock, "--prefetch=false")
@@ -453,7 +453,7 @@ func TestMountDaemonMode(t *testing.T) {
 	bin := bins(t)
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", 4<<20, 24)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	dir, mnt := t.TempDir(), t.TempDir()
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	p := testenv.Start(t, bin, "dfmount", "--daemon", "--supernode", sn.Addr, "--data-dir", dir, "--no-daemon",

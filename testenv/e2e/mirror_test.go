@@ -105,8 +105,8 @@ func checkRun(t *testing.T, ctd *testenv.Containerd, ref, id string, img *testen
 // engine with its digest checked, and the registry sent each blob once.
 func TestMirrorContainerdPullRun(t *testing.T) {
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	img, ref := buildTestImage(t, reg, 64*MiB, 11)
 	d := startMirrorDaemon(t, bin, sn.Addr, reg.Addr)
 	ctd := testenv.StartContainerd(t, testenv.ContainerdOptions{})
@@ -160,8 +160,8 @@ func imageSlack(img *testenv.Image) int64 {
 // pull the same image at once; the registry sends about one copy.
 func TestMirrorThreeDaemons(t *testing.T) {
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	img, ref := buildTestImage(t, reg, 96*MiB, 12)
 	type host struct {
 		d     *mirrorDaemon
@@ -227,8 +227,9 @@ func TestMirrorThreeDaemons(t *testing.T) {
 // sends no blob request to the registry.
 func TestMirrorPreheatOnPush(t *testing.T) {
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{Notify: sn.URL("/api/v1/registry/notifications")})
+	front := testenv.ListenLoopback(t)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(front.Addr().String())...)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{Front: front, Notify: sn.URL("/api/v1/registry/notifications")})
 	img, ref := buildTestImage(t, reg, 48*MiB, 13)
 	start := time.Now()
 	tasks := waitSeeded(t, sn, img, time.Minute)
@@ -266,8 +267,8 @@ func TestMirrorPreheatOnPush(t *testing.T) {
 // blobs fetched through the mirror afterwards cost the registry nothing.
 func TestMirrorDfctlPreheat(t *testing.T) {
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	img, ref := buildTestImage(t, reg, 16*MiB, 14)
 	p := testenv.Start(t, bin, "dfctl", "preheat", ref, "--supernode", sn.Addr, "--wait")
 	if code, err := p.Wait(2 * time.Minute); code != 0 || err != nil {
@@ -303,8 +304,8 @@ func TestMirrorDfctlPreheat(t *testing.T) {
 // TestMirrorRangeRequests fetches parts of a layer through the mirror.
 func TestMirrorRangeRequests(t *testing.T) {
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	img, _ := buildTestImage(t, reg, 6*MiB, 15)
 	d := startMirrorDaemon(t, bin, sn.Addr, reg.Addr)
 	layer := img.Layers[len(img.Layers)-1]
@@ -365,8 +366,8 @@ func TestMirrorForwardProxy(t *testing.T) {
 		t.Fatalf("curl not installed: %v", err)
 	}
 	bin := bins(t)
-	sn := testenv.StartSupernode(t, bin)
 	origin := testenv.NewOrigin(t)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	want := origin.AddRandom("p2p/big.bin", 20*MiB, 21)
 	wantDirect := origin.AddRandom("other/small.bin", MiB, 22)
 	mirror := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))

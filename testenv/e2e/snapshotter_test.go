@@ -166,7 +166,7 @@ func TestSnapshotterLazyStart(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	plain, esgz, im := appImage(t, bin, reg)
 	want := firstMiBSHA(256<<20, 31)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	h := startHost(t, bin, sn.Addr, "--background-fetch=false")
 
 	reg.ResetCounters()
@@ -227,7 +227,7 @@ func TestSnapshotterTwoHosts(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	_, esgz, _ := appImage(t, bin, reg)
 	want := firstMiBSHA(256<<20, 31)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	a := startHost(t, bin, sn.Addr, "--background-fetch=false")
 	b := startHost(t, bin, sn.Addr, "--background-fetch=false")
 
@@ -256,7 +256,7 @@ func TestSnapshotterOffline(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	_, esgz, _ := appImage(t, bin, reg)
 	want := firstMiBSHA(256<<20, 31)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(reg.Addr)...)
 	h := startHost(t, bin, sn.Addr, "--background-fetch=false", "--read-timeout", "3s")
 	h.pull(t, bin, esgz)
 	if out := h.ctr(t, "run", "--rm", "--snapshotter", "damselfly", esgz, "on1", "sh", "/read.sh"); !strings.Contains(out, want) {

@@ -20,7 +20,7 @@ func TestSwarm20(t *testing.T) {
 	const size = 64 * MiB
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("big.bin", size, 1)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	out := t.TempDir()
 	procs, _ := startPeers(t, bin, sn.Addr, origin.URL("big.bin"), out, 20)
 	waitAll(t, procs, 3*time.Minute)
@@ -56,7 +56,7 @@ func TestKillQuarterOfPeers(t *testing.T) {
 	const size = 32 * MiB
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", size, 2)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	out := t.TempDir()
 	procs, dirs := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 12, "--limit", "6M")
 	// Kill the first three once they hold a few pieces.
@@ -82,7 +82,7 @@ func TestCorruptPeerIsolated(t *testing.T) {
 	const size = 16 * MiB
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", size, 3)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	evil := startEvilPeer(t, sn.Addr, origin.URL("f.bin"))
 	out := t.TempDir()
 	procs, _ := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 6)
@@ -115,7 +115,7 @@ func TestResumeAfterKill(t *testing.T) {
 	const size = 64 * MiB
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", size, 4)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	dir := t.TempDir()
 	out := filepath.Join(t.TempDir(), "f")
 	args := []string{"--limit", "16M", "--data-dir", dir}
@@ -150,7 +150,7 @@ func TestOriginErrors(t *testing.T) {
 	bin := bins(t)
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("flaky.bin", 4*MiB, 5)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	out := t.TempDir()
 	tests := []struct {
 		name     string
@@ -196,7 +196,7 @@ func TestSupernodeRestart(t *testing.T) {
 	const size = 32 * MiB
 	origin := testenv.NewOrigin(t, testenv.WithUploadCap(8*MiB))
 	want := origin.AddRandom("f.bin", size, 6)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	out := t.TempDir()
 	procs, dirs := startPeers(t, bin, sn.Addr, origin.URL("f.bin"), out, 8, "--limit", "6M")
 	waitPresent(t, dirs[0], 3, time.Minute)
@@ -245,7 +245,7 @@ func TestDaemonAndCompatFlags(t *testing.T) {
 	bin := bins(t)
 	origin := testenv.NewOrigin(t)
 	want := origin.AddRandom("f.bin", 5*MiB, 8)
-	sn := testenv.StartSupernode(t, bin)
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	d := testenv.StartDaemon(t, bin, sn.Addr)
 	dir := t.TempDir()
 	md5 := md5File(t, origin, "f.bin")

@@ -54,7 +54,7 @@ func run(n int, size int64, originCap string) (err error) {
 	defer testenv.RemoveBinaries()
 	origin := testenv.NewOrigin(tb, testenv.WithUploadCap(capBps))
 	want := origin.AddRandom("demo.bin", size, 42)
-	sn := testenv.StartSupernode(tb, bin, "--log-level", "info")
+	sn := testenv.StartSupernode(tb, bin, append([]string{"--log-level", "info"}, testenv.AllowOrigins(origin.Addr())...)...)
 	fmt.Printf("origin   %s  (upload capped at %s)\n", origin.URL("demo.bin"), ratelimit.Format(capBps))
 	fmt.Printf("supernode %s\n", sn.Addr)
 	fmt.Printf("file     %s, %d pieces of %s, sha256 %s\n\n", ratelimit.HumanBytes(size),

@@ -86,10 +86,11 @@ func (s *Supernode) preheatRoutes() {
 	s.preheats = &preheater{s: s, log: s.log, sem: make(chan struct{}, preheatConcurrency),
 		reg:  registry.NewClient(hc, s.log),
 		jobs: map[string]*preheatJob{}, active: map[string]*preheatJob{}}
-	s.mux.HandleFunc("POST /api/v1/preheats", s.preheats.handleCreate)
-	s.mux.HandleFunc("GET /api/v1/preheats", s.preheats.handleList)
-	s.mux.HandleFunc("GET /api/v1/preheats/{id}", s.preheats.handleGet)
-	s.mux.HandleFunc("POST /api/v1/registry/notifications", s.preheats.handleNotification)
+	a := s.auth
+	s.mux.Handle("POST /api/v1/preheats", a.secretCall(a.admin, http.HandlerFunc(s.preheats.handleCreate)))
+	s.mux.Handle("GET /api/v1/preheats", a.secretCall(a.admin, http.HandlerFunc(s.preheats.handleList)))
+	s.mux.Handle("GET /api/v1/preheats/{id}", a.secretCall(a.admin, http.HandlerFunc(s.preheats.handleGet)))
+	s.mux.Handle("POST /api/v1/registry/notifications", a.secretCall(a.notify, http.HandlerFunc(s.preheats.handleNotification)))
 }
 
 // normalizePreheat checks a request and fills in its type.

@@ -2,9 +2,13 @@ package supernode
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/origin"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 // Seed states. A seed task moves
@@ -58,6 +63,13 @@ type seedTask struct {
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
+
+	// private: the first fetch carried credentials (a header or URL user
+	// info), so a later requester is served only if the origin accepts
+	// its own credentials. authorized maps credHash to when the origin
+	// last accepted those credentials; guarded by mu.
+	private    bool
+	authorized map[string]time.Time
 }
 
 func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
@@ -95,8 +107,18 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 		}
 	}
 	if st == nil {
+		if digest == "" {
+			if d, ok := manifest.BlobDigest(rawURL); ok {
+				digest = d.String() // content-addressed by its URL
+			}
+		}
 		st = &seedTask{id: id, url: rawURL, header: header.Clone(), digest: digest,
-			created: time.Now(), ready: make(chan struct{}), state: stateProbing, lazy: lazy}
+			created: time.Now(), ready: make(chan struct{}), state: stateProbing, lazy: lazy,
+			private: len(header) > 0 || hasUserInfo(rawURL)}
+		if st.private {
+			// The first requester's credentials are checked by the fetch itself.
+			st.authorized = map[string]time.Time{credHash(rawURL, header): st.created}
+		}
 		s.tasks[id] = st
 		s.mu.Unlock()
 		go s.run(st)
@@ -177,8 +199,16 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 			return nil, err
 		}
 		if t.Complete() {
+			if st.digest != "" {
+				if err := verifyWhole(t, st.digest); err != nil {
+					s.failContent(st, t, err)
+					return nil, errors.New("task not ready")
+				}
+			}
 			st.mu.Lock()
-			st.state = stateDone
+			if st.state != stateFailed {
+				st.state = stateDone
+			}
 			st.mu.Unlock()
 		}
 		return nil, nil
@@ -296,13 +326,20 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 		err = errors.New("pieces still missing after the fill")
 	}
 	if err == nil && st.digest != "" {
-		err = verifyWhole(t, st.digest)
+		if verr := verifyWhole(t, st.digest); verr != nil {
+			s.failContent(st, t, fmt.Errorf("seed %s from origin: %w", manifest.RedactURL(st.url), verr))
+			return
+		}
 	}
 	if err != nil {
 		s.fail(st, fmt.Errorf("seed %s from origin: %w", manifest.RedactURL(st.url), err))
 		return
 	}
 	st.mu.Lock()
+	if st.state == stateFailed {
+		st.mu.Unlock()
+		return
+	}
 	st.state, st.filling = stateDone, false
 	st.mu.Unlock()
 	log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
@@ -366,6 +403,20 @@ func (s *seeder) metaFor(st *seedTask, info origin.Info) cache.Meta {
 	l := manifest.NewLayout(info.Length)
 	return cache.Meta{TaskID: st.id, URL: manifest.RedactURL(st.url), Length: l.Length, PieceSize: l.PieceSize,
 		ETag: info.ETag, LastModified: info.LastModified, Digest: st.digest}
+}
+
+// failContent fails a content-addressed task whose content does not hash
+// to its digest and purges its pieces, so that the bad bytes are never
+// served again and the next registration fetches afresh from its own URL.
+func (s *seeder) failContent(st *seedTask, t *cache.Task, err error) {
+	s.fail(st, err)
+	if rerr := t.Reset(t.Meta()); rerr != nil {
+		s.logFor(st).WithError(rerr).Warn("seed: drop pieces of a task that failed its digest")
+	}
+	t.Close()
+	if rerr := s.store.Remove(st.id); rerr != nil && !errors.Is(rerr, cache.ErrNotFound) {
+		s.logFor(st).WithError(rerr).Warn("seed: remove a task that failed its digest")
+	}
 }
 
 func (s *seeder) fail(st *seedTask, err error) {
@@ -441,6 +492,75 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 	if !lazy {
 		s.startFill(st)
 	}
+}
+
+// errForbidden is the answer to a requester whose own credentials the
+// origin did not accept for private content.
+var errForbidden = errors.New("the origin did not accept your credentials for this content")
+
+// authorize decides whether a requester presenting header (and the user
+// info of rawURL) may be served a private seed task: the origin must
+// accept those credentials for the seed's URL (HEAD, or GET Range 0-0),
+// which is remembered for at most the revalidation interval.
+func (s *seeder) authorize(ctx context.Context, st *seedTask, rawURL string, header http.Header) error {
+	if !st.private {
+		return nil
+	}
+	h := credHash(rawURL, header)
+	ttl := s.revalidate
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	st.mu.Lock()
+	at, ok := st.authorized[h]
+	st.mu.Unlock()
+	if ok && time.Since(at) < ttl {
+		return nil
+	}
+	if _, err := s.src.Probe(ctx, withUserInfo(st.url, rawURL), header); err != nil {
+		s.logFor(st).WithField("reason", egress.Reason(err)).Info("seed: origin refused a requester's credentials for private content")
+		return errForbidden
+	}
+	st.mu.Lock()
+	st.authorized[h] = time.Now()
+	st.mu.Unlock()
+	return nil
+}
+
+// credHash identifies a requester's credentials: the canonical request
+// headers and the URL's user info, hashed.
+func credHash(rawURL string, header http.Header) string {
+	keys := make([]string, 0, len(header))
+	for k := range header {
+		keys = append(keys, http.CanonicalHeaderKey(k))
+	}
+	sort.Strings(keys)
+	sum := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(sum, "%s\x00%q\x00", k, header.Values(k))
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+		fmt.Fprintf(sum, "user\x00%s", u.User.String())
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
+
+func hasUserInfo(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && u.User != nil
+}
+
+// withUserInfo is target with the user info of from (none if from has none).
+func withUserInfo(target, from string) string {
+	t, err := url.Parse(target)
+	if err != nil {
+		return target
+	}
+	t.User = nil
+	if f, err := url.Parse(from); err == nil {
+		t.User = f.User
+	}
+	return t.String()
 }
 
 func (st *seedTask) claimedAny() bool {

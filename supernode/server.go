@@ -95,6 +95,7 @@ type Supernode struct {
 	metrics *metrics
 	// preheats runs preheat jobs (preheat.go).
 	preheats *preheater
+	auth     *auth
 }
 
 // New opens the seed store and returns a supernode.
@@ -136,24 +137,32 @@ func New(cfg Config) (*Supernode, error) {
 	if cfg.Source == nil {
 		cfg.Source = origin.New(origin.WithLogger(cfg.Log), origin.WithPolicy(cfg.Egress))
 	}
+	au, err := newAuth(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("supernode: %w", err)
+	}
 	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("supernode: open seed store: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supernode{cfg: cfg, log: cfg.Log, store: store, sched: scheduler.New(cfg.Scheduler),
-		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics()}
+		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics(), auth: au}
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
-	s.upload = upload.New(seedTasks{s.seeds}, upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
-		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow),
+	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
+		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow)}
+	if au.on {
+		uploadOpts = append(uploadOpts, upload.WithTaskAuth(au.tasks), upload.WithPeerAddr(s.sched.UploadAddr))
+	}
+	s.upload = upload.New(seedTasks{s.seeds}, append(uploadOpts,
 		upload.WithOnServe(func(taskID string, n int64) {
 			if st := s.seeds.get(taskID); st != nil {
 				st.served.Add(n)
 			}
 			s.metrics.servedBytes.Add(float64(n))
-		}))
+		}))...)
 	s.mux = http.NewServeMux()
 	s.routes()
 	go s.janitor()
@@ -170,20 +179,21 @@ func (s *Supernode) Close() error {
 }
 
 func (s *Supernode) routes() {
-	s.mux.HandleFunc("POST /api/v1/tasks/register", s.handleRegister)
-	s.mux.HandleFunc("POST /api/v1/tasks/sync", s.handleSync)
-	s.mux.HandleFunc("POST /api/v1/peers/heartbeat", s.handleHeartbeat)
-	s.mux.HandleFunc("POST /api/v1/peers/announce", s.handleAnnounce)
-	s.mux.HandleFunc("POST /api/v1/peers/leave", s.handleLeave)
-	s.mux.HandleFunc("GET /api/v1/status", s.handleStatus)
-	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.handleTask)
+	a := s.auth
+	s.mux.Handle("POST /api/v1/tasks/register", a.peerCall(s.handleRegister))
+	s.mux.Handle("POST /api/v1/tasks/sync", a.peerCall(s.handleSync))
+	s.mux.Handle("POST /api/v1/peers/heartbeat", a.peerCall(s.handleHeartbeat))
+	s.mux.Handle("POST /api/v1/peers/announce", a.peerCall(s.handleAnnounce))
+	s.mux.Handle("POST /api/v1/peers/leave", a.peerCall(s.handleLeave))
+	s.mux.Handle("GET /api/v1/status", a.secretCall(a.admin, http.HandlerFunc(s.handleStatus)))
+	s.mux.Handle("GET /api/v1/tasks/{id}", a.secretCall(a.admin, http.HandlerFunc(s.handleTask)))
 	s.preheatRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.metrics.collectors()...)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "damselfly_supernode_peers",
 		Help: "Peers known to the scheduler."}, func() float64 { return float64(s.sched.NumPeers()) }))
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /metrics", a.secretCall(a.admin, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	s.mux.Handle("/peer/", s.upload)
 }
 
@@ -220,6 +230,9 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "peerID is required", 0)
 		return
 	}
+	if !s.auth.bindPeer(w, r, req.PeerID, true, s.sched.Knows) {
+		return
+	}
 	id, err := taskIDFor(&req)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), 0)
@@ -234,7 +247,11 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	state, t, serr := st.snapshot()
 	if state == stateFailed {
-		writeSeedError(w, serr)
+		s.writeSeedError(w, serr)
+		return
+	}
+	if err := s.seeds.authorize(r.Context(), st, req.URL, req.Header); err != nil {
+		writeError(w, http.StatusForbidden, wire.CodeForbidden, err.Error(), 0)
 		return
 	}
 	parents, err := s.sched.Register(id, req.PeerID, req.Host, nil)
@@ -245,7 +262,7 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 	m := t.Meta()
 	resp := wire.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
 		LastModified: m.LastModified, Digests: digests(t), SeedDone: t.Complete(),
-		Parents: append(parents, s.seedParent())}
+		Parents: append(parents, s.seedParent()), TaskCredential: s.auth.taskCredential(req.PeerID, id)}
 	s.log.WithFields(logrus.Fields{"task": id[:12], "peer": req.PeerID, "parents": len(parents)}).Debug("registered")
 	writeJSON(w, &resp)
 }
@@ -255,6 +272,9 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if !s.auth.bindPeer(w, r, req.PeerID, false, s.sched.Knows) {
+		return
+	}
 	s.metrics.syncs.Inc()
 	s.metrics.pieceReports.Add(float64(len(req.Finished)))
 	st := s.seeds.get(req.TaskID)
@@ -262,22 +282,23 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownTask, "task not known here; register again", 0)
 		return
 	}
-	for _, b := range req.BadParents {
-		if b.PeerID == SeedPeerID {
-			continue
-		}
-		s.sched.ReportBad(b.PeerID, b.Reason)
-		s.log.WithFields(logrus.Fields{"parent": b.PeerID, "reason": b.Reason, "reporter": req.PeerID}).Warn("parent reported")
-	}
 	if err := s.sched.Finished(req.TaskID, req.PeerID, req.Finished, req.Done); err != nil {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "peer not registered for this task; register again", 0)
 		return
+	}
+	// Reports count only from a child registered for the task, against a
+	// peer serving it.
+	for _, b := range req.BadParents {
+		if b.PeerID == SeedPeerID || !s.sched.ReportBadIn(req.TaskID, req.PeerID, b.PeerID, b.Reason) {
+			continue
+		}
+		s.log.WithFields(logrus.Fields{"parent": b.PeerID, "reason": b.Reason, "reporter": req.PeerID}).Warn("parent reported")
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
 	state, t, serr := st.snapshot()
 	var resp wire.SyncResponse
 	if state == stateFailed {
-		resp.SeedError = serr.Error()
+		resp.SeedError = s.concealSeedError(serr).Error()
 	} else if t != nil {
 		if n := t.Count(); n > req.KnownDigests {
 			resp.Digests = digests(t)
@@ -290,12 +311,18 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 			resp.Parents = ps
 		}
 	}
+	if req.RefreshTaskCredential {
+		resp.TaskCredential = s.auth.taskCredential(req.PeerID, req.TaskID)
+	}
 	writeJSON(w, &resp)
 }
 
 func (s *Supernode) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	var req wire.HeartbeatRequest
 	if !decode(w, r, &req) {
+		return
+	}
+	if !s.auth.bindPeer(w, r, req.PeerID, false, s.sched.Knows) {
 		return
 	}
 	if err := s.sched.Heartbeat(req.PeerID); err != nil {
@@ -314,6 +341,9 @@ func (s *Supernode) handleAnnounce(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "peerID is required", 0)
 		return
 	}
+	if !s.auth.bindPeer(w, r, req.PeerID, true, s.sched.Knows) {
+		return
+	}
 	s.sched.Announce(req.PeerID, req.Host, req.Tasks)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -321,6 +351,9 @@ func (s *Supernode) handleAnnounce(w http.ResponseWriter, r *http.Request) {
 func (s *Supernode) handleLeave(w http.ResponseWriter, r *http.Request) {
 	var req wire.LeaveRequest
 	if !decode(w, r, &req) {
+		return
+	}
+	if !s.auth.bindPeer(w, r, req.PeerID, false, s.sched.Knows) {
 		return
 	}
 	s.sched.Leave(req.PeerID)
@@ -410,8 +443,8 @@ func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 	if st == nil {
 		return nil, nil, false
 	}
-	_, t, _ := st.snapshot()
-	if t == nil {
+	state, t, _ := st.snapshot()
+	if t == nil || state == stateFailed {
 		return nil, nil, false
 	}
 	return t, func() {}, true
@@ -424,7 +457,16 @@ func (k seedTasks) FetchPiece(ctx context.Context, id string, n int) error {
 	if st == nil {
 		return errors.New("unknown task")
 	}
-	return k.s.fetchPiece(ctx, st, n)
+	if err := k.s.fetchPiece(ctx, st, n); err != nil {
+		// The requester sees only what an origin's status answer says.
+		var se *origin.StatusError
+		if errors.As(err, &se) || errors.Is(err, context.Canceled) {
+			return err
+		}
+		k.s.logFor(st).WithField("reason", egress.Reason(err)).Debug("seed: on-demand piece fetch failed")
+		return egress.Conceal(err)
+	}
+	return nil
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -448,14 +490,25 @@ func writeError(w http.ResponseWriter, status int, code, msg string, originStatu
 }
 
 // writeSeedError reports a failed seed: origin status errors keep the
-// origin's code so that the client can say exactly what went wrong.
-func writeSeedError(w http.ResponseWriter, err error) {
+// origin's code so that the client can say exactly what went wrong; every
+// other failure is the one "origin unavailable" (the reason is logged).
+func (s *Supernode) writeSeedError(w http.ResponseWriter, err error) {
 	var se *origin.StatusError
 	if errors.As(err, &se) {
 		writeError(w, http.StatusBadGateway, wire.CodeOrigin, se.Error(), se.Code)
 		return
 	}
-	writeError(w, http.StatusBadGateway, wire.CodeOrigin, err.Error(), 0)
+	writeError(w, http.StatusBadGateway, wire.CodeOrigin, s.concealSeedError(err).Error(), 0)
+}
+
+// concealSeedError is the seed failure as a remote caller may see it.
+func (s *Supernode) concealSeedError(err error) error {
+	var se *origin.StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	s.log.WithField("reason", egress.Reason(err)).Debug("seed failure answered as origin unavailable")
+	return egress.Conceal(err)
 }
 
 // AddOwnAddr tells the origin policy about a listener of this process

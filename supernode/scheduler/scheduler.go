@@ -501,3 +501,44 @@ func (s *Scheduler) SetPeerTTL(d time.Duration) {
 	defer s.mu.Unlock()
 	s.cfg.PeerTTL = d
 }
+
+// Knows reports whether peerID is a known (registered or announced, not
+// expired) peer.
+func (s *Scheduler) Knows(peerID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peers[peerID] != nil
+}
+
+// UploadAddr returns the upload address a known peer registered with.
+func (s *Scheduler) UploadAddr(peerID string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peers[peerID]
+	if p == nil || p.host.UploadAddr == "" {
+		return "", false
+	}
+	return p.host.UploadAddr, true
+}
+
+// InTask reports whether peerID is registered for taskID.
+func (s *Scheduler) InTask(taskID, peerID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peers[peerID]
+	return p != nil && p.tasks[taskID] != nil
+}
+
+// ReportBadIn is ReportBad for a report made by childID while downloading
+// taskID: it counts only when the child is registered for the task and the
+// parent serves it (holds the task), and reports whether it counted.
+func (s *Scheduler) ReportBadIn(taskID, childID, parentID, reason string) bool {
+	s.mu.Lock()
+	c, p := s.peers[childID], s.peers[parentID]
+	ok := c != nil && p != nil && c.tasks[taskID] != nil && p.tasks[taskID] != nil && childID != parentID
+	s.mu.Unlock()
+	if ok {
+		s.ReportBad(parentID, reason)
+	}
+	return ok
+}

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +21,8 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -31,8 +31,11 @@ const SupernodeEnv = "DAMSELFLY_SUPERNODE"
 
 // globalOptions are the flags every subcommand shares.
 type globalOptions struct {
-	supernode string
-	logLevel  string
+	supernode        string
+	logLevel         string
+	clusterTokenFile string
+	adminTokenFile   string
+	tls              tlsconf.Options
 }
 
 // extraCommands are subcommands other files of this command add in their
@@ -50,10 +53,13 @@ func newCommand() *cobra.Command {
 	g := &globalOptions{}
 	root := &cobra.Command{
 		Use:   "dfctl",
-		Short: "Damselfly admin tool: preheat, status",
+		Short: "Damselfly admin tool: preheat, status, cluster certificates",
 		Long: `dfctl talks to a supernode's API: it preheats files and images into the
 supernode's cache (so that the first pull is served from there) and shows
-tasks, peers and preheats.`,
+tasks, peers and preheats. In a cluster with tokens give --admin-token-file
+(or --cluster-token-file when the supernode has no admin token); with TLS
+give --tls-ca (and --tls-cert/--tls-key for mutual TLS). dfctl cert makes
+the cluster's CA and certificates.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,6 +73,14 @@ tasks, peers and preheats.`,
 	}
 	root.PersistentFlags().StringVar(&g.supernode, "supernode", def, "supernode HOST:PORT (default $"+SupernodeEnv+" or 127.0.0.1:8002)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "debug, info, warn or error")
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.clusterTokenFile, "cluster-token-file", "",
+		"file holding the cluster's shared token (env "+trust.EnvClusterTokenFile+" when unset); sent when no admin token is given")
+	pf.StringVar(&g.adminTokenFile, "admin-token-file", "",
+		"file holding the supernode's admin token for status and preheats (env "+trust.EnvAdminTokenFile+" when unset)")
+	pf.StringVar(&g.tls.CertFile, "tls-cert", "", "PEM client certificate to present to the supernode (mutual TLS)")
+	pf.StringVar(&g.tls.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	pf.StringVar(&g.tls.CAFile, "tls-ca", "", "PEM CA bundle the supernode's certificate must chain to; any --tls-* flag makes the calls HTTPS")
 	root.AddCommand(newPreheatCommand(g), newStatusCommand(g))
 	for _, f := range extraCommands {
 		root.AddCommand(f(g))
@@ -74,60 +88,74 @@ tasks, peers and preheats.`,
 	return root
 }
 
-// apiClient calls one supernode's HTTP API.
+// apiClient calls one supernode's admin API through wire.Client, with the
+// admin token (else the cluster token) and TLS when configured.
 type apiClient struct {
-	base string
-	hc   *http.Client
+	addr string
+	wc   *wire.Client
 }
+
+// adminTimeout bounds one admin call.
+const adminTimeout = 30 * time.Second
 
 func (g *globalOptions) client() (*apiClient, error) {
 	if _, _, err := net.SplitHostPort(g.supernode); err != nil {
 		return nil, fmt.Errorf("--supernode %q: want HOST:PORT", g.supernode)
 	}
-	return &apiClient{base: "http://" + g.supernode, hc: &http.Client{Timeout: 30 * time.Second}}, nil
+	var opts []wire.Option
+	cluster, err := optionalSecret(g.clusterTokenFile, trust.EnvClusterTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster token: %w", err)
+	}
+	if !cluster.IsZero() {
+		opts = append(opts, wire.WithClusterToken(cluster))
+	}
+	admin, err := optionalSecret(g.adminTokenFile, trust.EnvAdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	if !admin.IsZero() {
+		opts = append(opts, wire.WithAdminToken(admin))
+	}
+	if g.tls.Enabled() {
+		cfg, err := g.tls.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("TLS client configuration: %w", err)
+		}
+		opts = append(opts, wire.WithTLS(cfg))
+	}
+	wc, err := wire.NewClient([]string{g.supernode}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &apiClient{addr: g.supernode, wc: wc}, nil
 }
 
-// call sends a JSON request (in may be nil) and decodes the answer into
+// optionalSecret loads the token file named by the flag or the environment;
+// neither set means no token (the zero Secret), not an error.
+func optionalSecret(flagValue, env string) (trust.Secret, error) {
+	s, err := trust.SecretFromFlagOrEnv(flagValue, env)
+	if errors.Is(err, trust.ErrNoSecret) {
+		return trust.Secret{}, nil
+	}
+	return s, err
+}
+
+// call sends an admin request (in may be nil) and decodes the answer into
 // out; error answers become errors with the supernode's message.
 func (c *apiClient) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
+	if err := c.wc.Admin(ctx, method, path, in, out, adminTimeout); err != nil {
+		var e *wire.Error
+		if errors.As(err, &e) {
+			return err // already says "supernode: ..."
 		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("supernode at %s: %w", strings.TrimPrefix(c.base, "http://"), err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("supernode at %s: read answer: %w", strings.TrimPrefix(c.base, "http://"), err)
-	}
-	if resp.StatusCode >= 300 {
-		var e wire.ErrorResponse
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return fmt.Errorf("supernode: %s", e.Message)
-		}
-		return fmt.Errorf("supernode: %s %s answered %s", method, path, resp.Status)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("supernode: bad answer to %s %s: %w", method, path, err)
-		}
+		return fmt.Errorf("supernode at %s: %s %s: %w", c.addr, method, path, err)
 	}
 	return nil
 }
+
+// baseURL is the supernode's URL (scheme and address) for messages.
+func (c *apiClient) baseURL() string { return c.wc.Scheme() + "://" + c.addr }
 
 func newStatusCommand(g *globalOptions) *cobra.Command {
 	var asJSON bool

@@ -65,7 +65,7 @@ Basic credentials.`,
 					return printJSON(out, &st)
 				}
 				fmt.Fprintf(out, "preheat %s %s: %s %s\n", st.ID, st.State, st.Type, st.URL)
-				fmt.Fprintf(out, "follow it with: curl http://%s/api/v1/preheats/%s (or dfctl preheat --wait)\n", g.supernode, st.ID)
+				fmt.Fprintf(out, "follow it with: curl %s/api/v1/preheats/%s (or dfctl preheat --wait)\n", c.baseURL(), st.ID)
 				return nil
 			}
 			final, err := o.follow(ctx, c, st, out)

@@ -46,6 +46,13 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 	if err != nil {
 		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
 	}
+	if err := verifyContent(t, contentDigest(req)); err != nil {
+		if isMismatch(err) {
+			p.log.WithError(err).WithField("task", taskID).Error("content from the origin failed its digest check; dropping it")
+			p.purge(t)
+		}
+		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
+	}
 	if req.Progress != nil {
 		req.Progress(l.Length, l.Length)
 	}

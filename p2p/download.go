@@ -39,6 +39,7 @@ type download struct {
 	log    logrus.FieldLogger
 	c      *counters
 	limits []*ratelimit.Limiter
+	cred   *taskCredential
 
 	wake   chan struct{}
 	policy pickPolicy
@@ -58,6 +59,7 @@ type download struct {
 	prefetchLimit  *ratelimit.Limiter
 	unsynced       []int
 	bad            []wire.ParentReport
+	servedBy       map[string]bool // parents that served stored pieces
 	seedDone       bool
 	seedErr        string
 	lastGain       time.Time
@@ -79,7 +81,9 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
 		wake: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
-		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, urgent: map[int]int{}, prefetch: true, lastGain: time.Now(), release: release}
+		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, urgent: map[int]int{}, servedBy: map[string]bool{}, prefetch: true, lastGain: time.Now(), release: release,
+		cred: newTaskCredential(p.taskKeys, nil)}
+	d.cred.set(reg.TaskCredential)
 	d.addParents(reg.Parents)
 	d.applyDigests(reg.Digests)
 	d.seedDone = reg.SeedDone
@@ -106,6 +110,9 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 	d.ctx, d.wg = ctx, &wg
 	if d.t.Complete() {
 		d.log.Info("already in the local store")
+		if err := d.verify(ctx); err != nil {
+			return nil, err
+		}
 		d.finalSync(ctx)
 		return d.c.result(d.id, d.layout.Length, false), nil
 	}
@@ -143,6 +150,9 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 			wg.Wait()
 			return d.p.backToSource(context.WithoutCancel(ctx), d.id, d.req, d.c, d.knownDigests())
 		}
+	}
+	if err := d.verify(ctx); err != nil {
+		return nil, err
 	}
 	d.finalSync(ctx)
 	return d.c.result(d.id, d.layout.Length, false), nil
@@ -205,6 +215,12 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	case err == nil:
 	case ctx.Err() != nil:
 		return
+	case status == http.StatusUnauthorized:
+		// The credential expired or the parent does not know our cluster
+		// key yet: the next sync asks for a new one; back off meanwhile.
+		d.cred.refusedBy()
+		par.busyUntil = d.policy.now().Add(300 * time.Millisecond)
+		return
 	case status == http.StatusServiceUnavailable && busy == "piece":
 		// The seed just gave this piece to others: wait for them to relay it.
 		d.deferred[i] = d.policy.now().Add(100*time.Millisecond + rand.N(200*time.Millisecond))
@@ -238,6 +254,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	switch {
 	case werr == nil:
 		d.unsynced = append(d.unsynced, i)
+		d.servedBy[par.id] = true
 		d.lastGain = time.Now()
 		if par.seed {
 			d.c.fromSeed.Add(int64(len(data)))
@@ -262,7 +279,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []wire.Parent, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
-	url := fmt.Sprintf("http://%s/peer/tasks/%s/pieces/%d", par.addr, d.id, i)
+	url := fmt.Sprintf("%s://%s/peer/tasks/%s/pieces/%d", d.p.scheme, par.addr, d.id, i)
 	d.mu.Lock()
 	if d.urgent[i] > 0 {
 		url += "?urgent=1"
@@ -273,6 +290,7 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 		return nil, sum, 0, "", nil, err
 	}
 	req.Header.Set(upload.PeerHeader, d.p.id+" "+d.p.host.UploadAddr)
+	d.cred.authorize(req)
 	resp, err := d.p.client.Do(req)
 	if err != nil {
 		return nil, sum, 0, "", nil, err

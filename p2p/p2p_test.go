@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,22 +27,41 @@ import (
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 func quietLogger() logrus.FieldLogger { return testenv.QuietLogger() }
 
 // startSupernode serves an in-process supernode on 127.0.0.1 and returns
-// its address.
-func startSupernode(t *testing.T) string {
+// its address. Its origin policy allows loopback origins (the tests'
+// httptest servers); edit adjusts the rest of its Config (tokens), and
+// with serverTLS it serves HTTPS.
+func startSupernode(t *testing.T, edit ...func(*supernode.Config)) string {
+	return startSupernodeTLS(t, nil, edit...)
+}
+
+func startSupernodeTLS(t *testing.T, serverTLS *tls.Config, edit ...func(*supernode.Config)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := supernode.New(supernode.Config{DataDir: t.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: quietLogger()})
+	// Any loopback port: the origins start after the supernode in some tests.
+	policy, err := egress.New(egress.Options{Allow: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := supernode.Config{DataDir: t.TempDir(), AdvertiseAddr: ln.Addr().String(), Egress: policy, Log: quietLogger()}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	sn, err := supernode.New(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("supernode.New: %v", err)
+	}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
 	}
 	srv := &http.Server{Handler: sn.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan struct{})

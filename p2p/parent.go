@@ -21,6 +21,9 @@ import (
 // parentStrikes failed requests make a child drop a parent.
 const parentStrikes = 2
 
+// errCredentialRefused is a parent's 401 to our task credential.
+var errCredentialRefused = errors.New("parent refused the task credential")
+
 // parent is one source of pieces for a download: a peer the supernode
 // suggested (or the seed named as a holder), or the supernode's seed. Its
 // states, as the child sees them:
@@ -119,6 +122,9 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 				return
 			}
 			bm, err := d.fetchBitmap(ctx, par, have)
+			if errors.Is(err, errCredentialRefused) {
+				continue
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -149,16 +155,26 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 func (d *download) fetchBitmap(ctx context.Context, par *parent, have int) (*upload.BitmapResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("http://%s/peer/tasks/%s/bitmap?have=%d&wait=5s", par.addr, d.id, have)
+	url := fmt.Sprintf("%s://%s/peer/tasks/%s/bitmap?have=%d&wait=5s", d.p.scheme, par.addr, d.id, have)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
+	d.cred.authorize(req)
 	resp, err := d.p.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		// Our credential expired (or is not issued yet): ask for a new one
+		// at the next sync and poll again later; this is not the parent's
+		// fault.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		d.cred.refusedBy()
+		sleepCtx(ctx, 500*time.Millisecond)
+		return nil, errCredentialRefused
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		// The parent has not opened the task yet: treat as empty.
 		io.Copy(io.Discard, resp.Body)

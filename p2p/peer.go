@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,9 @@ import (
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
+	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
@@ -55,8 +59,21 @@ type Config struct {
 	// SyncSupernode fsyncs piece data before recording it (power-loss safe
 	// without a re-verify after a crash; slower).
 	Sync bool
-	// Source is the origin client (default origin.New()).
+	// Source is the origin client (default origin.New()). It serves the
+	// URLs the local user asked for, so it checks no origin policy.
 	Source *origin.Client
+	// ClusterToken authenticates the peer to the supernode (first
+	// registration) and is the key of the task credentials its upload
+	// server requires from children. The zero Secret turns authentication
+	// off.
+	ClusterToken trust.Secret
+	// TLS, when enabled, makes the upload server speak TLS (requiring client
+	// certificates signed by TLS.CAFile when set) and every request to the
+	// supernode and to parents HTTPS.
+	TLS tlsconf.Options
+	// Egress is the policy of fetches a remote manifest causes (dataset
+	// entries); nil is egress's strict default.
+	Egress *egress.Policy
 	Log    logrus.FieldLogger
 }
 
@@ -75,6 +92,10 @@ type Peer struct {
 	httpSrv  *http.Server
 	listener net.Listener
 	client   *http.Client // for parents
+	scheme   string       // of parents' upload servers: "http" or "https"
+	// taskKeys verifies task credentials (upload server) and reads their
+	// lifetime (refresh); zero without a cluster token.
+	taskKeys trust.Issuer
 
 	flights singleflight.Group
 
@@ -120,8 +141,25 @@ func New(cfg Config) (*Peer, error) {
 	}
 	p := &Peer{cfg: cfg, log: cfg.Log, src: cfg.Source, open: map[string]*openTask{},
 		upLimit: ratelimit.New(cfg.UploadLimit), dlLimit: ratelimit.New(cfg.DownloadLimit)}
+	var serverTLS, clientTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		var err error
+		if serverTLS, err = cfg.TLS.ServerConfig(); err != nil {
+			return nil, fmt.Errorf("peer: upload server TLS: %w", err)
+		}
+		if clientTLS, err = cfg.TLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("peer: client TLS: %w", err)
+		}
+	}
+	if !cfg.ClusterToken.IsZero() {
+		key, err := trust.DeriveKey(cfg.ClusterToken)
+		if err != nil {
+			return nil, fmt.Errorf("peer: derive the task credential key: %w", err)
+		}
+		p.taskKeys = trust.Issuer{Key: key}
+	}
 	if len(cfg.Supernodes) > 0 {
-		c, err := wire.NewClient(cfg.Supernodes)
+		c, err := wire.NewClient(cfg.Supernodes, wire.WithClusterToken(cfg.ClusterToken), wire.WithTLS(clientTLS))
 		if err != nil {
 			return nil, err
 		}
@@ -138,6 +176,9 @@ func New(cfg Config) (*Peer, error) {
 		store.Close()
 		return nil, fmt.Errorf("upload server: listen on %s: %w", cfg.UploadListen, err)
 	}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
 	p.listener = ln
 	addr, err := p.advertiseAddr(ln.Addr().(*net.TCPAddr))
 	if err != nil {
@@ -148,10 +189,19 @@ func New(cfg Config) (*Peer, error) {
 	hostname, _ := os.Hostname()
 	p.id = newPeerID(hostname)
 	p.host = wire.Host{Hostname: hostname, UploadAddr: addr, IDC: cfg.IDC, Rack: cfg.Rack, UploadSlots: cfg.UploadSlots}
-	p.upload = upload.New(p, upload.WithSlots(cfg.UploadSlots), upload.WithLimiter(p.upLimit), upload.WithLogger(cfg.Log))
+	upOpts := []upload.Option{upload.WithSlots(cfg.UploadSlots), upload.WithLimiter(p.upLimit), upload.WithLogger(cfg.Log)}
+	if !p.taskKeys.Key.IsZero() {
+		upOpts = append(upOpts, upload.WithTaskAuth(p.taskKeys))
+	}
+	p.upload = upload.New(p, upOpts...)
 	p.httpSrv = &http.Server{Handler: p.upload, ReadHeaderTimeout: 10 * time.Second}
+	p.scheme = "http"
+	if clientTLS != nil {
+		p.scheme = "https"
+	}
 	p.client = &http.Client{Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       clientTLS,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: 15 * time.Second,

@@ -82,7 +82,11 @@ func (p *Peer) Download(ctx context.Context, req Request) (*Result, error) {
 	}
 	var c counters
 	v, err, shared := p.flights.Do(taskID, func() (any, error) {
-		return p.fetchTask(ctx, taskID, req, &c)
+		res, err := p.fetchTask(ctx, taskID, req, &c)
+		if isMismatch(err) {
+			p.dropTask(taskID)
+		}
+		return res, err
 	})
 	if err != nil {
 		return nil, err
@@ -97,7 +101,14 @@ func (p *Peer) Download(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("task %s vanished from the store", taskID)
 	}
 	defer release()
-	if err := checkWhole(t, req.Digest, req.MD5); err != nil {
+	if err := verifyContent(t, contentDigest(req)); err != nil {
+		if isMismatch(err) {
+			p.purge(t)
+			p.dropTask(taskID)
+		}
+		return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(req.URL), err)
+	}
+	if err := checkWhole(t, "", req.MD5); err != nil {
 		return nil, err
 	}
 	if req.Output != "" {

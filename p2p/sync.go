@@ -50,7 +50,8 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 	d.mu.Lock()
 	req := wire.SyncRequest{PeerID: d.p.id, TaskID: d.id, Finished: d.unsynced, KnownDigests: d.known,
 		BadParents: d.bad, Done: done, WantParents: !done && d.wantParents(),
-		BytesFromPeers: d.c.fromPeers.Load(), BytesFromSeed: d.c.fromSeed.Load()}
+		BytesFromPeers: d.c.fromPeers.Load(), BytesFromSeed: d.c.fromSeed.Load(),
+		RefreshTaskCredential: !done && d.cred.wantRefresh()}
 	d.unsynced, d.bad = nil, nil
 	d.mu.Unlock()
 
@@ -68,6 +69,7 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 		}
 		return
 	}
+	d.cred.set(resp.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(resp.Digests)
 	d.seedDone = resp.SeedDone
@@ -91,6 +93,7 @@ func (d *download) registerAgain(ctx context.Context) {
 		d.mu.Unlock()
 		return
 	}
+	d.cred.set(reg.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(reg.Digests)
 	d.unsynced = d.unsynced[:0]

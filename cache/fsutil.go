@@ -138,13 +138,13 @@ func lockTaskDir(ctx context.Context, dir string, create, wait bool) (*os.File, 
 	path := filepath.Join(dir, lockFile)
 	for {
 		if create {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, dirMode); err != nil {
 				return nil, err
 			}
 		} else if _, err := os.Stat(dir); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
 		if err != nil {
 			if os.IsNotExist(err) && create {
 				continue // removed under us: create again

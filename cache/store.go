@@ -198,8 +198,11 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open cache %s: %w", dir, err)
 	}
 	td := filepath.Join(abs, tasksDir)
-	if err := os.MkdirAll(td, 0o755); err != nil {
+	if err := os.MkdirAll(td, dirMode); err != nil {
 		return nil, fmt.Errorf("open cache %s: %w", abs, err)
+	}
+	if err := tightenModes(abs); err != nil {
+		return nil, fmt.Errorf("open cache %s: restrict permissions: %w", abs, err)
 	}
 	probe, err := os.CreateTemp(td, ".probe-*")
 	if err != nil {
@@ -442,7 +445,7 @@ func (s *Store) openTask(ctx context.Context, id string, meta *Meta) (t *Task, e
 
 // createDirty durably creates the dirty marker of a task directory.
 func createDirty(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, dirtyFile), os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, dirtyFile), os.O_WRONLY|os.O_CREATE, fileMode)
 	if err != nil {
 		return fmt.Errorf("create dirty marker: %w", err)
 	}

@@ -89,7 +89,7 @@ func (t *Task) openFiles(m Meta) (err error) {
 
 // openSized opens (creating it) a read-write file and truncates it to size.
 func openSized(path string, size int64) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return nil, err
 	}

@@ -346,11 +346,26 @@ func (d *download) checkStall() error {
 	if d.storeErr != nil {
 		return fmt.Errorf("store pieces: %w", d.storeErr)
 	}
-	if d.seedErr != "" && len(d.inflight) == 0 && !d.anyPeerCanHelp() {
-		return fmt.Errorf("seed failed: %s", d.seedErr)
+	if err := d.seedFailureLocked(); err != nil {
+		return err
 	}
 	if time.Since(d.lastGain) > d.p.cfg.StallTimeout {
 		return fmt.Errorf("no progress for %s", d.p.cfg.StallTimeout)
+	}
+	return nil
+}
+
+// seedFailure reports the seed's error when it gave up on the task and no
+// parent can help.
+func (d *download) seedFailure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.seedFailureLocked()
+}
+
+func (d *download) seedFailureLocked() error {
+	if d.seedErr != "" && len(d.inflight) == 0 && !d.anyPeerCanHelp() {
+		return fmt.Errorf("seed failed: %s", d.seedErr)
 	}
 	return nil
 }

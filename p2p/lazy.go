@@ -231,11 +231,35 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 		defer d.want(missing, -1)
 	}
 	for _, i := range missing {
-		if err := l.t.Wait(ctx, i); err != nil {
+		if err := l.wait(ctx, d, i); err != nil {
 			return fmt.Errorf("wait for piece %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// seedCheckInterval is how often a reader waiting for a piece checks that
+// the seed has not given up on the task.
+const seedCheckInterval = 250 * time.Millisecond
+
+// wait waits for piece i until ctx ends, or fails as soon as the seed gave
+// up on the task (an origin error, or content that failed its digest
+// check: the seed then serves nothing more) and no parent can help.
+func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
+	if d == nil {
+		return l.t.Wait(ctx, i)
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
+		err := l.t.Wait(wctx, i)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if ferr := d.seedFailure(); ferr != nil {
+			return ferr
+		}
+	}
 }
 
 // readAhead asks for the pieces after from that are neither present nor

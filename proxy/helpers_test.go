@@ -16,6 +16,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/proxy"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 // logBuffer collects log output (safe for concurrent use).
@@ -52,7 +53,13 @@ func startSupernode(t *testing.T, log logrus.FieldLogger) (*supernode.Supernode,
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := supernode.New(supernode.Config{DataDir: t.TempDir(), AdvertiseAddr: ln.Addr().String(), Log: log})
+	// The tests' origins and registries are on loopback, which the
+	// supernode's default origin policy refuses.
+	policy, err := egress.New(egress.Options{Allow: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := supernode.New(supernode.Config{DataDir: t.TempDir(), AdvertiseAddr: ln.Addr().String(), Egress: policy, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,11 @@ type Config struct {
 	Insecure []string
 	// Rules choose P2P or direct per URL (DefaultRules).
 	Rules []Rule
+	// ForwardProxy turns on the plain forward proxy (absolute-URI
+	// requests) and CONNECT tunnels (dfdaemon --forward-proxy). Off, only
+	// the registry mirror is served: an open forward proxy on a host port
+	// lets anyone who reaches it fetch or tunnel to what the host reaches.
+	ForwardProxy bool
 	// Transport sends upstream requests (a tuned http.Transport).
 	Transport http.RoundTripper
 	// ReadTimeout bounds how long one read of a P2P blob waits for its
@@ -194,10 +199,17 @@ func (p *Proxy) Stats() Stats {
 		TokenFetches: p.up.tokenFetches.Load()}
 }
 
+// ForwardProxyOff is the text of the 403 answer to forward-proxy and
+// CONNECT requests while Config.ForwardProxy is off.
+const ForwardProxyOff = "damselfly proxy: the forward proxy and CONNECT are off on this dfdaemon " +
+	"(start it with --forward-proxy to enable them); only the registry mirror (/v2/) is served"
+
 // ServeHTTP routes: CONNECT tunnels, absolute-URI requests (forward
 // proxy), /v2/... (registry mirror), and the proxy's own paths.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case (r.Method == http.MethodConnect || r.URL.IsAbs()) && !p.cfg.ForwardProxy:
+		http.Error(w, ForwardProxyOff, http.StatusForbidden)
 	case r.Method == http.MethodConnect:
 		p.tunnel(w, r)
 	case r.URL.IsAbs():

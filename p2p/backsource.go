@@ -13,7 +13,11 @@ import (
 // Pieces whose digest the supernode published (known) are checked against
 // it; the rest are hashed as they arrive, as the seed would.
 func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *counters, known []cache.Sum) (*Result, error) {
-	info, err := p.src.Probe(ctx, req.URL, req.Header)
+	src := p.src
+	if req.Remote {
+		src = p.guarded
+	}
+	info, err := src.Probe(ctx, req.URL, req.Header)
 	if err != nil {
 		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
 	}
@@ -38,7 +42,7 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 	if len(known) != l.NumPieces() {
 		known = nil
 	}
-	err = p.src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, origin.FillOptions{
+	err = src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, origin.FillOptions{
 		Concurrency: p.cfg.Concurrency,
 		Limiter:     nil,
 		OnBytes:     func(n int) { c.fromOrigin.Add(int64(n)) },

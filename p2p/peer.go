@@ -86,6 +86,7 @@ type Peer struct {
 	store    *cache.Store
 	snc      *wire.Client // nil without supernodes
 	src      *origin.Client
+	guarded  *origin.Client // src's settings under cfg.Egress, for Request.Remote
 	upLimit  *rate.Limiter
 	dlLimit  *rate.Limiter
 	upload   *upload.Server
@@ -139,7 +140,8 @@ func New(cfg Config) (*Peer, error) {
 	if cfg.Source == nil {
 		cfg.Source = origin.New(origin.WithLogger(cfg.Log))
 	}
-	p := &Peer{cfg: cfg, log: cfg.Log, src: cfg.Source, open: map[string]*openTask{},
+	p := &Peer{cfg: cfg, log: cfg.Log, src: cfg.Source, guarded: origin.New(origin.WithPolicy(cfg.Egress), origin.WithLogger(cfg.Log)),
+		open:    map[string]*openTask{},
 		upLimit: ratelimit.New(cfg.UploadLimit), dlLimit: ratelimit.New(cfg.DownloadLimit)}
 	var serverTLS, clientTLS *tls.Config
 	if cfg.TLS.Enabled() {

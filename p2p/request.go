@@ -39,6 +39,11 @@ type Request struct {
 	Limit int64
 	// NoSource forbids going to the origin directly.
 	NoSource bool
+	// Remote marks a URL a remote party named (a dataset manifest's
+	// entry) rather than the local user: going to the origin directly then
+	// dials only where Config.Egress allows. (The supernode's seed applies
+	// its own policy.)
+	Remote bool
 	// Progress, if set, is called as pieces arrive.
 	Progress func(done, total int64)
 }

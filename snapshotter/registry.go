@@ -31,12 +31,6 @@ type Registry struct {
 	auth *registry.Authorizer
 }
 
-// DockerConfigCredentials is registry.DockerConfigCredentials, kept for
-// callers that have not moved to package registry.
-func DockerConfigCredentials(path string) (func(host string) (string, string), error) {
-	return registry.DockerConfigCredentials(path)
-}
-
 // BlobURL returns the URL of a layer blob of ref and the headers that
 // authorize fetching it.
 func (r *Registry) BlobURL(ctx context.Context, ref, dgst string) (string, http.Header, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/snapshotter"
 )
 
@@ -36,6 +37,7 @@ func newCommand() *cobra.Command {
 	var (
 		peer                                  peerflags.Options
 		address, root, dockerConfig, logLevel string
+		socketGroup                           string
 		plainHTTP, mirrors                    []string
 		backgroundFetch                       bool
 		prefetchTimeout, readTimeout          time.Duration
@@ -68,6 +70,10 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 			if err != nil {
 				return err
 			}
+			gid, err := cli.LookupGroup(socketGroup)
+			if err != nil {
+				return err
+			}
 			if peer.DataDir == "" {
 				peer.DataDir = filepath.Join(root, "pieces")
 			}
@@ -82,7 +88,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 			open := func(ctx context.Context, url string, header http.Header) (fusefs.Content, func(), error) {
 				return src.OpenLazy(ctx, p2p.Request{URL: url, Header: header}, lazy)
 			}
-			creds, err := snapshotter.DockerConfigCredentials(dockerConfig)
+			creds, err := registry.DockerConfigCredentials(dockerConfig)
 			if err != nil {
 				return err
 			}
@@ -114,6 +120,9 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				return fmt.Errorf("listen on %s: %w", address, err)
 			}
 			defer os.Remove(address)
+			if err := cli.SecureSocket(address, gid); err != nil {
+				return err
+			}
 			rpc := grpc.NewServer()
 			snapshotsapi.RegisterSnapshotsServer(rpc, snapshotservice.FromSnapshotter(sn))
 			go func() {
@@ -137,6 +146,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 	f := cmd.Flags()
 	f.SortFlags = false
 	f.StringVar(&address, "address", "/run/damselfly/snapshotter.sock", "unix socket for containerd (proxy_plugins address)")
+	f.StringVar(&socketGroup, "socket-group", "", "group (name or GID) of the --address socket, which is mode 0660 (default: the snapshotter's group)")
 	f.StringVar(&root, "root", "/var/lib/damselfly/snapshotter", "snapshot metadata and directories")
 	peer.Register(f, peerflags.Spec{Role: peerflags.Client, DataDirHelp: "piece store of the embedded peer (default ROOT/pieces)",
 		Help: map[string]string{

@@ -31,6 +31,7 @@ func newCommand() *cobra.Command {
 		logLevel      string
 		gcEvery, idle time.Duration
 		px            proxyFlags
+		socketGroup   string
 	)
 	cmd := &cobra.Command{
 		Use:   "dfdaemon",
@@ -41,14 +42,22 @@ socket, and enforces host-wide upload and download rate limits.
 
 It is also a registry mirror (--proxy-listen, default 127.0.0.1:65001):
 point docker's registry-mirrors or containerd's hosts.toml at it and blob
-pulls go P2P while manifests and tokens pass through to the registry. The
-same port is a plain HTTP forward proxy (curl -x) whose --proxy-rule
-patterns choose which URLs go P2P.`,
+pulls go P2P while manifests and tokens pass through to the registry. With
+--forward-proxy the same port is also a plain HTTP forward proxy (curl -x)
+whose --proxy-rule patterns choose which URLs go P2P.
+
+With --cluster-token-file the peer authenticates to the supernode and its
+upload server serves pieces only to peers holding a task credential; with
+--tls-cert/--tls-key (and --tls-ca for mutual TLS) all its traffic is TLS.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := cli.SetupLog(logLevel)
+			if err != nil {
+				return err
+			}
+			gid, err := cli.LookupGroup(socketGroup)
 			if err != nil {
 				return err
 			}
@@ -70,6 +79,9 @@ patterns choose which URLs go P2P.`,
 				return err
 			}
 			defer os.Remove(po.DaemonSock)
+			if err := cli.SecureSocket(po.DaemonSock, gid); err != nil {
+				return err
+			}
 			ctx, stop := cli.SignalContext()
 			defer stop()
 			srv := &http.Server{Handler: (&localapi.Server{Peer: peer, Log: log}).Handler()}
@@ -113,6 +125,7 @@ patterns choose which URLs go P2P.`,
 	po.Register(f, peerflags.Spec{Role: peerflags.Daemon, DataDir: "/var/lib/damselfly/dfdaemon", DataDirHelp: "where pieces are kept"})
 	f.DurationVar(&gcEvery, "gc-interval", time.Minute, "how often cache GC runs")
 	f.DurationVar(&idle, "seed-idle", 30*time.Minute, "stop serving a finished task after it has been idle this long (it stays cached)")
+	f.StringVar(&socketGroup, "socket-group", "", "group (name or GID) of the local API socket, which is mode 0660: members may download through this daemon (default: the daemon's group)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	px.register(f)
 	return cmd

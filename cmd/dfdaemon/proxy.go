@@ -25,14 +25,16 @@ type proxyFlags struct {
 	listen, registry, rulesFile string
 	insecure, rules             []string
 	readTimeout                 time.Duration
+	forward                     bool
 }
 
 func (o *proxyFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&o.listen, "proxy-listen", DefaultProxyListen, "address of the registry mirror and HTTP forward proxy (\"\" turns it off)")
+	f.StringVar(&o.listen, "proxy-listen", DefaultProxyListen, "address of the registry mirror (and of the forward proxy with --forward-proxy; \"\" turns it off)")
 	f.StringVar(&o.registry, "registry", "https://registry-1.docker.io", "upstream registry of mirror requests that do not name one with containerd's ?ns= (scheme://host[:port])")
 	f.StringSliceVar(&o.insecure, "insecure-registry", nil, "registry host[:port] reached over plain HTTP when a request names it with ?ns= (repeatable)")
 	f.StringArrayVar(&o.rules, "proxy-rule", nil, "URL regex that goes P2P (\"REGEX\" or \"p2p:REGEX\") or straight to the upstream (\"direct:REGEX\"); first match wins, no match passes through; repeatable, in order (default: registry blobs go P2P)")
 	f.StringVar(&o.rulesFile, "proxy-rules-file", "", "JSON file of rules, as the classic dfdaemon's proxies list: {\"proxies\": [{\"regx\": \"blobs/sha256.*\"}, {\"regx\": \"no-p2p\", \"direct\": true}]} (before --proxy-rule ones)")
+	f.BoolVar(&o.forward, "forward-proxy", false, "also serve the mirror port as a plain HTTP forward proxy (absolute URLs, --proxy-rule) and CONNECT tunnel; off by default, since whoever reaches the port could fetch or tunnel to anything this host reaches")
 	f.DurationVar(&o.readTimeout, "proxy-read-timeout", 60*time.Second, "abort a P2P blob response when its next pieces take longer than this")
 }
 
@@ -58,7 +60,7 @@ func (o *proxyFlags) start(cmd *cobra.Command, peer *p2p.Peer, log *logrus.Logge
 		rules = append(rules, r)
 	}
 	px, err := proxy.New(proxy.Config{Peer: peer, Registry: o.registry, Insecure: o.insecure, Rules: rules,
-		ReadTimeout: o.readTimeout, Log: log})
+		ReadTimeout: o.readTimeout, ForwardProxy: o.forward, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("registry mirror: %w", err)
 	}
@@ -76,7 +78,7 @@ func (o *proxyFlags) start(cmd *cobra.Command, peer *p2p.Peer, log *logrus.Logge
 			log.WithError(err).Error("registry mirror stopped")
 		}
 	}()
-	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "registry": o.registry, "rules": len(rules)}).Info("registry mirror and forward proxy ready")
+	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "registry": o.registry, "rules": len(rules)}).WithField("forwardProxy", o.forward).Info("registry mirror ready")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,6 +24,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
 
 const (
@@ -36,7 +38,7 @@ type options struct {
 	peerflags.Options
 	kind, logLevel, logFile                              string
 	digest, tocDigest, tag                               string
-	headers, filters                                     []string
+	headers, filters, headerHosts                        []string
 	prefetch, background, allowOther, unmount, debugFUSE bool
 	prefetchLimit                                        cli.Rate
 	readTimeout                                          time.Duration
@@ -95,7 +97,8 @@ user.damselfly.digest, user.damselfly.source.`,
 	f.BoolVar(&o.prefetch, "prefetch", true, "fetch the whole content in the background, behind reads")
 	f.Var(&o.prefetchLimit, "prefetch-limit", "rate limit of the background prefetch, e.g. 50M (bytes/s; 0: none)")
 	f.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "a read waits at most this long for its pieces, then fails with EIO")
-	f.StringArrayVarP(&o.headers, "header", "H", nil, "'Key: Value' header sent to the origin only (repeatable)")
+	f.StringArrayVarP(&o.headers, "header", "H", nil, "'Key: Value' header sent to the origin only (repeatable); only to URL's own scheme://host:port and the --header-host ones, never to other hosts a dataset manifest names")
+	f.StringArrayVar(&o.headerHosts, "header-host", nil, "HOST[:PORT] that also gets the -H headers (a dataset's files on another host); repeatable")
 	f.StringVar(&o.digest, "digest", "", "expected digest of the file (--type file), shown as user.damselfly.digest")
 	f.StringVar(&o.tocDigest, "toc-digest", "", "expected TOC digest of the eStargz blob (--type estargz): verifies the TOC and so every chunk")
 	f.StringVar(&o.tag, "tag", "", "tag that separates tasks of the same URL")
@@ -148,14 +151,25 @@ func run(o *options, rawURL, mnt string) (err error) {
 	}
 	defer src.Close()
 	lazy := p2p.LazyOptions{Prefetch: o.prefetch, PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout}
-	open := func(ctx context.Context, url string) (fusefs.Content, error) {
-		c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Header: header, Tag: o.tag, Filters: o.filters}, lazy)
-		return c, err
+	scope, err := newHeaderScope(rawURL, o.headerHosts)
+	if err != nil {
+		return err
+	}
+	policy, err := o.Egress()
+	if err != nil {
+		return err
+	}
+	openers := treeOpeners{
+		open: func(ctx context.Context, url string) (fusefs.Content, error) {
+			c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Header: scope.header(url, header), Tag: o.tag, Filters: o.filters}, lazy)
+			return c, err
+		},
+		policy: policy,
 	}
 
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	entries, err := buildTree(openCtx, o, open, rawURL)
+	entries, err := buildTree(openCtx, o, openers, rawURL)
 	if err != nil {
 		return err
 	}
@@ -187,9 +201,33 @@ func run(o *options, rawURL, mnt string) (err error) {
 	return nil
 }
 
+// treeOpeners open the mount's contents: open for the URL the user gave
+// (and, restricted, for dataset entries); policy is the origin policy a
+// dataset manifest's entries must pass (nil: egress's strict default).
+type treeOpeners struct {
+	open   fusefs.Opener
+	policy *egress.Policy
+}
+
+// remote is the opener of URLs a remote manifest names: each must pass the
+// origin policy first (the supernode's seed applies its own at dial time).
+func (t treeOpeners) remote() fusefs.Opener {
+	return func(ctx context.Context, rawURL string) (fusefs.Content, error) {
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("dataset entry: %w", err)
+		}
+		if err := t.policy.CheckURL(u); err != nil {
+			return nil, fmt.Errorf("dataset entry %s: %w", manifest.RedactURL(rawURL), err)
+		}
+		return t.open(ctx, rawURL)
+	}
+}
+
 // buildTree opens the content behind rawURL and returns the mount's tree.
-func buildTree(ctx context.Context, o *options, open fusefs.Opener, rawURL string) ([]fusefs.Entry, error) {
+func buildTree(ctx context.Context, o *options, openers treeOpeners, rawURL string) ([]fusefs.Entry, error) {
 	now := time.Now()
+	open := openers.open
 	c, err := open(ctx, rawURL)
 	if err != nil {
 		return nil, err
@@ -207,7 +245,7 @@ func buildTree(ctx context.Context, o *options, open fusefs.Opener, rawURL strin
 		if err != nil {
 			return nil, err
 		}
-		return ds.Entries(open, now), nil
+		return ds.Entries(openers.remote(), now), nil
 	case "estargz":
 		var td digest.Digest
 		if o.tocDigest != "" {

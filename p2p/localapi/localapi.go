@@ -85,7 +85,10 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	os.Chmod(path, 0o660)
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("set the mode of socket %s: %w", path, err)
+	}
 	return ln, nil
 }
 

@@ -7,6 +7,8 @@
 package peerflags
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -14,6 +16,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/trust/egress"
+	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 )
 
 // DefaultSock is where dfdaemon's local API listens and clients look for it.
@@ -65,6 +70,14 @@ type Options struct {
 	// dfdaemon's own --sock); NoDaemon skips the daemon (Client only).
 	DaemonSock string
 	NoDaemon   bool
+	// ClusterTokenFile is --cluster-token-file (else the file named by
+	// DAMSELFLY_CLUSTER_TOKEN_FILE); empty: authentication off.
+	ClusterTokenFile string
+	// TLS is --tls-cert, --tls-key and --tls-ca.
+	TLS tlsconf.Options
+	// AllowOrigin and DenyOrigin are --allow-origin and --deny-origin: the
+	// origin policy of fetches a remote manifest causes (dataset entries).
+	AllowOrigin, DenyOrigin []string
 
 	fs *pflag.FlagSet
 }
@@ -119,6 +132,14 @@ func (o *Options) Register(f *pflag.FlagSet, spec Spec) {
 		f.IntVar(&o.Concurrency, "concurrency", 8, help("concurrency", pick("pieces the embedded peer keeps in flight",
 			"pieces one download keeps in flight")))
 	}
+	f.StringVar(&o.ClusterTokenFile, "cluster-token-file", "", help("cluster-token-file",
+		"file holding the cluster's shared token (default: the file named by $"+trust.EnvClusterTokenFile+
+			"); unset turns authentication to the supernode and between peers off"))
+	f.StringVar(&o.TLS.CertFile, "tls-cert", "", help("tls-cert", "PEM certificate of this peer: its upload server speaks TLS and every request to supernodes and peers is HTTPS (the cluster is all-TLS or all-plain)"))
+	f.StringVar(&o.TLS.KeyFile, "tls-key", "", help("tls-key", "PEM private key of --tls-cert"))
+	f.StringVar(&o.TLS.CAFile, "tls-ca", "", help("tls-ca", "PEM CA that signs supernode and peer certificates (default: the system roots); with it, mutual TLS: the upload server requires client certificates it signed"))
+	f.StringArrayVar(&o.AllowOrigin, "allow-origin", nil, help("allow-origin", "HOST[:PORT] or CIDR a remote manifest's dataset entries may reach although the default policy refuses it (loopback, link-local, metadata addresses, own listeners); repeatable"))
+	f.StringArrayVar(&o.DenyOrigin, "deny-origin", nil, help("deny-origin", "HOST[:PORT] or CIDR a remote manifest's dataset entries may never reach (wins over --allow-origin); repeatable"))
 	if !client {
 		f.Var(&o.Quota, "quota", help("quota", "piece store size limit, e.g. 50G (0: none)"))
 		f.DurationVar(&o.TTL, "ttl", 0, help("ttl", "evict tasks not used for this long (0: never)"))
@@ -128,17 +149,64 @@ func (o *Options) Register(f *pflag.FlagSet, spec Spec) {
 // SupernodeList is --supernode split at commas.
 func (o *Options) SupernodeList() []string { return cli.SplitList(o.Supernodes, ",") }
 
+// ClusterToken is the cluster token (--cluster-token-file, else
+// $DAMSELFLY_CLUSTER_TOKEN_FILE); the zero Secret when neither is set.
+func (o *Options) ClusterToken() (trust.Secret, error) {
+	s, err := trust.SecretFromFlagOrEnv(o.ClusterTokenFile, trust.EnvClusterTokenFile)
+	if errors.Is(err, trust.ErrNoSecret) {
+		return trust.Secret{}, nil
+	}
+	if err != nil {
+		return trust.Secret{}, fmt.Errorf("cluster token: %w", err)
+	}
+	return s, nil
+}
+
+// Egress is the origin policy of --allow-origin and --deny-origin (nil,
+// egress's strict default, without them).
+func (o *Options) Egress() (*egress.Policy, error) {
+	if len(o.AllowOrigin) == 0 && len(o.DenyOrigin) == 0 {
+		return nil, nil
+	}
+	p, err := egress.New(egress.Options{Allow: o.AllowOrigin, Deny: o.DenyOrigin})
+	if err != nil {
+		return nil, fmt.Errorf("--allow-origin/--deny-origin: %w", err)
+	}
+	return p, nil
+}
+
 // PeerConfig is the p2p.Config of the peer these options describe.
-func (o *Options) PeerConfig(log *logrus.Logger) p2p.Config {
+func (o *Options) PeerConfig(log *logrus.Logger) (p2p.Config, error) {
 	cfg := p2p.Config{DataDir: o.DataDir, Supernodes: o.SupernodeList(), UploadListen: o.UploadListen,
 		AdvertiseIP: o.AdvertiseIP, UploadLimit: int64(o.UploadLimit), DownloadLimit: int64(o.DownloadLimit),
 		UploadSlots: o.UploadSlots, Concurrency: o.Concurrency, IDC: o.IDC, Rack: o.Rack,
-		Quota: int64(o.Quota), TTL: o.TTL}
+		Quota: int64(o.Quota), TTL: o.TTL, TLS: o.TLS}
 	if log != nil { // a nil *Logger in the interface would not read as "none"
 		cfg.Log = log
 	}
-	return cfg
+	var err error
+	if cfg.ClusterToken, err = o.ClusterToken(); err != nil {
+		return p2p.Config{}, err
+	}
+	if cfg.Egress, err = o.Egress(); err != nil {
+		return p2p.Config{}, err
+	}
+	return cfg, nil
 }
 
-// NewPeer starts the peer these options describe.
-func (o *Options) NewPeer(log *logrus.Logger) (*p2p.Peer, error) { return p2p.New(o.PeerConfig(log)) }
+// AuthOffWarning is the warning a peer logs at start without a cluster token.
+const AuthOffWarning = "no cluster token (--cluster-token-file or $" + trust.EnvClusterTokenFile +
+	"): cluster authentication is off; anyone who reaches the supernode and the upload servers can join and fetch"
+
+// NewPeer starts the peer these options describe, warning once when
+// cluster authentication is off.
+func (o *Options) NewPeer(log *logrus.Logger) (*p2p.Peer, error) {
+	cfg, err := o.PeerConfig(log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClusterToken.IsZero() && log != nil {
+		log.Warn(AuthOffWarning)
+	}
+	return p2p.New(cfg)
+}

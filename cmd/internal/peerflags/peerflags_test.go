@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/damselfly-p2p/damselfly/p2p"
+	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 )
 
 func TestRegister(t *testing.T) {
@@ -111,7 +113,10 @@ func TestPeerConfig(t *testing.T) {
 			if err := f.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
-			got := o.PeerConfig(nil)
+			got, err := o.PeerConfig(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("PeerConfig =\n%+v, want\n%+v", got, tt.want)
 			}
@@ -178,6 +183,50 @@ func TestOpen(t *testing.T) {
 			warned := strings.Contains(logs.String(), "no dfdaemon answers on "+tt.warnNoneOn)
 			if warned != (tt.warnNoneOn != "") {
 				t.Errorf("warning logged = %v, want %v; logs:\n%s", warned, tt.warnNoneOn != "", logs.String())
+			}
+		})
+	}
+}
+
+// TestTrustFlags: the cluster token comes from --cluster-token-file, else
+// from the file $DAMSELFLY_CLUSTER_TOKEN_FILE names; the TLS and origin
+// flags reach the p2p.Config.
+func TestTrustFlags(t *testing.T) {
+	dir := t.TempDir()
+	flagFile, envFile := filepath.Join(dir, "flag"), filepath.Join(dir, "env")
+	os.WriteFile(flagFile, []byte("token-from-the-flag-file-0123456789\n"), 0o600)
+	os.WriteFile(envFile, []byte("token-from-the-env-file-0123456789\n"), 0o600)
+	tests := []struct {
+		name, env string
+		args      []string
+		wantToken string // "" = authentication off
+	}{
+		{"neither", "", nil, ""},
+		{"env", envFile, nil, "token-from-the-env-file-0123456789"},
+		{"flag wins", envFile, []string{"--cluster-token-file", flagFile}, "token-from-the-flag-file-0123456789"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("DAMSELFLY_CLUSTER_TOKEN_FILE", tc.env)
+			var o Options
+			f := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			o.Register(f, Spec{Role: Client})
+			args := append([]string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-ca", "ca.pem", "--allow-origin", "10.1.2.3:80"}, tc.args...)
+			if err := f.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := o.PeerConfig(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.ClusterToken; got.IsZero() != (tc.wantToken == "") || (!got.IsZero() && got.Reveal() != tc.wantToken) {
+				t.Errorf("cluster token set=%v, want %q", !got.IsZero(), tc.wantToken)
+			}
+			if cfg.TLS != (tlsconf.Options{CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}) {
+				t.Errorf("TLS %+v", cfg.TLS)
+			}
+			if cfg.Egress == nil {
+				t.Error("--allow-origin gave no policy")
 			}
 		})
 	}

@@ -27,6 +27,9 @@ type SingleConfig struct {
 	Timeout time.Duration `json:"timeoutNs"`
 	// Verify checks the SHA-256 of every output (after timing).
 	Verify bool `json:"verify"`
+	// Secure runs the supernode and dfget with authentication and mutual
+	// TLS (a cluster token and CA-signed certificates, testenv.Trust).
+	Secure bool `json:"secure"`
 }
 
 // SingleRep is one repetition of the single-client scenario; times in
@@ -130,11 +133,15 @@ func RunSingle(ctx context.Context, env *Env, cfg SingleConfig) (*SingleReport, 
 		}
 		origin.ResetCounters()
 		err = guard(func() error {
-			sn := testenv.StartSupernode(stb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...)...)
+			var tr *testenv.Trust // nil: plain
+			if cfg.Secure {
+				tr = testenv.NewTrust(stb, testenv.TrustOptions{ClusterToken: true, TLS: true})
+			}
+			sn := tr.StartSupernode(stb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...)...)
 			for _, warm := range []bool{false, true} {
 				syscall.Sync()
 				out := filepath.Join(outDir, fmt.Sprintf("dfget-%d-%v.bin", i, warm))
-				secs, res, err := timeDfget(ctx, stb, env.BinDir, sn.Addr, url, out, cfg.Timeout)
+				secs, res, err := timeDfget(ctx, stb, tr, env.BinDir, sn.Addr, url, out, cfg.Timeout)
 				if err != nil {
 					return err
 				}
@@ -169,9 +176,9 @@ func RunSingle(ctx context.Context, env *Env, cfg SingleConfig) (*SingleReport, 
 
 // timeDfget runs one embedded-peer dfget to completion and returns its wall
 // time (start to exit) and result line.
-func timeDfget(ctx context.Context, tb testenv.TB, binDir, sn, url, out string, timeout time.Duration) (float64, DfgetResult, error) {
+func timeDfget(ctx context.Context, tb testenv.TB, tr *testenv.Trust, binDir, sn, url, out string, timeout time.Duration) (float64, DfgetResult, error) {
 	start := time.Now()
-	p := testenv.Dfget(tb, binDir, sn, url, out, "--no-daemon", "--log-level", "warn",
+	p := tr.Dfget(tb, binDir, sn, url, out, "--no-daemon", "--log-level", "warn",
 		"--timeout", fmt.Sprintf("%ds", int(timeout.Seconds())))
 	select {
 	case <-p.Done():

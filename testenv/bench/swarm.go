@@ -63,6 +63,10 @@ type SwarmConfig struct {
 	Timeout time.Duration `json:"timeoutNs"`
 	// Verify checks every output file's SHA-256 after the run.
 	Verify bool `json:"verify"`
+	// Secure runs the cluster with authentication and mutual TLS: a
+	// cluster token and a CA-signed certificate for every process
+	// (testenv.Trust).
+	Secure bool `json:"secure"`
 }
 
 // SwarmRun is the measurement of one swarm size.
@@ -267,14 +271,18 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 	var daemons []*testenv.Daemon
 	var dataDirs []string
 	err = guard(func() error {
-		sn = testenv.StartSupernode(tb, env.BinDir, append(append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...), cfg.SupernodeArgs...)...)
+		var tr *testenv.Trust // nil: plain
+		if cfg.Secure {
+			tr = testenv.NewTrust(tb, testenv.TrustOptions{ClusterToken: true, TLS: true})
+		}
+		sn = tr.StartSupernode(tb, env.BinDir, append(append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...), cfg.SupernodeArgs...)...)
 		outDir := tb.TempDir()
 		secs := strconv.Itoa(int(timeout.Seconds()) + 30)
 		common := []string{"--log-level", "warn", "--timeout", secs}
 		if mode == ModeDaemon {
 			env.Logf("swarm N=%d: starting %d dfdaemons", n, n)
 			for i := 0; i < n; i++ {
-				d := testenv.StartDaemon(tb, env.BinDir, sn.Addr, append([]string{"--log-level", "warn",
+				d := tr.StartDaemon(tb, env.BinDir, sn.Addr, append([]string{"--log-level", "warn",
 					"--upload-limit", strconv.FormatInt(cfg.Upload, 10),
 					"--download-limit", strconv.FormatInt(cfg.Download, 10)}, cfg.PeerArgs...)...)
 				daemons = append(daemons, d)
@@ -309,7 +317,7 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 				args = append(args, "--data-dir", dd)
 			}
 			start := time.Now()
-			p := testenv.Dfget(tb, env.BinDir, sn.Addr, origin.URL(name), out, args...)
+			p := tr.Dfget(tb, env.BinDir, sn.Addr, origin.URL(name), out, args...)
 			peers = append(peers, &swarmPeer{proc: p, out: out, start: start})
 		}
 		run.StartSpread = time.Since(t0).Seconds()

@@ -100,6 +100,7 @@ type options struct {
 	sizes                      intList
 	file, originCap, up, down  byteSize
 	mode, peerArgs, snArgs     string
+	secure                     string
 	keepSeeding                bool
 	directMaxN                 int
 	singleSize                 byteSize
@@ -140,6 +141,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.StringVar(&o.mode, "swarm-mode", bench.ModeAuto, "peers as: dfget (embedded peer, --upload-limit), daemon (dfdaemon + dfget), auto")
 	fs.StringVar(&o.peerArgs, "swarm-peer-args", "", "extra flags for each peer process (dfget, or dfdaemon in daemon mode), space-separated, e.g. '--concurrency 1'")
 	fs.StringVar(&o.snArgs, "swarm-supernode-args", "", "extra flags for the swarm's supernode, space-separated, e.g. '--seed-upload-slots 4'")
+	fs.StringVar(&o.secure, "secure", "both", "swarm and single with authentication + mutual TLS: off, on, or both (side by side, with the TLS/plain ratio)")
 	fs.BoolVar(&o.keepSeeding, "keep-seeding", true, "dfget mode: peers keep seeding until the whole swarm is done")
 	fs.IntVar(&o.directMaxN, "direct-max-n", 10, "time plain HTTP downloads for N up to this")
 	fs.DurationVar(&o.swarmTimeout, "swarm-timeout", 0, "bound on one swarm size (default max(3m, 10 T_min))")
@@ -167,6 +169,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 2
 	}
 	defaults(&o)
+	variants, err := secureVariants(o.secure)
+	if err != nil {
+		fmt.Fprintf(stderr, "dfbench: %v\n", err)
+		return 2
+	}
 	want := map[string]bool{}
 	for _, s := range strings.Split(o.scenarios, ",") {
 		s = strings.TrimSpace(s)
@@ -251,37 +258,55 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		env.Logf("scenario %s: done in %v", name, time.Since(start).Round(time.Second))
 	}
 	verify := !o.noVerify
-	if want["swarm"] {
-		scenario("swarm", func() error {
-			rep, err := bench.RunSwarm(ctx, env, bench.SwarmConfig{Sizes: o.sizes, FileSize: int64(o.file),
-				OriginCap: int64(o.originCap), Upload: int64(o.up), Download: int64(o.down), DirectMaxN: o.directMaxN,
-				Mode: o.mode, KeepSeeding: o.keepSeeding, PeerArgs: strings.Fields(o.peerArgs), SupernodeArgs: strings.Fields(o.snArgs), Timeout: o.swarmTimeout, Verify: verify})
-			if len(rep.Runs) > 0 {
-				bench.SwarmTable(rep).Fprint(stdout)
+	swarms := map[bool]*bench.SwarmReport{}
+	singles := map[bool]*bench.SingleReport{}
+	for _, secure := range variants {
+		suffix := map[bool]string{false: "", true: "-secure"}[secure]
+		if want["swarm"] {
+			scenario("swarm"+suffix, func() error {
+				rep, err := bench.RunSwarm(ctx, env, bench.SwarmConfig{Sizes: o.sizes, FileSize: int64(o.file),
+					OriginCap: int64(o.originCap), Upload: int64(o.up), Download: int64(o.down), DirectMaxN: o.directMaxN,
+					Mode: o.mode, KeepSeeding: o.keepSeeding, PeerArgs: strings.Fields(o.peerArgs), SupernodeArgs: strings.Fields(o.snArgs),
+					Timeout: o.swarmTimeout, Verify: verify, Secure: secure})
+				if len(rep.Runs) > 0 {
+					swarms[secure] = rep
+					bench.SwarmTable(rep).Fprint(stdout)
+					bench.PrintTargets(stdout, rep.Targets)
+					targets = append(targets, rep.Targets...)
+					writeOut(stdout, stderr, o.out, "swarm"+suffix, rep)
+					plot(stderr, filepath.Join(o.out, "swarm"+suffix+".png"), func(p string) error { return bench.PlotSwarm(rep, p) })
+					plot(stderr, filepath.Join(o.out, "swarm"+suffix+"_cdf.png"), func(p string) error { return bench.PlotSwarmCDF(rep, p) })
+					plot(stderr, filepath.Join(o.out, "swarm"+suffix+"_progress.png"), func(p string) error { return bench.PlotSwarmProgress(rep, p) })
+				}
+				return err
+			})
+		}
+		if want["single"] {
+			scenario("single"+suffix, func() error {
+				rep, err := bench.RunSingle(ctx, env, bench.SingleConfig{FileSize: int64(o.singleSize), Reps: o.singleReps,
+					Timeout: o.singleTimout, Verify: verify, Secure: secure})
+				if err != nil {
+					return err
+				}
+				singles[secure] = rep
+				bench.SingleTable(rep).Fprint(stdout)
 				bench.PrintTargets(stdout, rep.Targets)
 				targets = append(targets, rep.Targets...)
-				writeOut(stdout, stderr, o.out, "swarm", rep)
-				plot(stderr, filepath.Join(o.out, "swarm.png"), func(p string) error { return bench.PlotSwarm(rep, p) })
-				plot(stderr, filepath.Join(o.out, "swarm_cdf.png"), func(p string) error { return bench.PlotSwarmCDF(rep, p) })
-				plot(stderr, filepath.Join(o.out, "swarm_progress.png"), func(p string) error { return bench.PlotSwarmProgress(rep, p) })
-			}
-			return err
-		})
+				writeOut(stdout, stderr, o.out, "single"+suffix, rep)
+				plot(stderr, filepath.Join(o.out, "single"+suffix+".png"), func(p string) error { return bench.PlotSingle(rep, p) })
+				return nil
+			})
+		}
 	}
-	if want["single"] {
-		scenario("single", func() error {
-			rep, err := bench.RunSingle(ctx, env, bench.SingleConfig{FileSize: int64(o.singleSize), Reps: o.singleReps,
-				Timeout: o.singleTimout, Verify: verify})
-			if err != nil {
-				return err
-			}
-			bench.SingleTable(rep).Fprint(stdout)
-			bench.PrintTargets(stdout, rep.Targets)
-			targets = append(targets, rep.Targets...)
-			writeOut(stdout, stderr, o.out, "single", rep)
-			plot(stderr, filepath.Join(o.out, "single.png"), func(p string) error { return bench.PlotSingle(rep, p) })
-			return nil
-		})
+	if swarms[false] != nil && swarms[true] != nil {
+		bench.SecureSwarmTable(swarms[false], swarms[true]).Fprint(stdout)
+	}
+	if singles[false] != nil && singles[true] != nil {
+		bench.SecureSingleTable(singles[false], singles[true]).Fprint(stdout)
+	}
+	if ts := bench.SecureTargets(swarms[false], swarms[true], singles[false], singles[true]); len(ts) > 0 {
+		bench.PrintTargets(stdout, ts)
+		targets = append(targets, ts...)
 	}
 	if want["scheduler"] {
 		scenario("scheduler", func() error {
@@ -415,4 +440,18 @@ func plot(stderr io.Writer, path string, f func(string) error) {
 		return
 	}
 	fmt.Fprintf(stderr, "dfbench: wrote %s\n", path)
+}
+
+// secureVariants turns --secure into the variants to run: plain (false)
+// and/or authentication + mutual TLS (true).
+func secureVariants(v string) ([]bool, error) {
+	switch v {
+	case "off":
+		return []bool{false}, nil
+	case "on":
+		return []bool{true}, nil
+	case "both":
+		return []bool{false, true}, nil
+	}
+	return nil, fmt.Errorf("--secure %q: want off, on or both", v)
 }

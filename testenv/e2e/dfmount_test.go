@@ -399,8 +399,10 @@ func TestMountDataset(t *testing.T) {
 	origin.AddFile("ds/manifest.json", mpath)
 	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
 	mnt := t.TempDir()
+	// The entries are on loopback, which a remote manifest may not name
+	// unless allowed.
 	p := startMount(t, bin, origin.URL("ds/manifest.json"), mnt, "--type", "dataset", "--supernode", sn.Addr,
-		"--data-dir", t.TempDir(), "--no-daemon", "--upload-listen", "127.0.0.1:0")
+		"--data-dir", t.TempDir(), "--no-daemon", "--upload-listen", "127.0.0.1:0", "--allow-origin", origin.Addr())
 	tests := []struct {
 		path, sha string
 		mode      os.FileMode

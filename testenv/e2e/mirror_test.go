@@ -371,7 +371,7 @@ func TestMirrorForwardProxy(t *testing.T) {
 	want := origin.AddRandom("p2p/big.bin", 20*MiB, 21)
 	wantDirect := origin.AddRandom("other/small.bin", MiB, 22)
 	mirror := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
-	testenv.StartDaemon(t, bin, sn.Addr, "--proxy-listen", mirror, "--proxy-rule", "direct:/files/p2p/skip", "--proxy-rule", "/files/p2p/")
+	testenv.StartDaemon(t, bin, sn.Addr, "--forward-proxy", "--proxy-listen", mirror, "--proxy-rule", "direct:/files/p2p/skip", "--proxy-rule", "/files/p2p/")
 	testenv.WaitHTTP(t, "http://"+mirror+proxy.HealthPath, 10*time.Second)
 	out := t.TempDir()
 	for _, tc := range []struct {

@@ -420,7 +420,7 @@ func (s *seeder) failContent(st *seedTask, t *cache.Task, err error) {
 }
 
 func (s *seeder) fail(st *seedTask, err error) {
-	s.logFor(st).WithError(err).Error("seed failed")
+	s.logFor(st).WithError(err).WithField("reason", egress.Reason(err)).Error("seed failed")
 	st.mu.Lock()
 	st.state, st.err = stateFailed, err
 	st.mu.Unlock()

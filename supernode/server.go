@@ -188,6 +188,7 @@ func (s *Supernode) routes() {
 	s.mux.Handle("GET /api/v1/status", a.secretCall(a.admin, http.HandlerFunc(s.handleStatus)))
 	s.mux.Handle("GET /api/v1/tasks/{id}", a.secretCall(a.admin, http.HandlerFunc(s.handleTask)))
 	s.preheatRoutes()
+	s.dashboardRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.metrics.collectors()...)

@@ -25,6 +25,9 @@ type Sink interface {
 type FillOptions struct {
 	Concurrency int           // range requests in flight; default 4
 	Limiter     *rate.Limiter // optional bytes/s cap on bytes read from the origin (WaitN in chunks <= Burst)
+	// Limiters are further caps, each charged for every byte (e.g. a
+	// download's own limit and the host's); nil entries are skipped.
+	Limiters []*rate.Limiter
 	OnBytes     func(n int)   // optional: called with every count of body bytes read from the origin (for metrics/tests)
 	// Order optionally gives the order in which pieces are fetched (default
 	// ascending). It is consulted each time a piece is about to be started,
@@ -88,13 +91,25 @@ func (c *Client) Fill(ctx context.Context, rawURL string, header http.Header, in
 	return nil
 }
 
+// limiters are the non-nil limiters of opt.
+func (opt *FillOptions) limiters() []*rate.Limiter {
+	var out []*rate.Limiter
+	for _, l := range append([]*rate.Limiter{opt.Limiter}, opt.Limiters...) {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // meteredRead reads from r into p until p is full, the body ends or fails,
 // reporting every count of bytes to opt.OnBytes and charging it to
 // opt.Limiter. A clean end before p is full returns io.EOF.
 func meteredRead(ctx context.Context, r io.Reader, p []byte, opt *FillOptions) (int, error) {
+	limiters := opt.limiters()
 	chunk := readChunk
-	if opt.Limiter != nil {
-		if b := opt.Limiter.Burst(); b > 0 && b < chunk {
+	for _, l := range limiters {
+		if b := l.Burst(); b > 0 && b < chunk {
 			chunk = b
 		}
 	}
@@ -106,8 +121,8 @@ func meteredRead(ctx context.Context, r io.Reader, p []byte, opt *FillOptions) (
 			if opt.OnBytes != nil {
 				opt.OnBytes(k)
 			}
-			if opt.Limiter != nil {
-				if werr := opt.Limiter.WaitN(ctx, k); werr != nil {
+			for _, l := range limiters {
+				if werr := l.WaitN(ctx, k); werr != nil {
 					if ctx.Err() != nil {
 						return n, ctx.Err()
 					}

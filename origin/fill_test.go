@@ -306,3 +306,35 @@ func TestFillLimiterChunks(t *testing.T) {
 		t.Errorf("largest read %d exceeds the limiter burst %d", m, burst)
 	}
 }
+
+// Every limiter given is charged for every byte from the origin (a
+// download's own limit and the host's), with reads no larger than the
+// smallest burst.
+func TestFillChargesEveryLimiter(t *testing.T) {
+	content := randomBytes(testLength, 7)
+	o := newOrigin(t, content, nil)
+	c := testClient(t, nil)
+	info, err := c.Probe(context.Background(), o.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nearly no refill: the tokens left say how many bytes were charged.
+	const big, small = 64 << 20, 8 << 10
+	own := rate.NewLimiter(rate.Limit(1e-9), big)
+	host := rate.NewLimiter(rate.Limit(1e12), small)
+	var count byteCounter
+	sink := newSink(testLength, testPieceSize)
+	if err := c.Fill(context.Background(), o.url(), nil, info, sink,
+		FillOptions{Limiters: []*rate.Limiter{nil, own, host}, OnBytes: count.add}); err != nil {
+		t.Fatal(err)
+	}
+	if sink.sum(t) != sha256.Sum256(content) {
+		t.Fatal("content differs")
+	}
+	if left := own.Tokens(); int64(big-left+0.5) != int64(testLength) {
+		t.Errorf("own limiter charged %.0f bytes, want %d", big-left, testLength)
+	}
+	if m := count.max.Load(); m > small {
+		t.Errorf("largest read %d exceeds the smallest burst %d", m, small)
+	}
+}

@@ -44,7 +44,9 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 	}
 	err = src.Fill(ctx, req.URL, req.Header, info, verifyingSink{t: t, known: known}, origin.FillOptions{
 		Concurrency: p.cfg.Concurrency,
-		Limiter:     nil,
+		// The download's own --limit and the host's --totallimit, as for
+		// bytes from peers.
+		Limiters: limiters(p, req),
 		OnBytes:     func(n int) { c.fromOrigin.Add(int64(n)) },
 	})
 	if err != nil {

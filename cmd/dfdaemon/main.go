@@ -15,6 +15,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/p2p/localapi"
 )
 
@@ -84,7 +85,7 @@ upload server serves pieces only to peers holding a task credential; with
 			}
 			ctx, stop := cli.SignalContext()
 			defer stop()
-			srv := &http.Server{Handler: (&localapi.Server{Peer: peer, Log: log}).Handler()}
+			srv := httpserve.Server((&localapi.Server{Peer: peer, Log: log}).Handler(), httpserve.Limits{})
 			go func() {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/proxy"
 )
@@ -72,7 +73,9 @@ func (o *proxyFlags) start(cmd *cobra.Command, peer *p2p.Peer, log *logrus.Logge
 		}
 		return nil, fmt.Errorf("registry mirror: listen on %s: %w", o.listen, err)
 	}
-	srv := &http.Server{Handler: px, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
+	// Bodies are forwarded as they come (forward-proxy uploads), not read
+	// ahead; writes and idle connections are bounded.
+	srv := httpserve.Server(px, httpserve.Limits{Body: -1})
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.WithError(err).Error("registry mirror stopped")

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/egress"
@@ -109,7 +110,9 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 			}
 			defer sn.Close()
 			sn.SetPeerTTL(peerTTL)
-			srv := &http.Server{Handler: sn.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			// Bounded reads and writes; registration long polls and piece
+			// streams are bounded by progress (see httpserve).
+			srv := httpserve.Server(sn.Handler(), httpserve.Limits{})
 			ctx, stop := cli.SignalContext()
 			defer stop()
 			go func() {

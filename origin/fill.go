@@ -28,7 +28,7 @@ type FillOptions struct {
 	// Limiters are further caps, each charged for every byte (e.g. a
 	// download's own limit and the host's); nil entries are skipped.
 	Limiters []*rate.Limiter
-	OnBytes     func(n int)   // optional: called with every count of body bytes read from the origin (for metrics/tests)
+	OnBytes  func(n int) // optional: called with every count of body bytes read from the origin (for metrics/tests)
 	// Order optionally gives the order in which pieces are fetched (default
 	// ascending). It is consulted each time a piece is about to be started,
 	// so it may change as priorities do; pieces the sink already has are

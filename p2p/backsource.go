@@ -47,7 +47,7 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 		// The download's own --limit and the host's --totallimit, as for
 		// bytes from peers.
 		Limiters: limiters(p, req),
-		OnBytes:     func(n int) { c.fromOrigin.Add(int64(n)) },
+		OnBytes:  func(n int) { c.fromOrigin.Add(int64(n)) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)

@@ -23,6 +23,9 @@ var (
 	ErrDigestMismatch = errors.New("piece digest mismatch")
 	ErrBadPiece       = errors.New("piece has wrong length or index")
 	ErrInUse          = errors.New("task is in use")
+	// ErrCorrupt says a stored piece no longer matches its record (the
+	// data file was changed on disk); the piece was dropped.
+	ErrCorrupt = errors.New("stored piece is corrupt")
 )
 
 // Names of the files in a task directory.

@@ -50,6 +50,16 @@ type Task struct {
 	lastTouch    time.Time
 	data         *os.File
 	pieces       *os.File
+
+	// Rot detection (rot.go): checked marks the pieces re-hashed (or
+	// written) since the data file last changed behind the store's back;
+	// lastOwn is when the store last finished writing the data file,
+	// inflight how many of its writes are under way, seen the modification
+	// time of the last outside change noticed.
+	checked  manifest.Bitmap
+	lastOwn  time.Time
+	inflight int
+	seen     time.Time
 }
 
 // openFiles opens the data and pieces files for meta m, sizes them and loads
@@ -75,6 +85,9 @@ func (t *Task) openFiles(m Meta) (err error) {
 	t.meta, t.layout, t.data, t.pieces = m, l, data, pieces
 	t.sums = make([]Sum, n)
 	t.bitmap = manifest.NewBitmap(n)
+	// Nothing stored before this open is trusted until re-hashed.
+	t.checked = manifest.NewBitmap(n)
+	t.lastOwn = time.Now()
 	t.writing = make(map[int]chan struct{})
 	for i := range t.sums {
 		t.sums[i] = Sum(records[i*sumSize:])
@@ -292,7 +305,7 @@ func (t *Task) writePiece(i int, data []byte, want, got Sum) error {
 		close(done)
 	}()
 
-	if _, err := t.data.WriteAt(data, off); err != nil {
+	if err := t.writeData(data, off); err != nil {
 		return fmt.Errorf("write piece %d of task %s: %w", i, t.id, err)
 	}
 	if t.store.opts.sync {
@@ -309,6 +322,7 @@ func (t *Task) writePiece(i int, data []byte, want, got Sum) error {
 	}
 	t.sums[i] = got
 	t.bitmap.Set(i)
+	t.checked.Set(i)
 	t.bytesPresent += size
 	t.notifyLocked()
 	return nil
@@ -334,17 +348,31 @@ func (t *Task) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // PieceReader returns a reader of piece i, or an error wrapping ErrNotFound if
-// the piece is absent.
+// the piece is absent. A piece not re-hashed since the data file changed
+// behind the store's back is re-hashed first; if it no longer matches its
+// record it is dropped (to be fetched again) and the error wraps both
+// ErrCorrupt and ErrNotFound.
 func (t *Task) PieceReader(i int) (*io.SectionReader, error) {
+	t.ioMu.RLock()
+	defer t.ioMu.RUnlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return nil, t.errClosed(fmt.Sprintf("read piece %d", i))
 	}
 	if !t.bitmap.Has(i) {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("piece %d of task %s: %w", i, t.id, ErrNotFound)
 	}
 	off, n := t.layout.PieceRange(i)
+	t.mu.Unlock()
+	bad, err := t.checkLocked([]int{i})
+	if err != nil {
+		return nil, fmt.Errorf("read piece %d: %w", i, err)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("piece %d of task %s: %w, dropped: %w", i, t.id, ErrCorrupt, ErrNotFound)
+	}
 	return io.NewSectionReader(t, off, n), nil
 }
 
@@ -439,6 +467,8 @@ func (t *Task) Reset(meta Meta) error {
 	t.meta, t.layout = meta, l
 	t.sums = make([]Sum, n)
 	t.bitmap = manifest.NewBitmap(n)
+	t.checked = manifest.NewBitmap(n)
+	t.lastOwn = time.Now()
 	t.notifyLocked()
 	t.mu.Unlock()
 	return nil
@@ -539,6 +569,8 @@ func (t *Task) Verify() (bad []int, err error) {
 			t.bitmap.Clear(i)
 			t.bytesPresent -= n
 			bad = append(bad, i)
+		} else {
+			t.checked.Set(i)
 		}
 		t.mu.Unlock()
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/origin"
@@ -35,6 +37,13 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 		// The task was created from a supernode's layout that no longer matches the origin.
 		return nil, fmt.Errorf("download %s from the origin: content changed (length %d, cached layout %+v)",
 			manifest.RedactURL(req.URL), info.Length, t.Layout())
+	}
+	// Pieces that rotted on disk are dropped here, to be fetched again.
+	if bad, err := t.CheckPieces(); err != nil {
+		return nil, fmt.Errorf("download %s from the origin: check the stored pieces: %w", manifest.RedactURL(req.URL), err)
+	} else if len(bad) > 0 {
+		p.log.WithFields(logrus.Fields{"task": taskID, "pieces": bad}).
+			Error("stored pieces rotted on disk (their bytes no longer match their digests); fetching them again")
 	}
 	if c.reused.Load() == 0 {
 		c.reused.Store(t.BytesPresent())

@@ -51,12 +51,36 @@ func checkWhole(t *cache.Task, sha, md5hex string) error {
 	return nil
 }
 
+// ErrRotten says stored pieces no longer matched their digests when the
+// content was about to be handed out; they were dropped.
+var ErrRotten = errors.New("stored pieces were corrupt on disk")
+
+// checkForOutput re-hashes every piece not verified since the data file
+// last changed (cache.Task.CheckPieces), so that rotten bytes never reach
+// an output. The rotten pieces are dropped for the next download to fetch.
+func checkForOutput(t *cache.Task) error {
+	bad, err := t.CheckPieces()
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("pieces %v of task %s: %w (dropped; download again)", bad, t.ID(), ErrRotten)
+	}
+	if !t.Complete() {
+		return fmt.Errorf("task %s lacks %d of %d pieces: %w", t.ID(), t.NumPieces()-t.Count(), t.NumPieces(), ErrRotten)
+	}
+	return nil
+}
+
 // writeOutput copies the task's content to path atomically: into a
 // temporary file beside it, then renamed over path, so a reader never sees
 // a partial file at path. Like curl and wget it does not fsync the output
 // (that doubled the cost of a 1 GiB download here); the store's copy is
 // what survives a crash and makes a rerun instant.
 func writeOutput(t *cache.Task, path string) (err error) {
+	if err := checkForOutput(t); err != nil {
+		return fmt.Errorf("output %s: %w", path, err)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("output %s: %w", path, err)
@@ -123,7 +147,10 @@ func (p *Peer) exportOutput(taskID, path string) bool {
 	}
 	delete(p.open, taskID) // no more uploads of it
 	p.mu.Unlock()
-	err = p.store.Export(ot.t, abs)
+	err = checkForOutput(ot.t)
+	if err == nil {
+		err = p.store.Export(ot.t, abs)
+	}
 	if err != nil {
 		p.mu.Lock()
 		p.open[taskID] = ot

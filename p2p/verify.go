@@ -75,11 +75,40 @@ func (p *Peer) dropTask(taskID string) {
 	}
 }
 
-// verify checks the finished download against the digest it names. On a
-// mismatch it purges the pieces, reports every parent that served some of
-// them as corrupt and fails.
+// CheckStore re-hashes the task's stored pieces that the data file may no
+// longer hold as recorded (see cache.Task.CheckPieces) and drops the rotten
+// ones, so that the download loop fetches them again. It reports whether
+// any was dropped. Call it before deciding that the task is complete.
+func (d *download) CheckStore() (bool, error) {
+	bad, err := d.t.CheckPieces()
+	if err != nil {
+		return false, fmt.Errorf("download %s: check the stored pieces: %w", manifest.RedactURL(d.req.URL), err)
+	}
+	if len(bad) > 0 {
+		d.log.WithField("pieces", bad).Error("stored pieces rotted on disk (their bytes no longer match their digests); fetching them again")
+	}
+	return len(bad) > 0, nil
+}
+
+// verify checks the finished download: pieces that rotted on disk are
+// fetched again (from the origin, checked against the published digests:
+// the P2P loop is over by now), then the content is checked against the
+// digest it names. On a mismatch it purges the pieces, reports every parent
+// that served some of them as corrupt and fails.
 func (d *download) verify(ctx context.Context) error {
-	err := verifyContent(d.t, contentDigest(d.req))
+	rotten, err := d.CheckStore()
+	if err != nil {
+		return err
+	}
+	if rotten {
+		if d.req.NoSource {
+			return fmt.Errorf("download %s: stored pieces were corrupt: %w", manifest.RedactURL(d.req.URL), ErrNoSource)
+		}
+		if _, err := d.p.backToSource(ctx, d.id, d.req, d.c, d.knownDigests()); err != nil {
+			return fmt.Errorf("fetch again the pieces that rotted on disk: %w", err)
+		}
+	}
+	err = verifyContent(d.t, contentDigest(d.req))
 	if err == nil {
 		return nil
 	}

@@ -19,7 +19,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/registry"
@@ -37,6 +39,7 @@ func newCommand() *cobra.Command {
 	var (
 		peer                                  peerflags.Options
 		address, root, dockerConfig, logLevel string
+		logFormat                             string
 		socketGroup                           string
 		plainHTTP, mirrors                    []string
 		backgroundFetch                       bool
@@ -66,7 +69,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := cli.SetupLog(logLevel)
+			log, err := cli.SetupLogging(logLevel, logFormat)
 			if err != nil {
 				return err
 			}
@@ -163,5 +166,8 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 	f.Var(&prefetchLimit, "background-fetch-limit", "rate limit of the background fetch, e.g. 50M (0: none)")
 	f.DurationVar(&readTimeout, "read-timeout", 30*time.Second, "a read of a missing chunk fails with EIO after this long")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.AddLogFormat(f, &logFormat)
+	config.Bind(cmd)
+	cmd.AddCommand(version.Command("df-snapshotter"))
 	return cmd
 }

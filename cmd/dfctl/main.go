@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
@@ -33,6 +34,7 @@ const SupernodeEnv = "DAMSELFLY_SUPERNODE"
 type globalOptions struct {
 	supernode        string
 	logLevel         string
+	logFormat        string
 	clusterTokenFile string
 	adminTokenFile   string
 	tls              tlsconf.Options
@@ -63,7 +65,7 @@ the cluster's CA and certificates.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := cli.SetupLog(g.logLevel)
+			_, err := cli.SetupLogging(g.logLevel, g.logFormat)
 			return err
 		},
 	}
@@ -74,6 +76,7 @@ the cluster's CA and certificates.`,
 	root.PersistentFlags().StringVar(&g.supernode, "supernode", def, "supernode HOST:PORT (default $"+SupernodeEnv+" or 127.0.0.1:8002)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "debug, info, warn or error")
 	pf := root.PersistentFlags()
+	cli.AddLogFormat(pf, &g.logFormat)
 	pf.StringVar(&g.clusterTokenFile, "cluster-token-file", "",
 		"file holding the cluster's shared token (env "+trust.EnvClusterTokenFile+" when unset); sent when no admin token is given")
 	pf.StringVar(&g.adminTokenFile, "admin-token-file", "",
@@ -81,7 +84,7 @@ the cluster's CA and certificates.`,
 	pf.StringVar(&g.tls.CertFile, "tls-cert", "", "PEM client certificate to present to the supernode (mutual TLS)")
 	pf.StringVar(&g.tls.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	pf.StringVar(&g.tls.CAFile, "tls-ca", "", "PEM CA bundle the supernode's certificate must chain to; any --tls-* flag makes the calls HTTPS")
-	root.AddCommand(newPreheatCommand(g), newStatusCommand(g))
+	root.AddCommand(newPreheatCommand(g), newStatusCommand(g), version.Command("dfctl"))
 	for _, f := range extraCommands {
 		root.AddCommand(f(g))
 	}

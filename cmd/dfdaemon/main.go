@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/p2p/localapi"
 )
@@ -30,6 +32,7 @@ func newCommand() *cobra.Command {
 	var (
 		po            peerflags.Options
 		logLevel      string
+		logFormat     string
 		gcEvery, idle time.Duration
 		px            proxyFlags
 		socketGroup   string
@@ -54,7 +57,7 @@ upload server serves pieces only to peers holding a task credential; with
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := cli.SetupLog(logLevel)
+			log, err := cli.SetupLogging(logLevel, logFormat)
 			if err != nil {
 				return err
 			}
@@ -128,6 +131,9 @@ upload server serves pieces only to peers holding a task credential; with
 	f.DurationVar(&idle, "seed-idle", 30*time.Minute, "stop serving a finished task after it has been idle this long (it stays cached)")
 	f.StringVar(&socketGroup, "socket-group", "", "group (name or GID) of the local API socket, which is mode 0660: members may download through this daemon (default: the daemon's group)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.AddLogFormat(f, &logFormat)
 	px.register(f)
+	config.Bind(cmd)
+	cmd.AddCommand(version.Command("dfdaemon"))
 	return cmd
 }

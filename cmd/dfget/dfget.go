@@ -16,6 +16,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
@@ -24,6 +25,7 @@ import (
 type options struct {
 	peerflags.Options
 	url, output, digest, md5, tag, logLevel string
+	logFormat                               string
 	headers, filters                        []string
 	limit                                   cli.Rate
 	timeout, keepSeeding                    cli.Duration
@@ -92,11 +94,13 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
 	f.BoolVarP(&o.showBar, "showbar", "b", false, "show the progress bar even when stderr is not a terminal")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
+	cli.AddLogFormat(f, &o.logFormat)
+	cmd.AddCommand(version.Command("dfget"))
 	return cmd
 }
 
 func run(o *options) error {
-	log, err := cli.SetupLog(o.logLevel)
+	log, err := cli.SetupLogging(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p"
@@ -36,7 +38,7 @@ const (
 
 type options struct {
 	peerflags.Options
-	kind, logLevel, logFile                              string
+	kind, logLevel, logFile, logFormat                   string
 	digest, tocDigest, tag                               string
 	headers, filters, headerHosts                        []string
 	prefetch, background, allowOther, unmount, debugFUSE bool
@@ -111,11 +113,14 @@ user.damselfly.digest, user.damselfly.source.`,
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount")
 	f.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.AddLogFormat(f, &o.logFormat)
+	config.Bind(cmd)
+	cmd.AddCommand(version.Command("dfmount"))
 	return cmd
 }
 
 func run(o *options, rawURL, mnt string) (err error) {
-	log, err := cli.SetupLog(o.logLevel)
+	log, err := cli.SetupLogging(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}

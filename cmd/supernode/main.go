@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/trust"
@@ -31,6 +33,7 @@ func main() {
 func newCommand() *cobra.Command {
 	var (
 		listen, advertise, dataDir, logLevel string
+		logFormat                            string
 		originConc, seedSlots, fanout        int
 		revalidate, ttl, peerTTL             time.Duration
 		quota                                cli.Size
@@ -52,7 +55,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := cli.SetupLog(logLevel)
+			log, err := cli.SetupLogging(logLevel, logFormat)
 			if err != nil {
 				return err
 			}
@@ -149,6 +152,9 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.StringArrayVar(&allowOrigins, "allow-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications may fetch from although the default policy refuses it (loopback, link-local); repeatable")
 	f.StringArrayVar(&denyOrigins, "deny-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications must never fetch from (wins over --allow-origin); repeatable")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.AddLogFormat(f, &logFormat)
+	config.Bind(cmd)
+	cmd.AddCommand(version.Command("supernode"))
 	return cmd
 }
 

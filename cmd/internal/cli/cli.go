@@ -19,17 +19,40 @@ import (
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 )
 
+// LogFormats are the values of --log-format.
+const LogFormats = "text or json"
+
+// AddLogFormat registers --log-format (text or json) on f, into p.
+func AddLogFormat(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "log-format", "text", "log format: text (logfmt-like lines) or json (one JSON object per line)")
+}
+
 // SetupLog configures logrus for a process: text to stderr with timestamps
 // and the given level.
-func SetupLog(level string) (*logrus.Logger, error) {
+func SetupLog(level string) (*logrus.Logger, error) { return SetupLogging(level, "text") }
+
+// SetupLogging configures logrus for a process: stderr, the given level, and
+// the format of --log-format: "text" (timestamped lines) or "json" (one
+// object per line with time, level, msg and the fields).
+func SetupLogging(level, format string) (*logrus.Logger, error) {
 	lv, err := logrus.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
+	const ts = "2006-01-02T15:04:05.000Z07:00"
+	var formatter logrus.Formatter
+	switch format {
+	case "text", "":
+		formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: ts}
+	case "json":
+		formatter = &logrus.JSONFormatter{TimestampFormat: ts}
+	default:
+		return nil, fmt.Errorf("--log-format %q: want %s", format, LogFormats)
+	}
 	l := logrus.StandardLogger()
 	l.SetOutput(os.Stderr)
 	l.SetLevel(lv)
-	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
+	l.SetFormatter(formatter)
 	return l, nil
 }
 
@@ -41,12 +64,8 @@ func SignalContext() (context.Context, context.CancelFunc) {
 // Rate is a pflag.Value of bytes per second ("20M", "512K", "0" = none).
 type Rate int64
 
-func (r *Rate) String() string {
-	if *r == 0 {
-		return "0"
-	}
-	return ratelimit.Format(int64(*r))
-}
+// String is the rate as Set takes it back: "0", "20M", "1536K", "1000".
+func (r *Rate) String() string { return compact(int64(*r)) }
 func (r *Rate) Set(s string) error {
 	v, err := ratelimit.Parse(s)
 	if err != nil {
@@ -60,11 +79,24 @@ func (r *Rate) Type() string { return "rate" }
 // Size is a pflag.Value of bytes ("10G", "500M", "0" = none); same syntax as Rate.
 type Size int64
 
-func (s *Size) String() string {
-	if *s == 0 {
+// String is the size as Set takes it back: "0", "100G", "1536K", "1000".
+func (s *Size) String() string { return compact(int64(*s)) }
+
+// compact writes n bytes with the largest binary unit that divides it, so
+// that ratelimit.Parse gives n back exactly.
+func compact(n int64) string {
+	if n == 0 {
 		return "0"
 	}
-	return ratelimit.HumanBytes(int64(*s))
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 func (s *Size) Set(v string) error {
 	n, err := ratelimit.Parse(v)

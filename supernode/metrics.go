@@ -8,6 +8,7 @@ type metrics struct {
 	pieceReports  prometheus.Counter
 	originBytes   prometheus.Counter
 	servedBytes   prometheus.Counter
+	rateLimited   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -20,9 +21,10 @@ func newMetrics() *metrics {
 		pieceReports:  c("piece_reports_total", "Finished pieces reported by peers."),
 		originBytes:   c("origin_bytes_total", "Body bytes the seed read from origins."),
 		servedBytes:   c("seed_served_bytes_total", "Piece bytes the seed served to peers."),
+		rateLimited:   c("rate_limited_total", "Registrations refused (429) by the per-client rate limit."),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.registrations, m.syncs, m.pieceReports, m.originBytes, m.servedBytes}
+	return []prometheus.Collector{m.registrations, m.syncs, m.pieceReports, m.originBytes, m.servedBytes, m.rateLimited}
 }

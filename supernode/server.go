@@ -77,6 +77,16 @@ type Config struct {
 	Egress *egress.Policy
 	// CredentialTTL is the lifetime of issued peer and task credentials (1h).
 	CredentialTTL time.Duration
+	// RegisterRate is how many registrations a second one client (its
+	// peer credential's peer, else its IP address) may make
+	// (DefaultRegisterRate; negative: unlimited), with bursts of
+	// RegisterBurst (DefaultRegisterBurst). Beyond, 429 with Retry-After.
+	RegisterRate  float64
+	RegisterBurst int
+	// StatusLimit is the default and StatusMaxLimit the largest page of
+	// tasks and peers in GET /api/v1/status (DefaultStatusLimit,
+	// MaxStatusLimit).
+	StatusLimit, StatusMaxLimit int
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -96,6 +106,8 @@ type Supernode struct {
 	// preheats runs preheat jobs (preheat.go).
 	preheats *preheater
 	auth     *auth
+	// regLimits rate-limits registrations per client (limits.go).
+	regLimits *clientLimits
 }
 
 // New opens the seed store and returns a supernode.
@@ -147,7 +159,8 @@ func New(cfg Config) (*Supernode, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supernode{cfg: cfg, log: cfg.Log, store: store, sched: scheduler.New(cfg.Scheduler),
-		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics(), auth: au}
+		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics(), auth: au,
+		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst)}
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
@@ -223,6 +236,9 @@ func (s *Supernode) janitor() {
 }
 
 func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if !s.admitRegistration(w, r) {
+		return
+	}
 	var req wire.RegisterRequest
 	if !decode(w, r, &req) {
 		return
@@ -362,12 +378,23 @@ func (s *Supernode) handleLeave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supernode) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := wire.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
-		Tasks: []wire.TaskStatus{}, Peers: s.sched.Peers()}
-	for _, t := range s.seeds.all() {
+	pg, err := parsePage(r, s.cfg.StatusLimit, s.cfg.StatusMaxLimit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), 0)
+		return
+	}
+	seeds := s.seeds.all()
+	sort.Slice(seeds, func(i, j int) bool { return seeds[i].created.Before(seeds[j].created) })
+	peers := s.sched.Peers()
+	st := statusPage{Status: wire.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
+		Tasks: []wire.TaskStatus{}, Peers: pageOf(peers, pg)},
+		TotalTasks: len(seeds), TotalPeers: len(peers), Offset: pg.offset, Limit: pg.limit}
+	for _, t := range pageOf(seeds, pg) {
 		st.Tasks = append(st.Tasks, s.taskStatus(t))
 	}
-	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].CreatedAt.Before(st.Tasks[j].CreatedAt) })
+	if st.Peers == nil {
+		st.Peers = []wire.PeerStatus{}
+	}
 	writeJSON(w, &st)
 }
 

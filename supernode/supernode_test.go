@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -774,5 +775,71 @@ func TestStatusPeerToPeerBytes(t *testing.T) {
 	}
 	if ts := n.taskStatus(t, reg.TaskID); ts.BytesPeerToPeer != 3<<20 {
 		t.Errorf("bytesPeerToPeer = %d, want %d (pA's latest 2 MiB + pB's 1 MiB)", ts.BytesPeerToPeer, 3<<20)
+	}
+}
+
+func TestRegistrationRateLimit(t *testing.T) {
+	n := startNode(t, supernode.Config{RegisterRate: 0.01, RegisterBurst: 3})
+	for i := 0; i < 3; i++ {
+		if a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{}); a.status != http.StatusBadRequest {
+			t.Fatalf("registration %d: %d %s, want 400 (admitted, then refused as invalid)", i, a.status, a.body)
+		}
+	}
+	a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{})
+	if a.status != http.StatusTooManyRequests {
+		t.Fatalf("past the burst: %d %s, want 429", a.status, a.body)
+	}
+	if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q, want seconds >= 1", a.header.Get("Retry-After"))
+	}
+	// Other routes are not limited.
+	if a := n.get(t, "/api/v1/status"); a.status != http.StatusOK {
+		t.Errorf("status: %d", a.status)
+	}
+}
+
+func TestStatusPages(t *testing.T) {
+	origin := testenv.NewOrigin(t)
+	n := startNode(t, supernode.Config{StatusLimit: 2})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("f%d", i)
+		origin.AddRandom(name, 1000, int64(i))
+		ids = append(ids, n.register(t, wire.RegisterRequest{PeerID: fmt.Sprintf("p%d", i), Host: peerHost("h", 10001+i), URL: origin.URL(name)}).TaskID)
+	}
+	type doc struct {
+		wire.Status
+		TotalTasks, TotalPeers int
+	}
+	tests := []struct {
+		query     string
+		wantTasks []string
+		wantPeers int
+	}{
+		{"", ids[:2], 2},
+		{"?offset=2", ids[2:], 1},
+		{"?limit=3", ids, 3},
+		{"?limit=0", nil, 0},
+		{"?offset=7", nil, 0},
+	}
+	for _, tc := range tests {
+		a := n.get(t, "/api/v1/status"+tc.query)
+		var d doc
+		if a.status != http.StatusOK || json.Unmarshal(a.body, &d) != nil {
+			t.Fatalf("%q: %d %s", tc.query, a.status, a.body)
+		}
+		if d.TotalTasks != 3 || d.TotalPeers != 3 {
+			t.Errorf("%q: totals %d tasks %d peers, want 3 and 3", tc.query, d.TotalTasks, d.TotalPeers)
+		}
+		var got []string
+		for _, ts := range d.Tasks {
+			got = append(got, ts.TaskID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.wantTasks) || len(d.Peers) != tc.wantPeers {
+			t.Errorf("%q: tasks %v peers %d, want %v and %d", tc.query, got, len(d.Peers), tc.wantTasks, tc.wantPeers)
+		}
+	}
+	if a := n.get(t, "/api/v1/status?limit=x"); a.status != http.StatusBadRequest {
+		t.Errorf("bad limit: %d", a.status)
 	}
 }

@@ -40,6 +40,8 @@ func newCommand() *cobra.Command {
 		clusterFile, adminFile, notifyFile   string
 		tlsOpts                              tlsconf.Options
 		allowOrigins, denyOrigins            []string
+		registerRate                         float64
+		registerBurst, statusLimit           int
 	)
 	cmd := &cobra.Command{
 		Use:   "supernode",
@@ -106,7 +108,8 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 			sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: adv,
 				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, SeedFanout: fanout, Revalidate: revalidate,
 				Quota: int64(quota), TTL: ttl, Log: log,
-				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy})
+				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy,
+				RegisterRate: registerRate, RegisterBurst: registerBurst, StatusLimit: statusLimit})
 			if err != nil {
 				ln.Close()
 				return err
@@ -143,6 +146,9 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.Var(&quota, "quota", "cache size limit, e.g. 100G (0: none)")
 	f.DurationVar(&ttl, "ttl", 0, "evict cached tasks not used for this long (0: never)")
 	f.DurationVar(&peerTTL, "peer-ttl", 45*time.Second, "forget peers not heard from for this long")
+	f.Float64Var(&registerRate, "register-rate", supernode.DefaultRegisterRate, "registrations a second one client (its peer credential, else its IP address) may make; beyond, 429 with Retry-After (negative: unlimited)")
+	f.IntVar(&registerBurst, "register-burst", supernode.DefaultRegisterBurst, "registrations one client may make at once before --register-rate applies")
+	f.IntVar(&statusLimit, "status-limit", supernode.DefaultStatusLimit, "tasks and peers GET /api/v1/status lists by default (?limit= and ?offset= page; totals are always given)")
 	f.StringVar(&clusterFile, "cluster-token-file", "", "file holding the cluster's shared token (mode 0600; env "+trust.EnvClusterTokenFile+" when unset); with it every API call and piece request needs a credential. Unset: authentication off")
 	f.StringVar(&adminFile, "admin-token-file", "", "file holding the admin token for status, task status, preheats and metrics (env "+trust.EnvAdminTokenFile+" when unset; default: the cluster token)")
 	f.StringVar(&notifyFile, "notifications-token-file", "", "file holding the bearer token the registry sends with its notifications (required for the webhook when a cluster token is set)")

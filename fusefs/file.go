@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -38,7 +39,8 @@ var (
 	_ = (fs.NodeListxattrer)((*fileNode)(nil))
 )
 
-func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer recoverOp("getattr "+f.entry.Path, &errno)
 	out.Attr = f.attr
 	out.Blocks = (out.Size + 511) / 512
 	out.SetTimeout(time.Hour)
@@ -49,7 +51,8 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 // cache across opens (FOPEN_KEEP_CACHE); once every byte is local the file
 // is opened in passthrough mode where the kernel allows it, and reads no
 // longer reach this process at all.
-func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer recoverOp("open "+f.entry.Path, &errno)
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
@@ -66,7 +69,8 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 // Read serves [off, off+len(dest)) through FileData, waiting at most the
 // read timeout (or until the reader is interrupted) and answering EIO when
 // the bytes cannot be had.
-func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer recoverOp(fmt.Sprintf("read %s at %d", f.entry.Path, off), &errno)
 	if h, ok := fh.(*passthroughHandle); ok {
 		n, err := h.f.ReadAt(dest, off)
 		if err != nil && n == 0 && off < f.entry.Size {
@@ -109,14 +113,16 @@ func (f *fileNode) xattr(name string) (string, bool) {
 	return "", false
 }
 
-func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (_ uint32, errno syscall.Errno) {
+	defer recoverOp("getxattr "+f.entry.Path, &errno)
 	if v, ok := f.xattr(attr); ok {
 		return copyXattr(dest, []byte(v))
 	}
 	return f.xattrSet.Getxattr(ctx, attr, dest)
 }
 
-func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (_ uint32, errno syscall.Errno) {
+	defer recoverOp("listxattr "+f.entry.Path, &errno)
 	var names []string
 	for _, n := range []string{XattrProgress, XattrDigest, XattrSource} {
 		if _, ok := f.xattr(n); ok {
@@ -131,7 +137,8 @@ type xattrSet struct {
 	xattrs map[string][]byte
 }
 
-func (x *xattrSet) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+func (x *xattrSet) Getxattr(ctx context.Context, attr string, dest []byte) (_ uint32, errno syscall.Errno) {
+	defer recoverOp("getxattr", &errno)
 	v, ok := x.xattrs[attr]
 	if !ok {
 		return 0, syscall.ENODATA
@@ -139,7 +146,8 @@ func (x *xattrSet) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 	return copyXattr(dest, v)
 }
 
-func (x *xattrSet) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+func (x *xattrSet) Listxattr(ctx context.Context, dest []byte) (_ uint32, errno syscall.Errno) {
+	defer recoverOp("listxattr", &errno)
 	return listXattrs(dest, x.names())
 }
 
@@ -191,4 +199,15 @@ func (h *passthroughHandle) PassthroughFd() (int, bool) { return int(h.f.Fd()), 
 func (h *passthroughHandle) Release(ctx context.Context) syscall.Errno {
 	h.f.Close()
 	return 0
+}
+
+// recoverOp turns a panic in a FUSE handler into EIO for that one call,
+// with a log line: a bug or a hostile input must not take the mount (and
+// every other mount of the process) down. Use as
+// defer recoverOp("read x", &errno).
+func recoverOp(op string, errno *syscall.Errno) {
+	if v := recover(); v != nil {
+		Log.Errorf("FUSE %s: recovered from panic: %v\n%s", op, v, debug.Stack())
+		*errno = syscall.EIO
+	}
 }

@@ -44,7 +44,7 @@ func TestParseDataset(t *testing.T) {
 	tests := []struct {
 		name, doc, wantErr string
 	}{
-		{"ok", `{"version":1,"files":[{"path":"a/b","size":3,"url":"b.bin"}]}`, ""},
+		{"ok", `{"version":1,"files":[{"path":"a/b","size":3,"url":"b.bin"}],"symlinks":[{"path":"d/l","target":"../a/b"}]}`, ""},
 		{"bad version", `{"version":2,"files":[]}`, "version"},
 		{"escape", `{"version":1,"files":[{"path":"../x","size":1,"url":"x"}]}`, "escapes"},
 		{"absolute", `{"version":1,"files":[{"path":"/x","size":1,"url":"x"}]}`, "absolute"},
@@ -54,6 +54,13 @@ func TestParseDataset(t *testing.T) {
 		{"bad mode", `{"version":1,"files":[{"path":"x","size":1,"url":"x","mode":"rwx"}]}`, "mode"},
 		{"symlink escape", `{"version":1,"files":[],"symlinks":[{"path":"../l","target":"x"}]}`, "escapes"},
 		{"not json", `{`, "dataset manifest"},
+		{"over 1 PiB", `{"version":1,"files":[{"path":"x","size":1125899906842625,"url":"x"}]}`, "1 PiB"},
+		{"max int64", `{"version":1,"files":[{"path":"x","size":9223372036854775807,"url":"x"}]}`, "1 PiB"},
+		{"file is also a dir", `{"version":1,"files":[{"path":"a/b","size":1,"url":"x"},{"path":"a","size":1,"url":"y"}]}`, "also the directory"},
+		{"twice", `{"version":1,"files":[{"path":"a","size":1,"url":"x"},{"path":"./a","size":1,"url":"y"}]}`, "twice"},
+		{"symlink is a dir", `{"version":1,"files":[{"path":"l/f","size":1,"url":"x"}],"symlinks":[{"path":"l","target":"f"}]}`, "also the directory"},
+		{"symlink absolute", `{"version":1,"files":[],"symlinks":[{"path":"l","target":"/etc/passwd"}]}`, "leaves the mount"},
+		{"symlink climbs out", `{"version":1,"files":[],"symlinks":[{"path":"d/l","target":"../../etc"}]}`, "leaves the mount"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,18 +89,21 @@ func TestCheckEntryNames(t *testing.T) {
 		{[]string{"bin/", "bin/sh", "./etc/passwd", "./", "/"}, true},
 		{[]string{"bin/../../etc/shadow"}, false},
 		{[]string{"/etc/shadow"}, false},
+		{[]string{strings.Repeat("a", 300)}, false},
+		{[]string{strings.Repeat("a/", 2100)}, false},
 	}
 	for _, tt := range tests {
 		var ents []*estargz.TOCEntry
 		for _, n := range tt.names {
-			ents = append(ents, &estargz.TOCEntry{Name: n, Type: "reg"})
+			ents = append(ents, &estargz.TOCEntry{Name: n, Type: "dir"})
 		}
-		if err := checkEntryNames(ents); (err == nil) != tt.ok {
-			t.Errorf("%v: err = %v, want ok=%v", tt.names, err, tt.ok)
+		rt := &rawTOC{toc: &estargz.JTOC{Version: 1, Entries: ents}, tocOffset: 100}
+		if err := rt.check(); (err == nil) != tt.ok {
+			t.Errorf("%.60v: err = %v, want ok=%v", tt.names, err, tt.ok)
 		}
 	}
-	bad := []*estargz.TOCEntry{{Name: "x", Type: "hardlink", LinkName: "../../y"}}
-	if err := checkEntryNames(bad); err == nil {
+	bad := &rawTOC{toc: &estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{{Name: "x", Type: "hardlink", LinkName: "../../y"}}}}
+	if err := bad.check(); err == nil {
 		t.Error("escaping hardlink target accepted")
 	}
 }
@@ -106,6 +116,10 @@ func TestNewTreeErrors(t *testing.T) {
 		{"duplicate", []Entry{{Path: "a", Mode: 0o444}, {Path: "a", Mode: 0o444}}},
 		{"under a file", []Entry{{Path: "a", Mode: 0o444}, {Path: "a/b", Mode: 0o444}}},
 		{"escape", []Entry{{Path: "../a", Mode: 0o444}}},
+		{"file then its child", []Entry{{Path: "a/b", Mode: 0o444}, {Path: "a", Mode: 0o444}}},
+		{"hard link to nothing", []Entry{{Path: "a", Link: "b"}}},
+		{"hard link to a dir", []Entry{{Path: "d", Mode: os.ModeDir | 0o755}, {Path: "a", Link: "d"}}},
+		{"root not a dir", []Entry{{Path: ".", Mode: 0o444}}},
 	}
 	for _, tt := range tests {
 		if _, err := NewTree(tt.ents, time.Second); err == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -126,6 +127,9 @@ func ParseDataset(data []byte, base string) (*Dataset, error) {
 		if f.Size < 0 {
 			return nil, fmt.Errorf("dataset manifest: %s: negative size", f.Path)
 		}
+		if f.Size > MaxFileSize {
+			return nil, fmt.Errorf("dataset manifest: %s: size %d is over the %d-byte (1 PiB) limit", f.Path, f.Size, int64(MaxFileSize))
+		}
 		ref, err := url.Parse(f.URL)
 		if err != nil || f.URL == "" {
 			return nil, fmt.Errorf("dataset manifest: %s: bad url %q", f.Path, f.URL)
@@ -141,9 +145,16 @@ func ParseDataset(data []byte, base string) (*Dataset, error) {
 		}
 	}
 	for _, s := range d.Symlinks {
-		if _, err := CheckPath(s.Path); err != nil {
+		p, err := CheckPath(s.Path)
+		if err != nil {
 			return nil, fmt.Errorf("dataset manifest: %w", err)
 		}
+		if !symlinkStaysInside(p, s.Target) {
+			return nil, fmt.Errorf("dataset manifest: symlink %s -> %q leaves the mount", p, s.Target)
+		}
+	}
+	if err := checkDatasetTree(&d); err != nil {
+		return nil, fmt.Errorf("dataset manifest: %w", err)
 	}
 	return &d, nil
 }
@@ -165,4 +176,48 @@ func (d *Dataset) Entries(open Opener, modTime time.Time) []Entry {
 		out = append(out, Entry{Path: s.Path, Mode: os.ModeSymlink | 0o777, Target: s.Target, ModTime: modTime})
 	}
 	return out
+}
+
+// symlinkStaysInside reports whether a symlink at p (clean, relative to
+// the mount root) with target resolves inside the mount, lexically.
+func symlinkStaysInside(p, target string) bool {
+	if target == "" || path.IsAbs(target) {
+		return false
+	}
+	joined := path.Join(path.Dir(p), target)
+	return joined != ".." && !strings.HasPrefix(joined, "../")
+}
+
+// checkDatasetTree refuses a path given twice or used both as a file (or
+// symlink) and as a directory of another path.
+func checkDatasetTree(d *Dataset) error {
+	kind := map[string]string{}
+	var all []string
+	add := func(p, k string) error {
+		p = path.Clean(p)
+		if prev, ok := kind[p]; ok {
+			return fmt.Errorf("%s is listed twice (%s and %s)", p, prev, k)
+		}
+		kind[p] = k
+		all = append(all, p)
+		return nil
+	}
+	for _, f := range d.Files {
+		if err := add(f.Path, "file"); err != nil {
+			return err
+		}
+	}
+	for _, s := range d.Symlinks {
+		if err := add(s.Path, "symlink"); err != nil {
+			return err
+		}
+	}
+	for _, p := range all {
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if k, ok := kind[dir]; ok {
+				return fmt.Errorf("%s is a %s and also the directory of %s", dir, k, p)
+			}
+		}
+	}
+	return nil
 }

@@ -1,34 +1,37 @@
 package fusefs
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
+	"bufio"
 	"container/list"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 )
 
-// Stargz is an eStargz layer blob read lazily: its TOC (at the end of the
-// blob) gives the tree, and each file read fetches, decompresses and
-// verifies only the chunks it touches. Verified chunks are kept in a small
-// LRU so that sequential reads decompress each chunk once.
+// Stargz is an eStargz layer blob (gzip or zstd:chunked) read lazily: its
+// TOC (at the end of the blob) gives the tree, and each file read fetches,
+// decompresses and verifies only the chunks it touches. The TOC is checked
+// before use (see readTOC); chunk digests are keyed by file and offset in
+// the file, as the eStargz spec does, so layers whose small files share a
+// compressed member (--estargz-min-chunk-size) mount too. Verified chunks
+// are kept in a small LRU so that sequential reads decompress each chunk
+// once.
 type Stargz struct {
-	blob     Content
-	source   string
-	r        *estargz.Reader
-	verifier estargz.TOCEntryVerifier
+	blob   Content
+	source string
+	r      *estargz.Reader
+	toc    *rawTOC
 
 	flight singleflight.Group
 	cache  *chunkLRU
@@ -45,81 +48,23 @@ func (r ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // OpenStargz reads blob's footer and TOC (fetching only the pieces that
-// hold them) and checks every entry name. With tocDigest set, the TOC must
+// hold them) and checks every entry. With tocDigest set, the TOC must
 // match it, which makes every chunk digest trustworthy; without it the
 // chunk digests still come from the TOC in the blob.
 func OpenStargz(ctx context.Context, blob Content, source string, tocDigest digest.Digest) (*Stargz, error) {
 	sr := io.NewSectionReader(ctxReaderAt{blob, ctx}, 0, blob.Size())
-	if err := checkTOCNames(sr); err != nil {
-		return nil, err
+	rt, err := readTOC(sr)
+	if err != nil {
+		return nil, fmt.Errorf("eStargz blob %s: %w", source, err)
 	}
-	r, err := estargz.Open(sr)
+	r, err := estargz.Open(sr, estargz.WithDecompressors(new(zstdchunked.Decompressor)))
 	if err != nil {
 		return nil, fmt.Errorf("open eStargz blob %s: %w", source, err)
 	}
-	var v estargz.TOCEntryVerifier
-	if tocDigest != "" {
-		v, err = r.VerifyTOC(tocDigest)
-	} else {
-		v, err = r.Verifiers()
+	if tocDigest != "" && r.TOCDigest() != tocDigest {
+		return nil, fmt.Errorf("eStargz blob %s: verify TOC: its digest is %s, want %s", source, r.TOCDigest(), tocDigest)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("eStargz blob %s: verify TOC: %w", source, err)
-	}
-	return &Stargz{blob: blob, source: source, r: r, verifier: v, cache: newChunkLRU(64 << 20)}, nil
-}
-
-// checkTOCNames reads the raw TOC JSON and refuses names that would
-// escape the mount (estargz.Open cleans names, hiding such entries).
-func checkTOCNames(sr *io.SectionReader) error {
-	tocOff, footerSize, err := estargz.OpenFooter(sr)
-	if err != nil {
-		return fmt.Errorf("read eStargz footer: %w", err)
-	}
-	tocSize := sr.Size() - footerSize - tocOff
-	if tocOff < 0 || tocSize <= 0 {
-		return errors.New("eStargz footer points outside the blob")
-	}
-	zr, err := gzip.NewReader(io.NewSectionReader(sr, tocOff, tocSize))
-	if err != nil {
-		return fmt.Errorf("read eStargz TOC: %w", err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			return fmt.Errorf("read eStargz TOC: no %s: %w", estargz.TOCTarName, err)
-		}
-		if h.Name != estargz.TOCTarName {
-			continue
-		}
-		var toc estargz.JTOC
-		if err := json.NewDecoder(tr).Decode(&toc); err != nil {
-			return fmt.Errorf("decode eStargz TOC: %w", err)
-		}
-		return checkEntryNames(toc.Entries)
-	}
-}
-
-func checkEntryNames(ents []*estargz.TOCEntry) error {
-	for _, e := range ents {
-		name := e.Name
-		for len(name) > 2 && name[:2] == "./" {
-			name = name[2:]
-		}
-		if name == "" || name == "." || name == "./" || name == "/" {
-			continue // the root itself (umoci names it "/")
-		}
-		if _, err := CheckPath(name); err != nil {
-			return fmt.Errorf("eStargz TOC: %w", err)
-		}
-		if e.Type == "hardlink" {
-			if _, err := CheckPath(e.LinkName); err != nil {
-				return fmt.Errorf("eStargz TOC: hardlink target: %w", err)
-			}
-		}
-	}
-	return nil
+	return &Stargz{blob: blob, source: source, r: r, toc: rt, cache: newChunkLRU(64 << 20)}, nil
 }
 
 // EntriesOptions tunes how a layer's TOC becomes a tree.
@@ -138,14 +83,22 @@ const (
 )
 
 // Entries returns the layer's tree with modes, owners, times, symlink
-// targets, device numbers and extended attributes from the TOC.
+// targets, device numbers, link counts and extended attributes from the
+// TOC, as tar gives them. The root comes first (path "."); a hard link is
+// an entry whose Link names the first path of the same file.
 func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 	root, ok := s.r.Lookup("")
 	if !ok {
 		return nil, errors.New("eStargz TOC has no root")
 	}
-	var out []Entry
-	index := map[string]int{}
+	out := []Entry{{Path: ".", Mode: os.ModeDir | tocMode(root), ModTime: root.ModTime(), UID: uint32(root.UID),
+		GID: uint32(root.GID), Xattrs: root.Xattrs}}
+	if root.ModTime().IsZero() {
+		out[0].ModTime = time.Now() // as the directory containerd unpacks into
+		out[0].Mode = os.ModeDir | 0o755
+	}
+	index := map[string]int{"": 0}
+	first := map[*estargz.TOCEntry]string{}
 	var walk func(dir string, e *estargz.TOCEntry)
 	walk = func(dir string, e *estargz.TOCEntry) {
 		e.ForeachChild(func(base string, ent *estargz.TOCEntry) bool {
@@ -158,10 +111,12 @@ func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 			if opt.OverlayWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
 				if base == whiteoutOpaque {
 					if i, ok := index[dir]; ok {
-						if out[i].Xattrs == nil {
-							out[i].Xattrs = map[string][]byte{}
+						x := map[string][]byte{}
+						for k, v := range out[i].Xattrs {
+							x[k] = v
 						}
-						out[i].Xattrs[opaqueXattr] = []byte("y")
+						x[opaqueXattr] = []byte("y")
+						out[i].Xattrs = x
 					}
 					return true
 				}
@@ -172,8 +127,18 @@ func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 				out = append(out, Entry{Path: name, Mode: os.ModeDevice | os.ModeCharDevice, ModTime: ent.ModTime()})
 				return true
 			}
+			if ent.Type != "dir" {
+				if f, ok := first[ent]; ok {
+					out = append(out, Entry{Path: p, Link: f})
+					return true
+				}
+				first[ent] = p
+			}
 			en := Entry{Path: p, Mode: tocMode(ent), ModTime: ent.ModTime(), UID: uint32(ent.UID), GID: uint32(ent.GID),
 				Xattrs: ent.Xattrs}
+			if ent.Type != "dir" && ent.NumLink > 1 {
+				en.Nlink = uint32(ent.NumLink)
+			}
 			switch ent.Type {
 			case "dir":
 				en.Mode |= os.ModeDir
@@ -188,15 +153,18 @@ func (s *Stargz) Entries(opt EntriesOptions) ([]Entry, error) {
 				en.Size = ent.Size
 				en.Digest = ent.Digest
 				en.Source = s.source
-				en.Data = &stargzFile{s: s, name: p, size: ent.Size}
+				// ent.Name is the file's own name, also when p is a hard link to it.
+				en.Data = &stargzFile{s: s, name: ent.Name, size: ent.Size}
 			case "char", "block":
 				en.Mode |= os.ModeDevice
 				if ent.Type == "char" {
 					en.Mode |= os.ModeCharDevice
 				}
 				en.Rdev = uint32(unix.Mkdev(uint32(ent.DevMajor), uint32(ent.DevMinor)))
+			case "fifo":
+				en.Mode |= os.ModeNamedPipe
 			default:
-				return true // fifos are not served
+				return true
 			}
 			out = append(out, en)
 			return true
@@ -224,12 +192,22 @@ func tocMode(e *estargz.TOCEntry) os.FileMode {
 
 // PrefetchRange returns the blob range holding the files eStargz marks as
 // prioritized (everything before the prefetch landmark), or 0 when the
-// layer has none.
+// layer has none or says not to prefetch (.no.prefetch.landmark).
 func (s *Stargz) PrefetchRange() int64 {
-	if e, ok := s.r.Lookup(estargz.PrefetchLandmark); ok {
+	if _, ok := s.r.Lookup(estargz.NoPrefetchLandmark); ok {
+		return 0
+	}
+	if e, ok := s.r.Lookup(estargz.PrefetchLandmark); ok && e.Offset <= s.toc.tocOffset {
 		return e.Offset
 	}
 	return 0
+}
+
+// NoPrefetch reports whether the layer carries .no.prefetch.landmark: its
+// author asks that nothing be fetched ahead of reads.
+func (s *Stargz) NoPrefetch() bool {
+	_, ok := s.r.Lookup(estargz.NoPrefetchLandmark)
+	return ok
 }
 
 // stargzFile reads one regular file of the layer.
@@ -246,7 +224,7 @@ func (f *stargzFile) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		if !ok {
 			return n, fmt.Errorf("%s: no chunk at offset %d", f.name, off)
 		}
-		data, err := f.s.chunk(ctx, ce, f.size)
+		data, err := f.s.chunk(ctx, f.name, ce, f.size)
 		if err != nil {
 			return n, err
 		}
@@ -267,9 +245,14 @@ func (f *stargzFile) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 func (f *stargzFile) Progress() (int64, int64) { return f.s.blob.Present(), f.s.blob.Size() }
 func (f *stargzFile) PassthroughPath() string  { return "" }
 
-// chunk returns the verified, decompressed bytes of a chunk entry.
-func (s *Stargz) chunk(ctx context.Context, ce *estargz.TOCEntry, fileSize int64) ([]byte, error) {
-	key := ce.Offset
+// chunkID names a decompressed chunk: its compressed member's blob offset
+// and its offset inside that member.
+type chunkID struct{ off, inner int64 }
+
+// chunk returns the verified, decompressed bytes of a chunk entry of the
+// named file.
+func (s *Stargz) chunk(ctx context.Context, name string, ce *estargz.TOCEntry, fileSize int64) ([]byte, error) {
+	key := chunkID{ce.Offset, ce.InnerOffset}
 	if b, ok := s.cache.get(key); ok {
 		return b, nil
 	}
@@ -279,34 +262,40 @@ func (s *Stargz) chunk(ctx context.Context, ce *estargz.TOCEntry, fileSize int64
 		}
 		size := ce.ChunkSize
 		if size == 0 {
-			size = fileSize
+			size = fileSize - ce.ChunkOffset
 		}
-		compressed := ce.NextOffset() - ce.Offset
-		if compressed <= 0 {
-			return nil, fmt.Errorf("chunk at %d: bad compressed size %d", ce.Offset, compressed)
+		if size <= 0 || size > fileSize-ce.ChunkOffset {
+			return nil, fmt.Errorf("%s: chunk at %d: bad size %d", name, ce.ChunkOffset, size)
 		}
-		buf := make([]byte, compressed)
-		if _, err := s.blob.ReadAtContext(ctx, buf, ce.Offset); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("fetch chunk at %d: %w", ce.Offset, err)
+		if size > MaxChunkAlloc {
+			return nil, fmt.Errorf("%s: chunk at %d is %d bytes decompressed; refusing more than %d", name, ce.ChunkOffset, size, MaxChunkAlloc)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(buf))
+		end := ce.NextOffset()
+		if end > s.toc.tocOffset || end <= ce.Offset {
+			end = s.toc.tocOffset
+		}
+		if ce.Offset < 0 || ce.Offset >= end {
+			return nil, fmt.Errorf("%s: chunk data at %d outside the payload [0, %d)", name, ce.Offset, s.toc.tocOffset)
+		}
+		want, ok := s.toc.digests[chunkKey{cleanEntryName(name), ce.ChunkOffset}]
+		if !ok {
+			return nil, fmt.Errorf("%s: no digest for the chunk at %d", name, ce.ChunkOffset)
+		}
+		sr := io.NewSectionReader(ctxReaderAt{s.blob, ctx}, ce.Offset, end-ce.Offset)
+		zr, err := s.toc.dec.Reader(bufio.NewReaderSize(sr, 1<<20))
 		if err != nil {
-			return nil, fmt.Errorf("decompress chunk at %d: %w", ce.Offset, err)
+			return nil, fmt.Errorf("%s: decompress chunk at %d: %w", name, ce.Offset, err)
 		}
+		defer zr.Close()
 		if _, err := io.CopyN(io.Discard, zr, ce.InnerOffset); err != nil {
-			return nil, fmt.Errorf("decompress chunk at %d: %w", ce.Offset, err)
+			return nil, fmt.Errorf("%s: decompress chunk at %d+%d: %w", name, ce.Offset, ce.InnerOffset, noEOF(err))
 		}
 		data := make([]byte, size)
 		if _, err := io.ReadFull(zr, data); err != nil {
-			return nil, fmt.Errorf("decompress chunk at %d: %w", ce.Offset, err)
+			return nil, fmt.Errorf("%s: decompress chunk at %d+%d: %w", name, ce.Offset, ce.InnerOffset, noEOF(err))
 		}
-		ver, err := s.verifier.Verifier(ce)
-		if err != nil {
-			return nil, fmt.Errorf("chunk at %d: %w", ce.Offset, err)
-		}
-		ver.Write(data)
-		if !ver.Verified() {
-			return nil, fmt.Errorf("chunk at %d of %s: digest mismatch", ce.Offset, s.source)
+		if got := want.Algorithm().FromBytes(data); got != want {
+			return nil, fmt.Errorf("%s: chunk at %d of %s: digest mismatch", name, ce.ChunkOffset, s.source)
 		}
 		s.cache.put(key, data)
 		return data, nil
@@ -317,25 +306,34 @@ func (s *Stargz) chunk(ctx context.Context, ce *estargz.TOCEntry, fileSize int64
 	return v.([]byte), nil
 }
 
+// noEOF turns the end of a chunk's data into an error of its own: a short
+// chunk is a broken layer, not the end of the file.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 // chunkLRU keeps recently used decompressed chunks up to a byte budget.
 type chunkLRU struct {
 	mu     sync.Mutex
 	budget int64
 	used   int64
 	ll     *list.List
-	m      map[int64]*list.Element
+	m      map[chunkID]*list.Element
 }
 
 type lruItem struct {
-	key  int64
+	key  chunkID
 	data []byte
 }
 
 func newChunkLRU(budget int64) *chunkLRU {
-	return &chunkLRU{budget: budget, ll: list.New(), m: map[int64]*list.Element{}}
+	return &chunkLRU{budget: budget, ll: list.New(), m: map[chunkID]*list.Element{}}
 }
 
-func (c *chunkLRU) get(k int64) ([]byte, bool) {
+func (c *chunkLRU) get(k chunkID) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[k]; ok {
@@ -345,7 +343,7 @@ func (c *chunkLRU) get(k int64) ([]byte, bool) {
 	return nil, false
 }
 
-func (c *chunkLRU) put(k int64, data []byte) {
+func (c *chunkLRU) put(k chunkID, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[k]; ok {

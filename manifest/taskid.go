@@ -3,6 +3,7 @@ package manifest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -21,13 +22,19 @@ var ociBlobPath = regexp.MustCompile(`/v2/.+/blobs/(sha256:[a-f0-9]{64})$`)
 func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL %q: %w", raw, err)
+		// url.Error quotes the whole URL, password included: keep only
+		// its reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("invalid URL %q: %w", RedactURL(raw), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("invalid URL %q: scheme must be http or https", raw)
+		return nil, fmt.Errorf("invalid URL %q: scheme must be http or https", RedactURL(raw))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("invalid URL %q: no host", raw)
+		return nil, fmt.Errorf("invalid URL %q: no host", RedactURL(raw))
 	}
 	return u, nil
 }
@@ -109,14 +116,16 @@ func FilteredURL(u *url.URL, filters []string) string {
 	return c.String()
 }
 
-// RedactURL returns rawURL without user info and query values, for logs and
-// status output: query strings often carry signatures and tokens.
+// RedactURL returns rawURL without user info, query values and fragment,
+// for logs, errors and status output: query strings and fragments often
+// carry signatures and tokens.
 func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<invalid URL>"
 	}
 	u.User = nil
+	u.Fragment, u.RawFragment = "", ""
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k := range q {

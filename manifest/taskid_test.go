@@ -48,8 +48,34 @@ func TestTaskIDRejectsBadURLs(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	got := RedactURL("https://user:pw@h/p?token=secret&a=b")
-	if strings.Contains(got, "secret") || strings.Contains(got, "pw") {
-		t.Fatalf("RedactURL leaked: %s", got)
+	tests := []struct{ in, want string }{
+		{"https://user:pw@h/p?token=secret&a=b", "https://h/p?a=REDACTED&token=REDACTED"},
+		{"https://h/p#access_token=secret", "https://h/p"},
+		{"https://h/p?x=1#frag", "https://h/p?x=REDACTED"},
+		{"http://h/plain", "http://h/plain"},
+		{"http://user:pw@h:%zz/p", "<invalid URL>"},
+	}
+	for _, tc := range tests {
+		if got := RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Errors about a URL never echo its password, query or fragment.
+func TestParseURLErrorsAreRedacted(t *testing.T) {
+	for _, raw := range []string{
+		"ftp://user:s3cr3t@h/p?sig=s3cr3t#s3cr3t",
+		"http://user:s3cr3t@h:%zz/p",
+		"http://user:s3cr3t@/p?sig=s3cr3t",
+		"http://user:s3cr3t@h/p\x7f?sig=s3cr3t\x00",
+	} {
+		_, err := ParseURL(raw)
+		if err == nil {
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("ParseURL(%q) error echoes a secret: %v", raw, err)
+		}
 	}
 }

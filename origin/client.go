@@ -23,6 +23,10 @@ const (
 	DefaultBackoffInitial = 200 * time.Millisecond
 	DefaultBackoffMax     = 5 * time.Second
 	DefaultConcurrency    = 4
+	// DefaultProbeBudget bounds a whole Probe or Validate, retries
+	// included: an origin that never answers fails well before a peer's
+	// registration (2 minutes) gives up.
+	DefaultProbeBudget = 45 * time.Second
 
 	defaultDialTimeout           = 10 * time.Second
 	defaultResponseHeaderTimeout = 30 * time.Second
@@ -42,6 +46,7 @@ type Client struct {
 	retries        int
 	backoffInitial time.Duration
 	backoffMax     time.Duration
+	probeBudget    time.Duration
 	log            logrus.FieldLogger
 	policy         *egress.Policy
 	hasPolicy      bool
@@ -49,6 +54,16 @@ type Client struct {
 
 // Option configures a Client.
 type Option func(*Client)
+
+// WithProbeBudget bounds a whole Probe or Validate, retries included
+// (DefaultProbeBudget).
+func WithProbeBudget(d time.Duration) Option {
+	return func(cl *Client) {
+		if d > 0 {
+			cl.probeBudget = d
+		}
+	}
+}
 
 // WithHTTPClient makes the Client send its requests through c.
 func WithHTTPClient(c *http.Client) Option {
@@ -112,6 +127,7 @@ func New(opts ...Option) *Client {
 		retries:        DefaultRetries,
 		backoffInitial: DefaultBackoffInitial,
 		backoffMax:     DefaultBackoffMax,
+		probeBudget:    DefaultProbeBudget,
 		log:            logrus.StandardLogger(),
 	}
 	for _, o := range opts {

@@ -67,11 +67,16 @@ func (c *Client) probe(ctx context.Context, what, rawURL string, header http.Hea
 	}
 	log := c.log.WithField("url", redacted)
 	var info Info
-	err = c.retry(ctx, log, what, func(attempt int) (bool, error) {
+	bctx, cancel := context.WithTimeout(ctx, c.probeBudget)
+	defer cancel()
+	err = c.retry(bctx, log, what, func(attempt int) (bool, error) {
 		var err error
-		info, err = c.probeOnce(ctx, rawURL, redacted, header, cond, log.WithField("attempt", attempt))
+		info, err = c.probeOnce(bctx, rawURL, redacted, header, cond, log.WithField("attempt", attempt))
 		return false, err
 	})
+	if err != nil && ctx.Err() == nil && bctx.Err() != nil {
+		err = fmt.Errorf("no answer within %v: %w", c.probeBudget, err)
+	}
 	if err != nil {
 		return Info{Length: -1}, fmt.Errorf("%s %s: %w", what, redacted, err)
 	}

@@ -3,8 +3,11 @@ package origin
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestProbe(t *testing.T) {
@@ -127,5 +130,32 @@ func TestValidate(t *testing.T) {
 				t.Errorf("fresh info = %+v, want ETag %s length %d", info, etagOf(want), len(want))
 			}
 		})
+	}
+}
+
+// An origin that accepts connections but never answers fails the probe
+// within the probe budget, retries included, with an error saying so.
+func TestProbeBudget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // held open, never answered
+		}
+	}()
+	c := testClient(t, nil, WithProbeBudget(300*time.Millisecond), WithRetries(100))
+	_, err = c.Probe(context.Background(), "http://"+ln.Addr().String()+"/f?sig=s3cr3t", nil)
+	if err == nil || !strings.Contains(err.Error(), "no answer within 300ms") {
+		t.Fatalf("Probe error %v, want one naming the budget", err)
+	}
+	if strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("error %q shows the query", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Command dfbench runs Damselfly's benchmark scenarios with real processes on
 // 127.0.0.1 (the target behind `make bench`):
 //
-//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler,mount,container] [--out results/]
+//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler,mount,container,peers] [--out results/]
 //
 // swarm: N peers (1, 10, 25, 50, 100; --quick: 1, 5, 10) download one file
 // at once through a fresh supernode from an origin capped at u_s, each peer
@@ -23,6 +23,12 @@
 // output) of busybox + a 256 MiB file, lazy (eStargz, FUSE) against a full
 // pull, and the time to read the whole file lazily against full pull plus
 // read; registry egress of each.
+//
+// peers: side by side on loopback, curl, Damselfly, Dragonfly 1.0.6 and
+// Kraken v0.1.4 (both built from their Go modules, cached under
+// $HOME/.cache/damselfly/anchors): 10 clients at once on 64 MiB and 256 MiB,
+// one client on 1 GiB (--quick: 16 MiB, 64 MiB, 256 MiB), with the ratios
+// and targets of issue 15 and Damselfly's CPU seconds per GiB.
 //
 // It prints a table per scenario and a line per target, writes
 // OUT/<scenario>.json and PNG plots under OUT, and tears down every process
@@ -114,6 +120,9 @@ type options struct {
 	containerReps           int
 	mountTimeout            time.Duration
 	dropCaches              bool
+
+	peersTimeout time.Duration
+	anchorCache  string
 }
 
 func main() {
@@ -125,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("dfbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.quick, "quick", false, "small run: swarm N=1,5,10 with F=8M, single 256M, mount 512M")
-	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler,mount,container", "comma-separated scenarios to run")
+	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler,mount,container,peers", "comma-separated scenarios to run")
 	fs.StringVar(&o.out, "out", "results", "directory for <scenario>.json and PNG plots")
 	fs.StringVar(&o.tmp, "tmp", "", "directory for temporary files (default $TMPDIR or /tmp); single writes its outputs here")
 	fs.StringVar(&o.bin, "bin", "", "use the product binaries (supernode, dfdaemon, dfget, dfmount, df-snapshotter, dfctl) in this directory instead of building ./cmd/... (same as $"+testenv.BinDirEnv+")")
@@ -158,6 +167,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.BoolVar(&o.dropCaches, "drop-caches", true, "mount: when posix_fadvise leaves pages cached, echo 3 > /proc/sys/vm/drop_caches (root)")
 	fs.Var(&o.containerBig, "container-file", "container: size of the image's big file (default 256M)")
 	fs.IntVar(&o.containerReps, "container-reps", 3, "container: repetitions of the lazy and the full measurement (medians reported)")
+	fs.DurationVar(&o.peersTimeout, "peers-timeout", 10*time.Minute, "peers: bound on one row of one system")
+	fs.StringVar(&o.anchorCache, "anchor-cache", "", "peers: cache of built Dragonfly/Kraken binaries (default $HOME/.cache/damselfly/anchors)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -178,11 +189,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	for _, s := range strings.Split(o.scenarios, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "swarm", "single", "scheduler", "mount", "container":
+		case "swarm", "single", "scheduler", "mount", "container", "peers":
 			want[s] = true
 		case "":
 		default:
-			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler, mount, container)\n", s)
+			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler, mount, container, peers)\n", s)
 			return 2
 		}
 	}
@@ -226,7 +237,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if o.bin != "" {
 		os.Setenv(testenv.BinDirEnv, o.bin)
 	}
-	if want["swarm"] || want["single"] || want["mount"] || want["container"] {
+	if want["swarm"] || want["single"] || want["mount"] || want["container"] || want["peers"] {
 		btb, closeBuild := testenv.NewProgramTB(o.tmp)
 		env.Logf("building binaries")
 		err := guardErr(func() { env.BinDir = testenv.BuildBinaries(btb) })
@@ -354,6 +365,24 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			writeOut(stdout, stderr, o.out, "container", rep)
 			plot(stderr, filepath.Join(o.out, "container.png"), func(p string) error { return bench.PlotContainer(rep, p) })
 			return nil
+		})
+	}
+
+	if want["peers"] {
+		scenario("peers", func() error {
+			rows := bench.DefaultPeersRows
+			if o.quick {
+				rows = bench.QuickPeersRows
+			}
+			rep, err := bench.RunPeers(ctx, env, bench.PeersConfig{Rows: rows, Timeout: o.peersTimeout,
+				AnchorCache: o.anchorCache, Verify: verify})
+			if len(rep.Results) > 0 {
+				bench.PeersTable(rep).Fprint(stdout)
+				bench.PrintTargets(stdout, rep.Targets)
+				targets = append(targets, rep.Targets...)
+				writeOut(stdout, stderr, o.out, "peers", rep)
+			}
+			return err
 		})
 	}
 

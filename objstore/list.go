@@ -1,0 +1,119 @@
+package objstore
+
+import (
+	"context"
+	"iter"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Entry is one name in a directory level of a prefix: an object (a file) or
+// a common prefix (a subdirectory).
+type Entry struct {
+	// Name is the last path element: no "/" in it, never "", "." or "..".
+	Name string
+	// Key is the full key; for a directory it is the prefix ending in "/".
+	Key   string
+	IsDir bool
+	// Size, ETag and LastModified are those of an object; zero for a
+	// directory. The ETag is without quotes.
+	Size         int64
+	ETag         string
+	LastModified time.Time
+}
+
+// List lists one directory level of bucket under prefix, lazily: the
+// returned sequence asks the store for one page (ListObjectsV2 with
+// delimiter "/") at a time, as it is consumed, so a prefix of 100,000
+// objects costs nothing until its directories are opened, and a directory
+// costs one request per page. A non-empty prefix not ending in "/" gets one.
+// Entries come page by page: within a page its subdirectories, then its
+// objects; across pages names are not merged or sorted (ReadDir does that).
+// Keys that cannot be a path element (an empty element as in "a//b", ".",
+// "..") and the directory's own marker object (the key equal to prefix) are
+// skipped. A name may appear both as an object and as a directory ("a" and
+// "a/b" both exist); the caller chooses. On error the sequence yields it
+// once and stops.
+func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[Entry, error] {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return func(yield func(Entry, error) bool) {
+		in := &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix, Delimiter: aws.String("/")}
+		if c.pageSize > 0 {
+			in.MaxKeys = aws.Int32(c.pageSize)
+		}
+		pages := s3.NewListObjectsV2Paginator(c.s3, in)
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				yield(Entry{}, wrapErr("list", bucket, prefix, err))
+				return
+			}
+			for _, cp := range page.CommonPrefixes {
+				key := aws.ToString(cp.Prefix)
+				name, ok := entryName(prefix, strings.TrimSuffix(key, "/"))
+				if !ok {
+					continue
+				}
+				if !yield(Entry{Name: name, Key: key, IsDir: true}, nil) {
+					return
+				}
+			}
+			for _, obj := range page.Contents {
+				key := aws.ToString(obj.Key)
+				name, ok := entryName(prefix, key)
+				if !ok {
+					continue
+				}
+				e := Entry{Name: name, Key: key, Size: aws.ToInt64(obj.Size), ETag: normalizeETag(aws.ToString(obj.ETag))}
+				if obj.LastModified != nil {
+					e.LastModified = *obj.LastModified
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ReadDir lists one whole directory level of bucket under prefix (see List)
+// and returns its entries sorted by name, directories before objects of the
+// same name.
+func (c *Client) ReadDir(ctx context.Context, bucket, prefix string) ([]Entry, error) {
+	var out []Entry
+	for e, err := range c.List(ctx, bucket, prefix) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		switch {
+		case a.IsDir == b.IsDir:
+			return 0
+		case a.IsDir:
+			return -1
+		}
+		return 1
+	})
+	return out, nil
+}
+
+// entryName returns the path element key adds under prefix, and whether it
+// is one a tree can show.
+func entryName(prefix, key string) (string, bool) {
+	name, ok := strings.CutPrefix(key, prefix)
+	if !ok || name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return "", false
+	}
+	return name, true
+}

@@ -56,14 +56,17 @@ type download struct {
 	// lazy downloads run until closed; prefetch fetches pieces nobody is
 	// waiting for (always true for plain downloads).
 	lazy, prefetch bool
-	prefetchLimit  *ratelimit.Limiter
-	unsynced       []int
-	bad            []wire.ParentReport
-	servedBy       map[string]bool // parents that served stored pieces
-	seedDone       bool
-	seedErr        string
-	lastGain       time.Time
-	storeErr       error
+	// prefetchHeld keeps a lazy download's background fetch from starting
+	// until the first reads were served (or a short delay passed).
+	prefetchHeld  bool
+	prefetchLimit *ratelimit.Limiter
+	unsynced      []int
+	bad           []wire.ParentReport
+	servedBy      map[string]bool // parents that served stored pieces
+	seedDone      bool
+	seedErr       string
+	lastGain      time.Time
+	storeErr      error
 
 	// ctx and wg scope the watchers of this run; release lets the peer
 	// know the download no longer uses the task.
@@ -191,10 +194,16 @@ func (d *download) view() *pickView {
 	for _, par := range d.parents {
 		parents = append(parents, par)
 	}
+	background := 0
+	for i := range d.inflight {
+		if d.urgent[i] == 0 {
+			background++
+		}
+	}
 	return &pickView{numPieces: d.layout.NumPieces(), state: d.pieceState,
 		digestKnown: func(i int) bool { return !d.digests[i].IsZero() },
-		parents:     parents, urgent: d.urgent, deferred: d.deferred, inflight: len(d.inflight),
-		lazy: d.lazy, prefetch: d.prefetch}
+		parents:     parents, urgent: d.urgent, deferred: d.deferred, inflight: len(d.inflight), background: background,
+		lazy: d.lazy, prefetch: d.prefetch && !d.prefetchHeld}
 }
 
 // fetch downloads piece i from par, verifies and stores it.

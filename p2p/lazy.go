@@ -24,7 +24,15 @@ type LazyOptions struct {
 	PrefetchLimit int64
 	// ReadTimeout bounds how long ReadAt waits for missing pieces (60s).
 	ReadTimeout time.Duration
+	// PrefetchDelay is the longest the background fetch waits for the
+	// first reads before it starts anyway (2s). It starts earlier once a
+	// read was served and no read has waited for prefetchQuiet.
+	PrefetchDelay time.Duration
 }
+
+// prefetchQuiet is how long after the last read the background fetch may
+// start, once at least one read was served.
+const prefetchQuiet = 500 * time.Millisecond
 
 // ErrReadTimeout is returned by ReadAt when pieces did not arrive in time.
 var ErrReadTimeout = errors.New("pieces did not arrive within the read timeout")
@@ -55,6 +63,9 @@ type Lazy struct {
 	lastPiece int
 	streak    int
 	ahead     map[int]bool
+	// served counts reads served; lastRead is when the last one ended.
+	served   int
+	lastRead time.Time
 }
 
 // readAheadPieces is how many pieces past a sequential read are asked for
@@ -68,6 +79,9 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	if opt.ReadTimeout <= 0 {
 		opt.ReadTimeout = 60 * time.Second
 	}
+	if opt.PrefetchDelay <= 0 {
+		opt.PrefetchDelay = 2 * time.Second
+	}
 	if _, err := manifest.ParseURL(req.URL); err != nil {
 		return nil, err
 	}
@@ -80,7 +94,7 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	var reg *wire.RegisterResponse
 	if p.snc != nil {
-		reg, err = p.registerLazy(ctx, id, req, opt)
+		reg, err = p.registerLazy(ctx, id, req, true)
 		if err != nil && !errors.Is(err, wire.ErrUnreachable) {
 			return nil, err
 		}
@@ -108,9 +122,12 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	return l, nil
 }
 
-func (p *Peer) registerLazy(ctx context.Context, id string, req Request, opt LazyOptions) (*wire.RegisterResponse, error) {
+// registerLazy registers for a lazily read task. The seed fetches only
+// the pieces peers ask for while lazy is set; a registration without it
+// (made when the background fetch starts) has it fill the whole task.
+func (p *Peer) registerLazy(ctx context.Context, id string, req Request, lazy bool) (*wire.RegisterResponse, error) {
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: !opt.Prefetch,
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: lazy,
 		Digest: blobDigest(req.URL)})
 	if err != nil {
 		var ae *wire.Error
@@ -132,9 +149,9 @@ func (l *Lazy) start(ctx context.Context, reg *wire.RegisterResponse) error {
 	if err != nil {
 		return err
 	}
-	d.lazy, d.prefetch = true, l.opt.Prefetch
-	d.prefetchLimit = ratelimit.New(l.opt.PrefetchLimit)
 	l.mu.Lock()
+	d.lazy, d.prefetch, d.prefetchHeld = true, l.opt.Prefetch, true
+	d.prefetchLimit = ratelimit.New(l.opt.PrefetchLimit)
 	if l.t == nil {
 		l.t = d.t
 		ht, release, _ := l.p.Lookup(l.id)
@@ -142,7 +159,8 @@ func (l *Lazy) start(ctx context.Context, reg *wire.RegisterResponse) error {
 	}
 	l.d = d
 	l.mu.Unlock()
-	l.wg.Add(1)
+	l.wg.Add(2)
+	go l.holdPrefetch(d)
 	go func() {
 		defer l.wg.Done()
 		if _, err := d.run(l.ctx); err != nil && l.ctx.Err() == nil {
@@ -150,6 +168,58 @@ func (l *Lazy) start(ctx context.Context, reg *wire.RegisterResponse) error {
 		}
 	}()
 	return nil
+}
+
+// holdPrefetch lets d's background fetch start once the first reads were
+// served and none has waited for prefetchQuiet, or after PrefetchDelay at
+// the latest: reads that a container's start blocks on go first.
+func (l *Lazy) holdPrefetch(d *download) {
+	defer l.wg.Done()
+	deadline := time.Now().Add(l.opt.PrefetchDelay)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-tick.C:
+			l.mu.Lock()
+			quiet := l.served > 0 && now.Sub(l.lastRead) >= prefetchQuiet
+			l.mu.Unlock()
+			d.mu.Lock()
+			reading := len(d.urgent) > 0
+			d.mu.Unlock()
+			if (quiet && !reading) || !now.Before(deadline) {
+				d.mu.Lock()
+				d.prefetchHeld = false
+				on := d.prefetch
+				d.mu.Unlock()
+				d.poke()
+				if on && l.p.snc != nil {
+					// Now the seed may fill the whole task from the origin.
+					if _, err := l.p.registerLazy(l.ctx, l.id, l.req, false); err != nil && l.ctx.Err() == nil {
+						l.log.WithError(err).Debug("background fetch: registration for the seed's fill failed")
+					}
+				}
+				return
+			}
+		}
+	}
+}
+
+// SetPrefetch turns the background fetch of the whole content on or off
+// (a layer marked .no.prefetch.landmark turns it off).
+func (l *Lazy) SetPrefetch(on bool) {
+	l.mu.Lock()
+	l.opt.Prefetch = on
+	d := l.d
+	l.mu.Unlock()
+	if d != nil {
+		d.mu.Lock()
+		d.prefetch = on
+		d.mu.Unlock()
+		d.poke()
+	}
 }
 
 // reconnect retries registration while offline.
@@ -161,7 +231,7 @@ func (l *Lazy) reconnect() {
 			return
 		case <-time.After(wait):
 		}
-		reg, err := l.p.registerLazy(l.ctx, l.id, l.req, l.opt)
+		reg, err := l.p.registerLazy(l.ctx, l.id, l.req, true)
 		if err != nil {
 			continue
 		}
@@ -235,6 +305,10 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 			return fmt.Errorf("wait for piece %d: %w", i, err)
 		}
 	}
+	l.mu.Lock()
+	l.served++
+	l.lastRead = time.Now()
+	l.mu.Unlock()
 	return nil
 }
 

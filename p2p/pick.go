@@ -41,6 +41,10 @@ func (s pieceState) String() string {
 const (
 	maxInflightPerParent = 3
 	maxInflightFromSeed  = 2
+	// maxBackgroundWhileReading is how many pieces nobody waits for may be
+	// in flight while a reader waits: background work yields its window
+	// (and its share of the links) to reads.
+	maxBackgroundWhileReading = 1
 )
 
 // pickView is what the pick policy sees of a download at one instant. The
@@ -58,8 +62,9 @@ type pickView struct {
 	urgent map[int]int
 	// deferred holds, per piece, until when the seed is not to be asked.
 	deferred map[int]time.Time
-	// inflight is how many pieces are in flight in all.
-	inflight int
+	// inflight is how many pieces are in flight in all; background how
+	// many of them nobody waits for.
+	inflight, background int
 	// lazy downloads keep a slot free for reads; prefetch allows fetching
 	// pieces nobody waits for.
 	lazy, prefetch bool
@@ -78,6 +83,9 @@ type pickView struct {
 //     the origin on demand).
 //  3. Without prefetch nothing else is fetched. A lazy download stops at
 //     concurrency-1 pieces in flight, keeping a slot for the next read.
+//     While a reader waits for a piece (urgent and not stored, in flight
+//     or not), at most maxBackgroundWhileReading (1) piece nobody waits
+//     for is in flight: background work yields to reads.
 //  4. Rarest first: among missing pieces with a known digest, the one held
 //     by the fewest usable peer parents, from the least busy of them (ties
 //     go to the first found; the scan starts at a random piece so that
@@ -134,6 +142,9 @@ func (pp pickPolicy) next(v *pickView) (int, *parent) {
 	if v.lazy && v.inflight >= pp.concurrency-1 {
 		return -1, nil
 	}
+	if v.background >= maxBackgroundWhileReading && readsWaiting(v) {
+		return -1, nil
+	}
 	i, par, seedPiece := pp.rarest(v, usable, holders, seed, now)
 	if par != nil {
 		return i, par
@@ -146,6 +157,16 @@ func (pp pickPolicy) next(v *pickView) (int, *parent) {
 		return seedPiece, seed
 	}
 	return -1, nil
+}
+
+// readsWaiting reports whether a reader waits for a piece not yet stored.
+func readsWaiting(v *pickView) bool {
+	for i := range v.urgent {
+		if v.state(i) != pieceStored {
+			return true
+		}
+	}
+	return false
 }
 
 // urgent applies rule 2.

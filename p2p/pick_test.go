@@ -105,7 +105,29 @@ func TestPickPolicy(t *testing.T) {
 				{id: "B", has: []int{0}},
 			},
 			urgent: []int{5},
-			want:   []string{"5@A", "1@A", "2@A", "0@B"},
+			// While the read waits for 5, one background piece at most.
+			want: []string{"5@A", "1@A"},
+		},
+		{
+			name:    "urgent pieces after the read is stored leave the window to the background",
+			parents: []parentSpec{{id: "A", has: allPieces}},
+			stored:  []int{5},
+			urgent:  []int{5},
+			want:    []string{"0@A", "1@A", "2@A"},
+		},
+		{
+			name:     "a read waiting for an in-flight piece holds background work at one piece",
+			parents:  []parentSpec{{id: "A", has: allPieces, inflight: 1}},
+			inflight: []int{2},
+			urgent:   []int{2},
+			want:     []string{"0@A"},
+		},
+		{
+			name:     "background already in flight: a read is served, nothing more starts",
+			parents:  []parentSpec{{id: "A", has: allPieces, inflight: 1}, {id: "B", has: allPieces}},
+			inflight: []int{0},
+			urgent:   []int{4, 5},
+			want:     []string{"4@B", "5@A"},
 		},
 		{
 			name:        "an urgent piece with an unknown digest goes to the seed, past its limit and its bitmap",
@@ -223,7 +245,13 @@ func TestPickPolicy(t *testing.T) {
 			for _, i := range tc.inflight {
 				states[i] = pieceInFlight
 			}
-			v := &pickView{numPieces: pickPieces, parents: parents, inflight: len(tc.inflight),
+			background := 0
+			for _, i := range tc.inflight {
+				if !slices.Contains(tc.urgent, i) {
+					background++
+				}
+			}
+			v := &pickView{numPieces: pickPieces, parents: parents, inflight: len(tc.inflight), background: background,
 				state:       func(i int) pieceState { return states[i] },
 				digestKnown: func(i int) bool { return !slices.Contains(tc.unknown, i) },
 				urgent:      map[int]int{}, deferred: map[int]time.Time{},
@@ -247,6 +275,9 @@ func TestPickPolicy(t *testing.T) {
 				states[i] = pieceInFlight
 				par.inflight++
 				v.inflight++
+				if v.urgent[i] == 0 {
+					v.background++
+				}
 				got = append(got, fmt.Sprintf("%d@%s", i, par.id))
 			}
 			if !slices.Equal(got, tc.want) {

@@ -149,12 +149,15 @@ func (s *seeder) startFill(st *seedTask) {
 }
 
 // fetchPiece makes the seed hold piece n, fetching it from the origin now
-// if needed. While a full fill runs, the piece only moves to the front of
-// the fill's order (so it is never fetched twice); otherwise one on-demand
-// fetch per piece runs, claimed so that a fill starting meanwhile skips it.
+// if needed: a peer is waiting for it, so it goes before the background
+// fill. With ranges, one on-demand fetch per piece runs at once, claimed so
+// that the fill skips it (a piece the fill had already started may then be
+// fetched twice, which costs one piece, never a wait behind the fill's
+// window); without ranges the piece moves to the front of the fill's
+// order.
 func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	st.mu.Lock()
-	t, info, state, filling := st.task, st.info, st.state, st.filling
+	t, info, state := st.task, st.info, st.state
 	if t == nil || state == stateFailed {
 		st.mu.Unlock()
 		return errors.New("task not ready")
@@ -163,7 +166,11 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		st.mu.Unlock()
 		return nil
 	}
-	if filling || !info.AcceptRanges {
+	// With ranges, a piece a peer waits for is fetched at once in its own
+	// lane, ahead of the background fill (claimed, so the fill skips it
+	// unless it had already started it); without ranges it can only move
+	// to the front of the one stream.
+	if !info.AcceptRanges {
 		if st.urgent == nil {
 			st.urgent = map[int]int{}
 		}

@@ -220,4 +220,3 @@ func TestHardeningPrivateStore(t *testing.T) {
 		})
 	}
 }
-

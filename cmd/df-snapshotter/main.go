@@ -42,7 +42,7 @@ func newCommand() *cobra.Command {
 		logFormat                             string
 		socketGroup                           string
 		plainHTTP, mirrors                    []string
-		backgroundFetch                       bool
+		backgroundFetch, unpackRefused        bool
 		prefetchTimeout, readTimeout          time.Duration
 		prefetchLimit                         cli.Rate
 	)
@@ -104,7 +104,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				reg.Mirrors[host] = cli.SplitList([]string{list}, ",")
 			}
 			layers := &snapshotter.FUSELayers{Open: open, Registry: reg, PrefetchTimeout: prefetchTimeout,
-				ReadTimeout: readTimeout, Log: log}
+				ReadTimeout: readTimeout, Unpack: unpackRefused, Log: log}
 			sn, err := snapshotter.New(ctx, root, layers, log)
 			if err != nil {
 				return err
@@ -165,6 +165,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 	f.BoolVar(&backgroundFetch, "background-fetch", true, "fetch whole layers in the background, yielding to reads")
 	f.Var(&prefetchLimit, "background-fetch-limit", "rate limit of the background fetch, e.g. 50M (0: none)")
 	f.DurationVar(&readTimeout, "read-timeout", 30*time.Second, "a read of a missing chunk fails with EIO after this long")
+	f.BoolVar(&unpackRefused, "unpack-refused", true, "when a layer cannot be mounted lazily (its TOC is refused), unpack it from the same swarm download instead of letting containerd fetch a second copy")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)
 	config.Bind(cmd)

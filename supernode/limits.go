@@ -21,8 +21,6 @@ import (
 const (
 	DefaultRegisterRate  = 20.0
 	DefaultRegisterBurst = 100
-	// codeRateLimited is the error code of a 429 answer.
-	codeRateLimited = "rate_limited"
 	// maxClients bounds the limiter table; idle entries are pruned first.
 	maxClients = 100_000
 )
@@ -117,7 +115,7 @@ func (s *Supernode) admitRegistration(w http.ResponseWriter, r *http.Request) bo
 	s.metrics.rateLimited.Inc()
 	secs := int(math.Ceil(wait.Seconds()))
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-	writeError(w, http.StatusTooManyRequests, codeRateLimited,
+	writeError(w, http.StatusTooManyRequests, wire.CodeRateLimited,
 		fmt.Sprintf("too many registrations from this client (limit %g/s, burst %d); retry later", float64(s.regLimits.limit), s.regLimits.burst), 0)
 	return false
 }
@@ -130,16 +128,6 @@ const (
 	DefaultStatusLimit = 500
 	MaxStatusLimit     = 5000
 )
-
-// statusPage is wire.Status with the totals and the page it shows; callers
-// decoding a wire.Status read it unchanged.
-type statusPage struct {
-	wire.Status
-	TotalTasks int `json:"totalTasks"`
-	TotalPeers int `json:"totalPeers"`
-	Offset     int `json:"offset"`
-	Limit      int `json:"limit"`
-}
 
 type page struct{ offset, limit int }
 

@@ -386,8 +386,8 @@ func (s *Supernode) handleStatus(w http.ResponseWriter, r *http.Request) {
 	seeds := s.seeds.all()
 	sort.Slice(seeds, func(i, j int) bool { return seeds[i].created.Before(seeds[j].created) })
 	peers := s.sched.Peers()
-	st := statusPage{Status: wire.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
-		Tasks: []wire.TaskStatus{}, Peers: pageOf(peers, pg)},
+	st := wire.Status{Supernode: s.cfg.AdvertiseAddr, Uptime: time.Since(s.started).Round(time.Second).String(),
+		Tasks: []wire.TaskStatus{}, Peers: pageOf(peers, pg),
 		TotalTasks: len(seeds), TotalPeers: len(peers), Offset: pg.offset, Limit: pg.limit}
 	for _, t := range pageOf(seeds, pg) {
 		st.Tasks = append(st.Tasks, s.taskStatus(t))

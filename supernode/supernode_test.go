@@ -807,10 +807,7 @@ func TestStatusPages(t *testing.T) {
 		origin.AddRandom(name, 1000, int64(i))
 		ids = append(ids, n.register(t, wire.RegisterRequest{PeerID: fmt.Sprintf("p%d", i), Host: peerHost("h", 10001+i), URL: origin.URL(name)}).TaskID)
 	}
-	type doc struct {
-		wire.Status
-		TotalTasks, TotalPeers int
-	}
+	type doc = wire.Status
 	tests := []struct {
 		query     string
 		wantTasks []string

@@ -190,7 +190,10 @@ const (
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden: the origin did not accept the requester's own
 	// credentials for private content (403).
-	CodeForbidden    = "forbidden"
+	CodeForbidden = "forbidden"
+	// CodeRateLimited: too many registrations from this client (429, with
+	// Retry-After).
+	CodeRateLimited  = "rate_limited"
 	CodeOrigin       = "origin_error"
 	CodeInternal     = "internal"
 	CodeShuttingDown = "shutting_down"
@@ -210,6 +213,13 @@ type Status struct {
 	Uptime    string       `json:"uptime"`
 	Tasks     []TaskStatus `json:"tasks"`
 	Peers     []PeerStatus `json:"peers"`
+	// TotalTasks and TotalPeers count everything the supernode knows;
+	// Tasks and Peers hold the page from Offset of at most Limit entries
+	// (GET /api/v1/status?offset=&limit=).
+	TotalTasks int `json:"totalTasks"`
+	TotalPeers int `json:"totalPeers"`
+	Offset     int `json:"offset"`
+	Limit      int `json:"limit"`
 }
 
 // TaskStatus describes one task. URL is redacted (no credentials or query values).

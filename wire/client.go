@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,8 @@ import (
 // Error is a supernode's error answer.
 type Error struct {
 	HTTPStatus int
+	// RetryAfter is the answer's Retry-After (for 429), at least 100ms.
+	RetryAfter time.Duration
 	ErrorResponse
 }
 
@@ -155,13 +158,26 @@ func (c *Client) Current() string {
 }
 
 // Register registers a download; it may wait while the seed learns the
-// content's length from the origin.
+// content's length from the origin. A rate-limited registration (429) is
+// retried after the supernode's Retry-After, as long as ctx allows.
 func (c *Client) Register(ctx context.Context, req *RegisterRequest) (*RegisterResponse, error) {
-	var resp RegisterResponse
-	if err := c.call(ctx, "/api/v1/tasks/register", req, &resp, 2*time.Minute); err != nil {
-		return nil, err
+	for {
+		var resp RegisterResponse
+		err := c.call(ctx, "/api/v1/tasks/register", req, &resp, 2*time.Minute)
+		var e *Error
+		if errors.As(err, &e) && e.Code == CodeRateLimited {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+			case <-time.After(e.RetryAfter):
+				continue
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &resp, nil
 	}
-	return &resp, nil
 }
 
 // Sync reports progress and fetches digests and parents.
@@ -292,7 +308,7 @@ func (c *Client) doOne(ctx context.Context, kind endpoint, addr, method, path st
 		return transportError{fmt.Errorf("read %s answer: %w", path, err)}
 	}
 	if resp.StatusCode >= 300 {
-		e := &Error{HTTPStatus: resp.StatusCode}
+		e := &Error{HTTPStatus: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		if json.Unmarshal(data, &e.ErrorResponse) != nil || e.Code == "" {
 			e.Code = CodeInternal
 			e.Message = fmt.Sprintf("%s answered %s", path, resp.Status)
@@ -309,4 +325,13 @@ func (c *Client) doOne(ctx context.Context, kind endpoint, addr, method, path st
 		return fmt.Errorf("decode %s answer: %w", path, err)
 	}
 	return nil
+}
+
+// retryAfter reads a Retry-After in seconds, bounded to [100ms, 30s].
+func retryAfter(v string) time.Duration {
+	d := 100 * time.Millisecond
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		d = time.Duration(n) * time.Second
+	}
+	return min(d, 30*time.Second)
 }

@@ -8,10 +8,19 @@ export GOTOOLCHAIN := auto
 GO ?= go
 
 # Debian packages the suites use (curl: bench baseline and curl -x; containerd,
-# runc, docker-registry, skopeo, umoci, busybox-static: registry mirror e2e).
-DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static
+# runc, docker-registry, skopeo, umoci, busybox-static: registry mirror e2e;
+# chromium: the dashboard's browser test; nginx-light, redis-server: the
+# Dragonfly and Kraken anchors of make bench).
+DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static \
+	chromium nginx-light redis-server
 
-.PHONY: all build deps demo test unit e2e bench vet lint tools clean
+.PHONY: all build deps demo test unit e2e bench vet lint tools fuzz fuzz-short clean
+
+# Stamped into every binary's `version` subcommand.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/damselfly-p2p/damselfly/cmd/internal/version.Version=$(VERSION) \
+	-X github.com/damselfly-p2p/damselfly/cmd/internal/version.Commit=$(COMMIT)
 
 all: build
 
@@ -24,14 +33,25 @@ deps:
 	fi
 
 build: deps
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 # Origin, supernode and 10 peers on loopback distributing one file.
 demo: deps
 	$(GO) run ./testenv/cmd/dfdemo
 
-# The whole suite: lint, fast unit tier, then the end-to-end tier.
-test: deps lint unit e2e
+# The whole suite: lint, fast unit tier, each fuzz target briefly, then the
+# end-to-end tier.
+test: deps lint unit fuzz-short e2e
+
+# Go native fuzz targets (testenv/fuzz.sh lists them): 10s each in make
+# test, FUZZTIME (5m) each here. Crashers land in testdata/fuzz and stay
+# there as regression seeds once fixed.
+FUZZTIME ?= 5m
+fuzz:
+	FUZZTIME=$(FUZZTIME) sh testenv/fuzz.sh
+
+fuzz-short:
+	FUZZTIME=10s sh testenv/fuzz.sh
 
 # Build tags whose files only compile with that tag (vetted and linted too).
 E2E_PKGS := ./testenv/e2e/ ./cmd/dfctl/

@@ -14,7 +14,7 @@ GO ?= go
 DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static \
 	chromium nginx-light redis-server
 
-.PHONY: all build deps demo test unit e2e bench vet lint tools fuzz fuzz-short clean
+.PHONY: all build deps demo test unit e2e bench vet lint tools fuzz fuzz-short deploy-check clean
 
 # Stamped into every binary's `version` subcommand.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -41,7 +41,7 @@ demo: deps
 
 # The whole suite: lint, fast unit tier, each fuzz target briefly, then the
 # end-to-end tier.
-test: deps lint unit fuzz-short e2e
+test: deps lint unit fuzz-short deploy-check e2e
 
 # Go native fuzz targets (testenv/fuzz.sh lists them): 10s each in make
 # test, FUZZTIME (5m) each here. Crashers land in testdata/fuzz and stay
@@ -52,6 +52,12 @@ fuzz:
 
 fuzz-short:
 	FUZZTIME=10s sh testenv/fuzz.sh
+
+# Render the Helm chart (helm built from its Go module into bin/tools) for
+# default and other values and validate every manifest offline against the
+# Kubernetes API types; check the Dockerfile's static build.
+deploy-check:
+	deploy/check.sh
 
 # Build tags whose files only compile with that tag (vetted and linted too).
 E2E_PKGS := ./testenv/e2e/ ./cmd/dfctl/

@@ -81,9 +81,13 @@
       svg.appendChild(document.createElementNS(NS, 'polyline'));
       container.appendChild(svg);
     }
+    // The newest sample sits at the right; the x scale covers at least
+    // 30 samples so that a young series does not stretch.
     const vs = (values || []).slice(-120);
     const top = Math.max(1, ...vs);
-    const pts = vs.map((v, i) => (120 - vs.length + i + 1) + ',' + (23 - 22 * v / top).toFixed(1)).join(' ');
+    const span = Math.max(vs.length, 30) - 1;
+    const pts = vs.map((v, i) => (120 * (span - (vs.length - 1 - i)) / span).toFixed(1) + ',' +
+      (23 - 22 * v / top).toFixed(1)).join(' ');
     svg.querySelector('polyline').setAttribute('points', pts);
     setText(svg.querySelector('title'), label);
     svg.setAttribute('aria-label', label);
@@ -158,9 +162,10 @@
         ', 50–75 %: ' + s[2] + ', 75–99 %: ' + s[3] + ', complete: ' + s[4];
       setText(tr.querySelector('.task-bytes'), bytes(t.bytesFromPeers) + ' / ' + bytes(t.bytesFromSeed) + ' / ' + bytes(t.bytesFromOrigin));
       setText(tr.querySelector('.task-saved'), saved(t.originSaved));
-      const sp = tr.querySelector('.task-spark');
-      let label = sp.querySelector('.rate');
-      if (!label) { label = el('span', { class: 'rate' }); sp.appendChild(label); }
+      const td = tr.querySelector('.task-spark');
+      let sp = td.querySelector('.spark-cell');
+      if (!sp) { sp = el('div', { class: 'spark-cell' }); sp.appendChild(el('span', { class: 'rate' })); td.appendChild(sp); }
+      const label = sp.querySelector('.rate');
       setText(label, rate(t.throughput));
       spark(sp, t.history, 'throughput of ' + t.name + ', now ' + rate(t.throughput));
     }, 'tasks-empty');
@@ -253,7 +258,8 @@
     $('app').hidden = true;
     // Drop whatever an earlier token showed.
     for (const id of ['tasks', 'peers', 'preheats']) $(id).tBodies[0].replaceChildren();
-    for (const dd of document.querySelectorAll('.totals dd')) dd.textContent = '–';
+    for (const e of document.querySelectorAll('.totals .value')) e.textContent = '–';
+    $('total-spark').replaceChildren();
     setText($('node-info'), '');
     $('login').hidden = false;
     setText($('login-error'), message || '');

@@ -66,9 +66,9 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e $(E2E_PKGS)
 
-# Pinned lint tools, built from their Go modules into bin/tools.
+# Pinned lint tools, built from their Go modules into ~/.cache/damselfly/tools (kept across clones).
 STATICCHECK_VERSION := v0.8.2
-TOOLS := $(CURDIR)/bin/tools
+TOOLS := $(or $(DAMSELFLY_TOOLS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/damselfly/tools)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
 $(STATICCHECK):

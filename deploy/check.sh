@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the deployment files offline:
-#  1. builds helm from its Go module into bin/tools (once, cached);
+#  1. builds helm from its Go module into ~/.cache/damselfly/tools (once, cached);
 #  2. renders the chart for default and non-default values and validates
 #     every manifest (strict k8s.io/api decoding, references, Secret modes,
 #     each daemon accepting its rendered configuration): deploy/check;
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 GO=${GO:-go}
 HELM_VERSION=v3.22.0
-TOOLS=$PWD/bin/tools
+TOOLS=${DAMSELFLY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/damselfly/tools}
 HELM=$TOOLS/helm-$HELM_VERSION
 
 if [ ! -x "$HELM" ]; then

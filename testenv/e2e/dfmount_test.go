@@ -5,8 +5,10 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -487,4 +489,127 @@ func TestMountDaemonMode(t *testing.T) {
 	if code, _ := u.Wait(30 * time.Second); code == 0 || !strings.Contains(u.Log(), "not mounted") {
 		t.Fatalf("dfmount -u of an unmounted dir: exit %d\n%s", code, u.Log())
 	}
+}
+
+// craftTOC rewrites an eStargz blob's TOC after edit changed it; the
+// payload stays as it is.
+func craftTOC(t *testing.T, blob []byte, edit func(*estargz.JTOC)) []byte {
+	t.Helper()
+	sr := io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob)))
+	tocOff, _, err := estargz.OpenFooter(sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob[tocOff:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	tr := tar.NewReader(zr)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	var toc estargz.JTOC
+	if err := json.NewDecoder(tr).Decode(&toc); err != nil {
+		t.Fatal(err)
+	}
+	edit(&toc)
+	var out bytes.Buffer
+	out.Write(blob[:tocOff])
+	if _, err := estargz.NewGzipCompressor().WriteTOCAndFooter(&out, tocOff, &toc, sha256.New()); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestMountEstargzHostile mounts crafted eStargz layers next to a good
+// min-chunk-size one, all with one dfmount each: a TOC that cannot be
+// trusted (huge or negative chunk sizes, chunks past the end of the blob)
+// fails its mount with a clear error; a file whose chunk is broken reads
+// as EIO; every other mount stays up and lists.
+func TestMountEstargzHostile(t *testing.T) {
+	bin := bins(t)
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	big := strings.Repeat("hostile chunk data\n", 50000)
+	for _, f := range []struct{ name, body string }{{"etc/a", "a\n"}, {"etc/b", "bb\n"}, {"data/big", big}} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(f.body)), ModTime: time.Unix(1700000000, 0)})
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	b, err := estargz.Build(io.NewSectionReader(bytes.NewReader(tb.Bytes()), 0, int64(tb.Len())),
+		estargz.WithChunkSize(65536), estargz.WithMinChunkSize(65536))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := io.ReadAll(b)
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	onBig := func(typ string, f func(e *estargz.TOCEntry)) func(*estargz.JTOC) {
+		return func(toc *estargz.JTOC) {
+			for _, e := range toc.Entries {
+				if strings.HasSuffix(e.Name, "data/big") && e.Type == typ {
+					f(e)
+					return
+				}
+			}
+			t.Fatalf("no %s entry for data/big", typ)
+		}
+	}
+	layers := map[string][]byte{
+		"good.stargz":         good,
+		"huge-chunk.stargz":   craftTOC(t, good, onBig("reg", func(e *estargz.TOCEntry) { e.ChunkSize = 1 << 40 })),
+		"neg-chunk.stargz":    craftTOC(t, good, onBig("reg", func(e *estargz.TOCEntry) { e.ChunkSize = -1 })),
+		"past-end.stargz":     craftTOC(t, good, onBig("chunk", func(e *estargz.TOCEntry) { e.Offset = 1 << 40 })),
+		"broken-chunk.stargz": craftTOC(t, good, onBig("chunk", func(e *estargz.TOCEntry) { e.InnerOffset = 1 << 40 })),
+	}
+	dir := t.TempDir()
+	origin := testenv.NewOrigin(t)
+	for name, data := range layers {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		origin.AddFile(name, p)
+	}
+	sn := testenv.StartSupernode(t, bin, testenv.AllowOrigins(origin.Addr())...)
+	args := func() []string {
+		return []string{"--type", "estargz", "--supernode", sn.Addr, "--data-dir", t.TempDir(), "--no-daemon",
+			"--upload-listen", "127.0.0.1:0", "--prefetch=false"}
+	}
+	goodMnt, brokenMnt := t.TempDir(), t.TempDir()
+	gp := startMount(t, bin, origin.URL("good.stargz"), goodMnt, args()...)
+	bp := startMount(t, bin, origin.URL("broken-chunk.stargz"), brokenMnt, args()...)
+	for _, name := range []string{"huge-chunk.stargz", "neg-chunk.stargz", "past-end.stargz"} {
+		mnt := t.TempDir()
+		p := testenv.Start(t, bin, "dfmount", append(args(), origin.URL(name), mnt)...)
+		code, err := p.Wait(time.Minute)
+		if err != nil || code == 0 {
+			t.Errorf("%s: dfmount exit %d %v, want a failed mount", name, code, err)
+		}
+		if !strings.Contains(p.Log(), "eStargz TOC") {
+			t.Errorf("%s: no clear error:\n%s", name, p.Tail(10))
+		}
+		if strings.Contains(p.Log(), "panic") || strings.Contains(p.Log(), "fatal error") {
+			t.Errorf("%s: dfmount crashed:\n%s", name, p.Tail(30))
+		}
+	}
+	if _, err := os.ReadFile(filepath.Join(brokenMnt, "data/big")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the broken file: %v, want EIO", err)
+	}
+	for _, mnt := range []string{goodMnt, brokenMnt} {
+		if ents, err := os.ReadDir(filepath.Join(mnt, "etc")); err != nil || len(ents) != 2 {
+			t.Errorf("ls %s/etc: %v %v", mnt, ents, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(mnt, "etc/b")); err != nil || string(got) != "bb\n" {
+			t.Errorf("%s/etc/b: %q %v", mnt, got, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(goodMnt, "data/big")); err != nil || string(got) != big {
+		t.Errorf("good data/big: %d bytes %v", len(got), err)
+	}
+	stopMount(t, bp)
+	stopMount(t, gp)
 }

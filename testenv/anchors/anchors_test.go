@@ -30,8 +30,8 @@ func TestConfigsRender(t *testing.T) {
 		TrackerPort: 1005, UnusedPort: 1006, AgentPort: 1007, AgentPeerPort: 1008, AgentRegistryPort: 1009}
 	df := struct {
 		Port, DownloadPort int
-		Home, Dir          string
-	}{Port: 2001, DownloadPort: 2002, Home: "/h", Dir: "/d"}
+		Home, Dir, User    string
+	}{Port: 2001, DownloadPort: 2002, Home: "/h", Dir: "/d", User: "u"}
 	tests := []struct {
 		name string
 		tmpl string

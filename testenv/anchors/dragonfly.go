@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 
 	"github.com/damselfly-p2p/damselfly/testenv"
@@ -25,7 +26,11 @@ const dragonflyConfig = `base:
 
 // dragonflyNginx serves the supernode's repository on its download port, as
 // Dragonfly's own hack/supernode-nginx.conf does, with every path under dir.
+// Its workers run as the invoking user (a root master would otherwise drop
+// them to nobody, who cannot enter the private temporary directories; nginx
+// ignores the directive when not run as root).
 const dragonflyNginx = `worker_processes 2;
+user {{.User}};
 pid {{.Dir}}/nginx.pid;
 error_log {{.Dir}}/nginx-error.log;
 events { worker_connections 4096; }
@@ -77,8 +82,8 @@ func StartDragonfly(ctx context.Context, t testenv.TB, binDir string) (*Dragonfl
 	}
 	conf := struct {
 		Port, DownloadPort int
-		Home, Dir          string
-	}{Port: testenv.FreePort(t), DownloadPort: testenv.FreePort(t), Home: d.Home, Dir: t.TempDir()}
+		Home, Dir, User    string
+	}{Port: testenv.FreePort(t), DownloadPort: testenv.FreePort(t), Home: d.Home, Dir: t.TempDir(), User: currentUser()}
 	d.Addr = loopback(conf.Port)
 	ngConf, err := render(conf.Dir, "nginx.conf", dragonflyNginx, conf)
 	if err != nil {
@@ -114,6 +119,15 @@ func (d *DragonflySupernode) Dfget(t testenv.TB, url, out string) *testenv.Proc 
 	return testenv.Start(t, d.binDir, "dfget", "-u", url, "-o", out, "--node", d.Addr,
 		"--home", t.TempDir(), "--ip", "127.0.0.1", "--locallimit", "10G", "--totallimit", "10G",
 		"--alivetime", "2m")
+}
+
+// currentUser is the name of the user running this process ("root" when
+// it cannot be told).
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "root"
 }
 
 // Stop kills the supernode and nginx.

@@ -282,22 +282,10 @@ func (s *Supernode) dashboardTask(st *seedTask, v scheduler.TaskView, rates dash
 
 // preheatList is GET /api/v1/preheats' answer, newest first.
 func (s *Supernode) preheatList() []wire.PreheatStatus {
-	out := []wire.PreheatStatus{}
 	if s.preheats == nil {
-		return out
+		return []wire.PreheatStatus{}
 	}
-	p := s.preheats
-	p.mu.Lock()
-	jobs := make([]*preheatJob, 0, len(p.jobs))
-	for _, j := range p.jobs {
-		jobs = append(jobs, j)
-	}
-	p.mu.Unlock()
-	for _, j := range jobs {
-		out = append(out, j.snapshot(s))
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.After(out[b].CreatedAt) })
-	return out
+	return s.preheats.list()
 }
 
 func (s *Supernode) handlePieces(w http.ResponseWriter, r *http.Request) {

@@ -370,6 +370,11 @@ func (p *preheater) handleCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *preheater) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, p.list())
+}
+
+// list returns every preheat's status, newest first.
+func (p *preheater) list() []wire.PreheatStatus {
 	p.mu.Lock()
 	jobs := make([]*preheatJob, 0, len(p.jobs))
 	for _, j := range p.jobs {
@@ -381,7 +386,7 @@ func (p *preheater) handleList(w http.ResponseWriter, r *http.Request) {
 		out = append(out, j.snapshot(p.s))
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.After(out[b].CreatedAt) })
-	writeJSON(w, out)
+	return out
 }
 
 func (p *preheater) handleGet(w http.ResponseWriter, r *http.Request) {

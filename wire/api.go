@@ -12,6 +12,9 @@
 //	POST /api/v1/peers/leave             LeaveRequest     -> 204
 //	GET  /api/v1/status                                   -> Status
 //	GET  /api/v1/tasks/{taskID}                           -> TaskStatus
+//	GET  /api/v1/dashboard                                -> the dashboard's document (supernode/dashboard)
+//	GET  /api/v1/tasks/{taskID}/pieces                    -> piece map: seed pieces, holders per piece
+//	GET  /  (the dashboard page, public; its data needs the admin token)
 //	GET  /healthz, GET /metrics (Prometheus)
 //
 // Authentication (when the cluster has a token; see package trust and the

@@ -132,3 +132,17 @@ func TestCached(t *testing.T) {
 		}
 	}
 }
+
+func TestFreePortsDistinct(t *testing.T) {
+	ports, err := freePorts(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p <= 0 || seen[p] {
+			t.Fatalf("port %d repeated or invalid in %v", p, ports)
+		}
+		seen[p] = true
+	}
+}

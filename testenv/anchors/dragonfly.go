@@ -83,7 +83,12 @@ func StartDragonfly(ctx context.Context, t testenv.TB, binDir string) (*Dragonfl
 	conf := struct {
 		Port, DownloadPort int
 		Home, Dir, User    string
-	}{Port: testenv.FreePort(t), DownloadPort: testenv.FreePort(t), Home: d.Home, Dir: t.TempDir(), User: currentUser()}
+	}{Home: d.Home, Dir: t.TempDir(), User: currentUser()}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	conf.Port, conf.DownloadPort = ports[0], ports[1]
 	d.Addr = loopback(conf.Port)
 	ngConf, err := render(conf.Dir, "nginx.conf", dragonflyNginx, conf)
 	if err != nil {

@@ -196,8 +196,13 @@ func StartKraken(ctx context.Context, t testenv.TB, binDir string, agents int) (
 			k.Stop()
 		}
 	}()
-	p := krakenPorts{TestFSPort: testenv.FreePort(t), OriginPort: testenv.FreePort(t), OriginPeerPort: testenv.FreePort(t),
-		RedisPort: testenv.FreePort(t), TrackerPort: testenv.FreePort(t), UnusedPort: testenv.FreePort(t)}
+	ports, err := freePorts(6 + 3*agents)
+	if err != nil {
+		return nil, err
+	}
+	p := krakenPorts{TestFSPort: ports[0], OriginPort: ports[1], OriginPeerPort: ports[2],
+		RedisPort: ports[3], TrackerPort: ports[4], UnusedPort: ports[5]}
+	ports = ports[6:]
 	start := func(name string, args ...string) *testenv.Proc {
 		pr := testenv.Start(t, binDir, name, args...)
 		k.procs = append(k.procs, pr)
@@ -256,7 +261,7 @@ func StartKraken(ctx context.Context, t testenv.TB, binDir string, agents int) (
 		if a.Dir, err = dir(fmt.Sprintf("agent%d", i)); err != nil {
 			return nil, err
 		}
-		a.AgentPort, a.AgentPeerPort, a.AgentRegistryPort = testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+		a.AgentPort, a.AgentPeerPort, a.AgentRegistryPort = ports[3*i], ports[3*i+1], ports[3*i+2]
 		if conf, err = render(a.Dir, "agent.yaml", krakenAgentConfig, a); err != nil {
 			return nil, err
 		}

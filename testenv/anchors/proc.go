@@ -66,6 +66,28 @@ func waitTCP(ctx context.Context, addr string, p *testenv.Proc) error {
 	}
 }
 
+// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
+// moment ago: all n listeners are open at once, so that the kernel cannot
+// hand the same port out twice (as consecutive testenv.FreePort calls may).
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("reserve a port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 // loopback returns 127.0.0.1:port.
 func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 

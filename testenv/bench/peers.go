@@ -238,20 +238,22 @@ func runPeersCell(ctx context.Context, env *Env, cfg PeersConfig, sys, binDir st
 			outs[i] = filepath.Join(outDir, fmt.Sprintf("%s-%d.bin", sys, i))
 		}
 		url := origin.URL(f.name)
+		procs := make([]*testenv.Proc, row.Clients)
+		started := func(i int, p *testenv.Proc) (*testenv.Proc, error) { procs[i] = p; return p, nil }
 		var secs float64
 		var err error
 		switch sys {
 		case SysCurl:
 			secs, err = timeClients(ctx, row.Clients, func(i int) (*testenv.Proc, error) {
-				return testenv.Start(stb, "", cfg.Curl, "-s", "-S", "-f", "-o", outs[i], url), nil
+				return started(i, testenv.Start(stb, "", cfg.Curl, "-s", "-S", "-f", "-o", outs[i], url))
 			}, nil)
 		case SysDamselfly:
 			sn := testenv.StartSupernode(stb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...)...)
 			seed0, _ := ProcCPUSeconds(sn.Proc.Pid())
 			var peersCPU float64
 			secs, err = timeClients(ctx, row.Clients, func(i int) (*testenv.Proc, error) {
-				return testenv.Dfget(stb, env.BinDir, sn.Addr, url, outs[i], "--no-daemon", "--log-level", "warn",
-					"--timeout", fmt.Sprintf("%ds", int(cfg.Timeout.Seconds()))), nil
+				return started(i, testenv.Dfget(stb, env.BinDir, sn.Addr, url, outs[i], "--no-daemon", "--log-level", "warn",
+					"--timeout", fmt.Sprintf("%ds", int(cfg.Timeout.Seconds()))))
 			}, func(p *testenv.Proc) { peersCPU += exitedCPU(p) })
 			seed1, ok := ProcCPUSeconds(sn.Proc.Pid())
 			gib := float64(row.Clients) * float64(row.Size) / (1 << 30)
@@ -267,7 +269,7 @@ func runPeersCell(ctx context.Context, env *Env, cfg PeersConfig, sys, binDir st
 			}
 			defer d.Stop()
 			secs, err = timeClients(ctx, row.Clients, func(i int) (*testenv.Proc, error) {
-				return d.Dfget(stb, url, outs[i]), nil
+				return started(i, d.Dfget(stb, url, outs[i]))
 			}, nil)
 		case SysKraken:
 			k, kerr := anchors.StartKraken(ctx, stb, binDir, row.Clients)
@@ -284,13 +286,18 @@ func runPeersCell(ctx context.Context, env *Env, cfg PeersConfig, sys, binDir st
 				return err
 			}
 			secs, err = timeClients(ctx, row.Clients, func(i int) (*testenv.Proc, error) {
-				return testenv.Start(stb, "", cfg.Curl, "-s", "-S", "-f", "-o", outs[i], k.BlobURL(i, f.sum)), nil
+				return started(i, testenv.Start(stb, "", cfg.Curl, "-s", "-S", "-f", "-o", outs[i], k.BlobURL(i, f.sum)))
 			}, nil)
 		}
 		if err != nil {
 			return err
 		}
-		for _, out := range outs {
+		for i, out := range outs {
+			// A client may exit 0 without its output (Dragonfly's dfget
+			// does on some failures): say what its log says.
+			if _, err := os.Stat(out); err != nil {
+				return fmt.Errorf("client %d exited 0 without its output: %w; log: %s", i, err, procs[i].Tail(6))
+			}
 			if cfg.Verify {
 				if got := testenv.SHA256File(stb, out); got != f.sum {
 					return fmt.Errorf("%s: sha256 %.12s, want %.12s", filepath.Base(out), got, f.sum)

@@ -93,6 +93,8 @@ type ContainerReport struct {
 	FullPullPlusRead float64  `json:"fullPullPlusReadSec"`
 	ReadRatio        float64  `json:"readRatio"`
 	Targets          []Target `json:"targets"`
+	// SideBySide compares with stargz-snapshotter (issue 13's table).
+	SideBySide *SideBySide `json:"sideBySide,omitempty"`
 }
 
 // containerReadScript is the image's /read.sh: read 1 MiB of the big file.
@@ -169,6 +171,7 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 	firstMiB := randomPrefixSHA(cfg.BigSize, containerBigSeed, 1<<20)
 	whole := im.FileSHA256["/data/big"]
 
+	rep.SideBySide = &SideBySide{StargzVersion: testenv.StargzVersion}
 	for i := 0; i < cfg.Reps; i++ {
 		env.Logf("container: repetition %d of %d", i+1, cfg.Reps)
 		var lazy, full ContainerRun
@@ -176,6 +179,9 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 			return rep, fmt.Errorf("lazy: %w", err)
 		}
 		rep.LazyReps = append(rep.LazyReps, lazy)
+		if err := runSideBySide(ctx, env, cfg, rep.SideBySide, reg, esgz, firstMiB, whole); err != nil {
+			return rep, fmt.Errorf("side by side: %w", err)
+		}
 		if err := runFull(ctx, env, cfg, &full, reg, plain, firstMiB, whole); err != nil {
 			return rep, fmt.Errorf("full: %w", err)
 		}
@@ -185,7 +191,9 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 	rep.StartSpeedup = rep.Full.Start / rep.Lazy.Start
 	rep.FullPullPlusRead = rep.Full.Pull + rep.Full.Read
 	rep.ReadRatio = rep.Lazy.Read / rep.FullPullPlusRead
-	rep.Targets = ContainerTargets(rep)
+	sb := rep.SideBySide
+	sb.Damselfly, sb.Stargz, sb.StargzNoBG = medianRun(sb.DamselflyReps), medianRun(sb.StargzReps), medianRun(sb.StargzNoBGReps)
+	rep.Targets = append(ContainerTargets(rep), SideBySideTargets(rep)...)
 	return rep, nil
 }
 
@@ -224,6 +232,32 @@ func medianRun(runs []ContainerRun) ContainerRun {
 }
 
 func runLazy(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerRun, reg *testenv.Registry, ref, firstMiB, whole string) error {
+	return runRemote(ctx, env, cfg, r, reg, ref, firstMiB, whole, damselflyVariant("lazy", "--background-fetch=false"))
+}
+
+// remoteVariant is a remote snapshotter set-up the container scenario
+// measures: df-snapshotter or stargz-snapshotter, with some options.
+type remoteVariant struct {
+	// name labels logs and container IDs; snapshotter is the containerd
+	// snapshotter name.
+	name, snapshotter string
+	// supernode: the variant reads through a fresh supernode.
+	supernode bool
+	// start starts the snapshotter and a containerd using it.
+	start func(ctx context.Context, tb testenv.TB, env *Env, supernode string) (*testenv.Containerd, *testenv.Proc, error)
+	// mounted is the snapshotter's log line of a lazily mounted layer
+	// ("": not checked).
+	mounted string
+}
+
+func damselflyVariant(name string, args ...string) remoteVariant {
+	return remoteVariant{name: name, snapshotter: "damselfly", supernode: true, mounted: "layer mounted lazily",
+		start: func(ctx context.Context, tb testenv.TB, env *Env, sn string) (*testenv.Containerd, *testenv.Proc, error) {
+			return startLazyHost(ctx, tb, env, sn, args...)
+		}}
+}
+
+func runRemote(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerRun, reg *testenv.Registry, ref, firstMiB, whole string, v remoteVariant) error {
 	tb, closeScope, err := env.Scope()
 	if err != nil {
 		return err
@@ -233,52 +267,59 @@ func runLazy(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerRun
 	var snap *testenv.Proc
 	var sn *testenv.Supernode
 	if err := guard(func() error {
-		sn = testenv.StartSupernode(tb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(reg.Addr)...)...)
+		addr := ""
+		if v.supernode {
+			sn = testenv.StartSupernode(tb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(reg.Addr)...)...)
+			addr = sn.Addr
+		}
 		var err error
-		c, snap, err = startLazyHost(ctx, tb, env, sn.Addr, "--background-fetch=false")
+		c, snap, err = v.start(ctx, tb, env, addr)
 		return err
 	}); err != nil {
 		return err
 	}
-	pids := map[string]int{"df-snapshotter": snap.Pid(), "supernode": sn.Proc.Pid(), "registry": reg.Proc.Pid(), "containerd": c.Proc.Pid()}
-	fail := func(err error) error { return fmt.Errorf("%w\ndf-snapshotter:\n%s", err, snap.Tail(20)) }
+	pids := map[string]int{v.snapshotter + "-snapshotter": snap.Pid(), "registry": reg.Proc.Pid(), "containerd": c.Proc.Pid()}
+	if sn != nil {
+		pids["supernode"] = sn.Proc.Pid()
+	}
+	fail := func(err error) error { return fmt.Errorf("%w\n%s snapshotter:\n%s", err, v.name, snap.Tail(20)) }
 	syscall.Sync()
 	reg.ResetCounters()
-	env.Logf("container: lazy pull + run")
+	env.Logf("container: %s pull + run", v.name)
 	span := startSpan(pids)
 	pull, err := timeCmd(ctx, cfg.Timeout, "", filepath.Join(env.BinDir, "dfctl"), "image", "pull",
-		"--address", c.Sock, "--namespace", c.Namespace, "--snapshotter", "damselfly", "--plain-http", ref)
+		"--address", c.Sock, "--namespace", c.Namespace, "--snapshotter", v.snapshotter, "--plain-http", ref)
 	if err != nil {
 		return fail(err)
 	}
 	r.PullCPU = span.stop()
 	r.PullCPU.Procs["client"] = pull.CPU
-	run, err := timeCmd(ctx, cfg.Timeout, firstMiB, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", "damselfly",
-		ref, "lazy-start", "sh", "/read.sh")...)
+	run, err := timeCmd(ctx, cfg.Timeout, firstMiB, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", v.snapshotter,
+		ref, v.name+"-start", "sh", "/read.sh")...)
 	if err != nil {
 		return fail(err)
 	}
 	r.Pull, r.Run, r.RunExit = pull.Exit, run.Output, run.Exit
 	r.Start = r.Pull + r.Run
 	r.StartEgress, r.StartBlobGets = reg.BlobBytes(), reg.BlobGets()
-	if !strings.Contains(snap.Log(), "layer mounted lazily") {
+	if v.mounted != "" && !strings.Contains(snap.Log(), v.mounted) {
 		return fail(errors.New("no layer was mounted lazily"))
 	}
-	env.Logf("container: lazy start %.2fs (pull %.2fs, run %.2fs), registry sent %s", r.Start, r.Pull, r.Run, fmtMiB(r.StartEgress))
+	env.Logf("container: %s start %.2fs (pull %.2fs, run %.2fs), registry sent %s", v.name, r.Start, r.Pull, r.Run, fmtMiB(r.StartEgress))
 
 	reg.ResetCounters()
 	span = startSpan(pids)
-	read, err := timeCmd(ctx, cfg.Timeout, whole, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", "damselfly",
-		ref, "lazy-read", "sh", "-c", "cat /data/big | sha256sum")...)
+	read, err := timeCmd(ctx, cfg.Timeout, whole, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", v.snapshotter,
+		ref, v.name+"-read", "sh", "-c", "cat /data/big | sha256sum")...)
 	if err != nil {
 		return fail(err)
 	}
 	r.ReadCPU = span.stop()
 	r.ReadCPU.Procs["client"] = read.CPU
 	r.Read, r.ReadEgress, r.ReadBlobGets = read.Output, reg.BlobBytes(), reg.BlobGets()
-	env.Logf("container: lazy whole-file read %.2fs, registry sent %s", r.Read, fmtMiB(r.ReadEgress))
-	again, err := timeCmd(ctx, cfg.Timeout, whole, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", "damselfly",
-		ref, "lazy-read2", "sh", "-c", "cat /data/big | sha256sum")...)
+	env.Logf("container: %s whole-file read %.2fs, registry sent %s", v.name, r.Read, fmtMiB(r.ReadEgress))
+	again, err := timeCmd(ctx, cfg.Timeout, whole, testenv.CtrBin, ctrArgs(c, "run", "--rm", "--snapshotter", v.snapshotter,
+		ref, v.name+"-read2", "sh", "-c", "cat /data/big | sha256sum")...)
 	if err != nil {
 		return fail(err)
 	}
@@ -581,6 +622,13 @@ func ContainerTable(rep *ContainerReport) *Table {
 		t.AddRow(name, fmtSec(r.Pull), fmtSec(r.Run), fmtSec(r.Start), fmtMiB(r.StartEgress), r.StartBlobGets,
 			fmtSec(r.Read), fmtMiB(r.ReadEgress), r.ReadBlobGets, fmtSec(r.Pull+r.Read), fmtSec(r.ReadAgain))
 	}
+	if sb := rep.SideBySide; sb != nil && len(sb.DamselflyReps) > 0 {
+		add("df-snapshotter, defaults", sb.Damselfly)
+		if len(sb.StargzReps) > 0 {
+			add("stargz-snapshotter "+sb.StargzVersion+", defaults", sb.Stargz)
+			add("stargz-snapshotter, no background fetch", sb.StargzNoBG)
+		}
+	}
 	add("lazy (df-snapshotter)", rep.Lazy)
 	add("full pull (overlayfs)", rep.Full)
 	t.AddRow("full/lazy", fmtRatio(rep.Full.Pull/rep.Lazy.Pull), fmtRatio(rep.Full.Run/rep.Lazy.Run), fmtRatio(rep.StartSpeedup), "", "",
@@ -595,7 +643,7 @@ func ContainerTable(rep *ContainerReport) *Table {
 	}
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("first three rows: medians of %d repetitions (lazy, then full, alternately; fresh supernode and hosts each), then each repetition;", len(rep.LazyReps)),
-		"pull: lazy `dfctl image pull --snapshotter damselfly` (fresh supernode and host, --background-fetch=false), full `ctr image pull`, to exit;",
+		"pull: lazy `dfctl image pull --snapshotter damselfly` (fresh supernode and host; \"lazy\" rows --background-fetch=false, \"defaults\" rows as shipped), full `ctr image pull`, to exit;",
 		"run: `ctr run --rm IMAGE ID sh /read.sh` (sha256 of the first MiB of /data/big) until its output; start = pull + run;",
 		"whole-file read: `ctr run --rm ... sh -c 'cat /data/big | sha256sum'` until its output (lazy: cold, through FUSE); read again: the same once more;",
 		"egress: registry blob bytes (config and layers); GETs: blob GET requests (lazy: Range requests of the supernode's seed);",
@@ -604,6 +652,14 @@ func ContainerTable(rep *ContainerReport) *Table {
 		"CPU, lazy cold read: "+fmtCPU(rep.Lazy.ReadCPU),
 		"CPU, full read: "+fmtCPU(rep.Full.ReadCPU),
 		fmt.Sprintf("image conversion (setup) took %.2fs.", rep.Convert))
+	if sb := rep.SideBySide; sb != nil {
+		if st := SideBySideTable(rep); st != nil {
+			for _, row := range st.Rows {
+				t.Notes = append(t.Notes, "side by side: "+strings.Join(row, " | "))
+			}
+			t.Notes = append(t.Notes, st.Notes...)
+		}
+	}
 	return t
 }
 

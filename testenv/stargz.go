@@ -76,6 +76,50 @@ func main() {
 }
 `
 
+// stargzPull pulls an image for stargz-snapshotter as ctr-remote rpull
+// does: containerd's Pull with unpacking into the "stargz" snapshotter and
+// the module's own source.AppendDefaultLabelsHandlerWrapper, which passes
+// each layer's reference and digest to the snapshotter.
+const stargzPull = `package main
+
+import (
+	"context"
+	"flag"
+	"log"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/remotes/docker"
+	"github.com/containerd/containerd/remotes/docker/config"
+	"github.com/containerd/stargz-snapshotter/fs/source"
+)
+
+func main() {
+	address := flag.String("address", "/run/containerd/containerd.sock", "containerd socket")
+	ns := flag.String("namespace", "default", "containerd namespace")
+	plainHTTP := flag.Bool("plain-http", false, "reach the registry over plain HTTP")
+	snapshotter := flag.String("snapshotter", "stargz", "snapshotter")
+	flag.Parse()
+	ref := flag.Arg(0)
+	ctx := namespaces.WithNamespace(context.Background(), *ns)
+	client, err := containerd.New(*address)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	hosts := config.HostOptions{}
+	if *plainHTTP {
+		hosts.DefaultScheme = "http"
+	}
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: config.ConfigureHosts(ctx, hosts)})
+	if _, err := client.Pull(ctx, ref, containerd.WithResolver(resolver), containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(*snapshotter),
+		containerd.WithImageHandlerWrapper(source.AppendDefaultLabelsHandlerWrapper(ref, 0))); err != nil {
+		log.Fatal(err)
+	}
+}
+`
+
 var stargzBuild struct {
 	sync.Mutex
 	path string
@@ -94,10 +138,10 @@ func StargzCacheDir() string {
 	return filepath.Join(home, "damselfly", "stargz-snapshotter-"+StargzVersion)
 }
 
-// BuildStargzSnapshotter builds containerd-stargz-grpc from the
-// github.com/containerd/stargz-snapshotter module at StargzVersion (through
-// the Go module proxy) in a scratch module, once, and returns the cached
-// binary's path.
+// BuildStargzSnapshotter builds containerd-stargz-grpc (and next to it
+// stargz-pull, see StargzPullBin) from the github.com/containerd/stargz-snapshotter
+// module at StargzVersion (through the Go module proxy) in a scratch
+// module, once, and returns the cached binary's path.
 func BuildStargzSnapshotter(ctx context.Context) (string, error) {
 	stargzBuild.Lock()
 	defer stargzBuild.Unlock()
@@ -106,17 +150,26 @@ func BuildStargzSnapshotter(ctx context.Context) (string, error) {
 	}
 	dir := StargzCacheDir()
 	bin := filepath.Join(dir, "containerd-stargz-grpc")
+	pull := StargzPullBin(bin)
 	if fi, err := os.Stat(bin); err == nil && fi.Mode()&0o111 != 0 {
-		stargzBuild.path = bin
-		return bin, nil
+		if _, err := os.Stat(pull); err == nil {
+			stargzBuild.path = bin
+			return bin, nil
+		}
 	}
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(stargzMain), 0o644); err != nil {
-		return "", err
+	for sub, text := range map[string]string{"grpc": stargzMain, "pull": stargzPull} {
+		if err := os.MkdirAll(filepath.Join(src, sub), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(src, sub, "main.go"), []byte(text), 0o644); err != nil {
+			return "", err
+		}
 	}
+	os.Remove(filepath.Join(src, "main.go")) // an older layout
 	goMod := "module damselfly.local/stargzbench\n\ngo 1.21\n\nrequire github.com/containerd/stargz-snapshotter " + StargzVersion + "\n"
 	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(goMod), 0o644); err != nil {
 		return "", err
@@ -140,7 +193,10 @@ func BuildStargzSnapshotter(ctx context.Context) (string, error) {
 	if err := run("mod", "tidy"); err != nil {
 		return "", fmt.Errorf("build stargz-snapshotter %s: %w", StargzVersion, err)
 	}
-	if err := run("build", "-o", bin+".tmp", "."); err != nil {
+	if err := run("build", "-o", pull, "./pull"); err != nil {
+		return "", fmt.Errorf("build stargz-snapshotter %s: %w", StargzVersion, err)
+	}
+	if err := run("build", "-o", bin+".tmp", "./grpc"); err != nil {
 		return "", fmt.Errorf("build stargz-snapshotter %s: %w", StargzVersion, err)
 	}
 	if err := os.Rename(bin+".tmp", bin); err != nil {
@@ -149,3 +205,6 @@ func BuildStargzSnapshotter(ctx context.Context) (string, error) {
 	stargzBuild.path = bin
 	return bin, nil
 }
+
+// StargzPullBin is the stargz-pull binary built next to grpcBin.
+func StargzPullBin(grpcBin string) string { return filepath.Join(filepath.Dir(grpcBin), "stargz-pull") }

@@ -246,8 +246,11 @@ type remoteVariant struct {
 	// start starts the snapshotter and a containerd using it.
 	start func(ctx context.Context, tb testenv.TB, env *Env, supernode string) (*testenv.Containerd, *testenv.Proc, error)
 	// mounted is the snapshotter's log line of a lazily mounted layer
-	// ("": not checked).
-	mounted string
+	// ("": not checked); refused the one of a layer it could not mount
+	// lazily (then the run is an error: it measured a full pull).
+	mounted, refused string
+	// pull is the pull command (default: dfctl image pull).
+	pull func(env *Env, c *testenv.Containerd, ref string) (string, []string)
 }
 
 func damselflyVariant(name string, args ...string) remoteVariant {
@@ -287,8 +290,12 @@ func runRemote(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerR
 	reg.ResetCounters()
 	env.Logf("container: %s pull + run", v.name)
 	span := startSpan(pids)
-	pull, err := timeCmd(ctx, cfg.Timeout, "", filepath.Join(env.BinDir, "dfctl"), "image", "pull",
-		"--address", c.Sock, "--namespace", c.Namespace, "--snapshotter", v.snapshotter, "--plain-http", ref)
+	pullName, pullArgs := filepath.Join(env.BinDir, "dfctl"), []string{"image", "pull",
+		"--address", c.Sock, "--namespace", c.Namespace, "--snapshotter", v.snapshotter, "--plain-http", ref}
+	if v.pull != nil {
+		pullName, pullArgs = v.pull(env, c, ref)
+	}
+	pull, err := timeCmd(ctx, cfg.Timeout, "", pullName, pullArgs...)
 	if err != nil {
 		return fail(err)
 	}
@@ -304,6 +311,9 @@ func runRemote(ctx context.Context, env *Env, cfg ContainerConfig, r *ContainerR
 	r.StartEgress, r.StartBlobGets = reg.BlobBytes(), reg.BlobGets()
 	if v.mounted != "" && !strings.Contains(snap.Log(), v.mounted) {
 		return fail(errors.New("no layer was mounted lazily"))
+	}
+	if v.refused != "" && strings.Contains(snap.Log(), v.refused) {
+		return fail(errors.New("a layer was not mounted lazily"))
 	}
 	env.Logf("container: %s start %.2fs (pull %.2fs, run %.2fs), registry sent %s", v.name, r.Start, r.Pull, r.Run, fmtMiB(r.StartEgress))
 

@@ -15,10 +15,13 @@ import (
 // stargzVariant runs stargz-snapshotter (containerd-stargz-grpc built by
 // testenv.BuildStargzSnapshotter from its Go module, with its defaults;
 // args add e.g. -no-background-fetch) as containerd's "stargz" proxy
-// snapshotter. The image is pulled by `dfctl image pull --snapshotter
-// stargz`, which sets the CRI labels stargz-snapshotter reads.
+// snapshotter. The image is pulled by stargz-pull (as ctr-remote rpull:
+// the module's own labels handler).
 func stargzVariant(name, bin string, args ...string) remoteVariant {
-	return remoteVariant{name: name, snapshotter: "stargz",
+	return remoteVariant{name: name, snapshotter: "stargz", refused: "failed to prepare remote snapshot",
+		pull: func(env *Env, c *testenv.Containerd, ref string) (string, []string) {
+			return testenv.StargzPullBin(bin), []string{"-address", c.Sock, "-namespace", c.Namespace, "-plain-http", ref}
+		},
 		start: func(ctx context.Context, tb testenv.TB, env *Env, _ string) (*testenv.Containerd, *testenv.Proc, error) {
 			dir, err := os.MkdirTemp("", "sgz")
 			if err != nil {
@@ -154,7 +157,7 @@ func SideBySideTable(rep *ContainerReport) *Table {
 	}
 	t.Notes = append(t.Notes,
 		"stargz-snapshotter: containerd-stargz-grpc's equivalent built from github.com/containerd/stargz-snapshotter@"+sb.StargzVersion+
-			" (service package, defaults; its cmd/ module is not on the module proxy), image pulled with `dfctl image pull --snapshotter stargz` (CRI labels);",
+			" (service package, defaults; its cmd/ module is not on the module proxy), image pulled by stargz-pull (containerd Pull + the module's AppendDefaultLabelsHandlerWrapper, as ctr-remote rpull);",
 		"start = pull + run to the script's output; registry bytes: blob bytes the registry served meanwhile.")
 	return t
 }

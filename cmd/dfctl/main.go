@@ -6,22 +6,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"sort"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
-	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/tlsconf"
 	"github.com/damselfly-p2p/damselfly/wire"
@@ -73,7 +68,8 @@ the cluster's CA and certificates.`,
 	if def == "" {
 		def = "127.0.0.1:8002"
 	}
-	root.PersistentFlags().StringVar(&g.supernode, "supernode", def, "supernode HOST:PORT (default $"+SupernodeEnv+" or 127.0.0.1:8002)")
+	root.PersistentFlags().StringVar(&g.supernode, "supernode", def,
+		"supernode HOST:PORT, a comma-separated list of them, or a DNS name standing for several (default $"+SupernodeEnv+" or 127.0.0.1:8002)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "debug, info, warn or error")
 	pf := root.PersistentFlags()
 	cli.AddLogFormat(pf, &g.logFormat)
@@ -91,19 +87,25 @@ the cluster's CA and certificates.`,
 	return root
 }
 
-// apiClient calls one supernode's admin API through wire.Client, with the
-// admin token (else the cluster token) and TLS when configured.
+// apiClient calls the supernodes' admin API through wire.Client, with the
+// admin token (else the cluster token) and TLS when configured. Calls go
+// to the supernode pinned by pin (the owner a preheat was sent to), else
+// to any that answers.
 type apiClient struct {
 	addr string
 	wc   *wire.Client
+	at   string
 }
 
 // adminTimeout bounds one admin call.
 const adminTimeout = 30 * time.Second
 
 func (g *globalOptions) client() (*apiClient, error) {
-	if _, _, err := net.SplitHostPort(g.supernode); err != nil {
-		return nil, fmt.Errorf("--supernode %q: want HOST:PORT", g.supernode)
+	addrs := strings.Split(g.supernode, ",")
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+			return nil, fmt.Errorf("--supernode %q: want HOST:PORT[,HOST:PORT...]", g.supernode)
+		}
 	}
 	var opts []wire.Option
 	cluster, err := optionalSecret(g.clusterTokenFile, trust.EnvClusterTokenFile)
@@ -127,7 +129,7 @@ func (g *globalOptions) client() (*apiClient, error) {
 		}
 		opts = append(opts, wire.WithTLS(cfg))
 	}
-	wc, err := wire.NewClient([]string{g.supernode}, opts...)
+	wc, err := wire.NewClient(addrs, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +149,13 @@ func optionalSecret(flagValue, env string) (trust.Secret, error) {
 // call sends an admin request (in may be nil) and decodes the answer into
 // out; error answers become errors with the supernode's message.
 func (c *apiClient) call(ctx context.Context, method, path string, in, out any) error {
-	if err := c.wc.Admin(ctx, method, path, in, out, adminTimeout); err != nil {
+	var err error
+	if c.at != "" {
+		err = c.wc.AdminAt(ctx, c.at, method, path, in, out, adminTimeout)
+	} else {
+		err = c.wc.Admin(ctx, method, path, in, out, adminTimeout)
+	}
+	if err != nil {
 		var e *wire.Error
 		if errors.As(err, &e) {
 			return err // already says "supernode: ..."
@@ -157,73 +165,28 @@ func (c *apiClient) call(ctx context.Context, method, path string, in, out any) 
 	return nil
 }
 
-// baseURL is the supernode's URL (scheme and address) for messages.
-func (c *apiClient) baseURL() string { return c.wc.Scheme() + "://" + c.addr }
-
-func newStatusCommand(g *globalOptions) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show the supernode's tasks, peers and preheats",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			var st wire.Status
-			if err := c.call(ctx, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
-				return err
-			}
-			var pre []wire.PreheatStatus
-			if err := c.call(ctx, http.MethodGet, "/api/v1/preheats", nil, &pre); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"status": st, "preheats": pre})
-			}
-			printStatus(out, &st, pre)
-			return nil
-		},
+// callOwner sends an admin request about taskID to the task's owner and
+// pins the client to the supernode that answered.
+func (c *apiClient) callOwner(ctx context.Context, taskID, method, path string, in, out any) error {
+	at, err := c.wc.AdminFor(ctx, taskID, method, path, in, out, adminTimeout)
+	if err != nil {
+		var e *wire.Error
+		if errors.As(err, &e) {
+			return err
+		}
+		return fmt.Errorf("supernodes %s: %s %s: %w", c.addr, method, path, err)
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+	c.at = at
+	return nil
 }
 
-func printStatus(out io.Writer, st *wire.Status, pre []wire.PreheatStatus) {
-	fmt.Fprintf(out, "supernode %s, up %s: %d tasks, %d peers, %d preheats\n", st.Supernode, st.Uptime, len(st.Tasks), len(st.Peers), len(pre))
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	if len(st.Tasks) > 0 {
-		fmt.Fprintln(tw, "\nTASK\tSTATE\tSIZE\tSEED\tFROM ORIGIN\tSERVED\tPEERS\tURL")
-		for _, t := range st.Tasks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d (%d done)\t%s\n", short(t.TaskID), t.State, ratelimit.HumanBytes(t.Length),
-				t.SeedPieces, t.NumPieces, ratelimit.HumanBytes(t.BytesFromOrigin), ratelimit.HumanBytes(t.BytesServed), t.Peers, t.PeersDone, t.URL)
-		}
+// baseURL is the URL (scheme and address) of the supernode the client is
+// pinned to, else of the one that last answered, for messages.
+func (c *apiClient) baseURL() string {
+	if c.at != "" {
+		return c.wc.Scheme() + "://" + c.at
 	}
-	if len(st.Peers) > 0 {
-		peers := append([]wire.PeerStatus(nil), st.Peers...)
-		sort.Slice(peers, func(i, j int) bool { return peers[i].PeerID < peers[j].PeerID })
-		fmt.Fprintln(tw, "\nPEER\tADDR\tTASKS\tFAILURES\tISOLATED")
-		for _, p := range peers {
-			iso := "no"
-			if p.Isolated {
-				iso = "yes: " + p.Reason
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.PeerID, p.Addr, p.Tasks, p.Failures, iso)
-		}
-	}
-	if len(pre) > 0 {
-		fmt.Fprintln(tw, "\nPREHEAT\tSTATE\tTYPE\tBLOBS\tPRESENT\tTRIGGER\tURL")
-		for _, p := range pre {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s/%s\t%s\t%s\n", p.ID, p.State, p.Type, len(p.Blobs),
-				ratelimit.HumanBytes(p.Present), ratelimit.HumanBytes(p.Length), p.Trigger, p.URL)
-		}
-	}
-	tw.Flush()
+	return c.wc.Scheme() + "://" + c.wc.Current()
 }
 
 func short(id string) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/wire"
@@ -56,7 +57,7 @@ Basic credentials.`,
 			}
 			ctx := cmd.Context()
 			var st wire.PreheatStatus
-			if err := c.call(ctx, http.MethodPost, "/api/v1/preheats", req, &st); err != nil {
+			if err := c.callOwner(ctx, preheatKey(req), http.MethodPost, "/api/v1/preheats", req, &st); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -131,6 +132,25 @@ func (o *preheatOptions) request(arg string) (*wire.PreheatRequest, error) {
 		req.Headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	return req, nil
+}
+
+// preheatKey is the task ID the preheat warms (a file's, as its
+// downloaders derive it), whose owner gets the request. An image's blobs
+// are only known once the supernode resolved its manifest: the request
+// goes to the owner of the manifest URL.
+func preheatKey(req *wire.PreheatRequest) string {
+	if req.Digest != "" {
+		if d, err := manifest.ParseDigest(req.Digest); err == nil {
+			return manifest.DigestTaskID(d)
+		}
+	}
+	if d, ok := manifest.BlobDigest(req.URL); ok {
+		return manifest.DigestTaskID(d)
+	}
+	if id, err := manifest.TaskID(req.URL, req.Tag, req.Filters); err == nil {
+		return id
+	}
+	return req.URL
 }
 
 // redactHeader shows a header's name only: values are often credentials.

@@ -5,6 +5,13 @@
 // work offline. It also owns mounting, stale-mount detection and unmounting.
 // It does not fetch anything itself and knows nothing of supernodes.
 //
+// Untrusted input is checked before use: an eStargz TOC's every size,
+// offset, count and name is bounded by the blob's length and sane limits
+// (see MaxFileSize, MaxChunkAlloc, MaxTOCJSON) so a hostile layer fails its
+// mount or one file, never the process; dataset manifests refuse absurd
+// sizes, file/directory conflicts and symlinks leaving the mount; a panic
+// in any FUSE handler is recovered into EIO for that call and logged.
+//
 // Extended attributes on every regular file:
 //
 //	user.damselfly.progress   "<bytes present>/<size>" of the backing content

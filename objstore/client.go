@@ -42,7 +42,8 @@ type Options struct {
 	// Anonymous sends unsigned requests, for public buckets.
 	Anonymous bool
 	// HTTPClient, when set, carries the requests (for timeouts, proxies or
-	// counting bytes); nil means the SDK's default.
+	// counting bytes) as it is: AWS_CA_BUNDLE and the shared config's
+	// ca_bundle do not apply to it. nil means the SDK's default client.
 	HTTPClient *http.Client
 	// ListPageSize caps the entries per ListObjectsV2 page; 0 means the
 	// store's default (1,000 on AWS).
@@ -85,9 +86,6 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Profile != "" {
 		loads = append(loads, config.WithSharedConfigProfile(opts.Profile))
 	}
-	if opts.HTTPClient != nil {
-		loads = append(loads, config.WithHTTPClient(opts.HTTPClient))
-	}
 	switch {
 	case opts.Anonymous:
 		loads = append(loads, config.WithCredentialsProvider(aws.AnonymousCredentials{}))
@@ -116,6 +114,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.PathStyle
+		if opts.HTTPClient != nil {
+			o.HTTPClient = opts.HTTPClient
+		}
 		// Ranged GETs of a part of an object carry no whole-object checksum
 		// to validate; do not log that they were skipped.
 		o.DisableLogOutputChecksumValidationSkipped = true

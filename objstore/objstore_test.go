@@ -2,10 +2,13 @@ package objstore
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -149,7 +152,7 @@ func TestErrorsFromStore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if tt.code != "" {
 					w.Header().Set("Content-Type", "application/xml")
 					w.WriteHeader(tt.status)
@@ -159,8 +162,16 @@ func TestErrorsFromStore(t *testing.T) {
 				w.WriteHeader(tt.status)
 			}))
 			t.Cleanup(srv.Close)
+			// A CA bundle in the environment must not stop a caller's own
+			// HTTP client from being used.
+			bundle := filepath.Join(t.TempDir(), "ca.pem")
+			pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+			if err := os.WriteFile(bundle, pemCert, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("AWS_CA_BUNDLE", bundle)
 			c, err := New(context.Background(), Options{Endpoint: srv.URL, PathStyle: true, Region: "us-east-1",
-				AccessKeyID: "AKID", SecretAccessKey: secret})
+				AccessKeyID: "AKID", SecretAccessKey: secret, HTTPClient: srv.Client()})
 			if err != nil {
 				t.Fatal(err)
 			}

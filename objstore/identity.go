@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// ObjectInfo is what a HEAD (or a listing) says about one object.
+// ObjectInfo is what a HEAD says about one object (or, from a listing,
+// EntryInfo).
 type ObjectInfo struct {
 	Bucket string
 	Key    string
@@ -24,24 +25,27 @@ type ObjectInfo struct {
 func (o ObjectInfo) URL() URL { return URL{Bucket: o.Bucket, Key: o.Key} }
 
 // Identity returns the string that names this version of the object's
-// content, from which a task ID derives: the bucket, the key, the ETag and,
-// when the bucket is versioned, the version ID. It never holds a signature,
-// a credential or the endpoint, so every peer that sees the same object
-// version gets the same identity however it reaches the store, and a new
-// version (new ETag or version ID) gets a new one. Each part is quoted, so
-// two different objects can never share an identity by the way their parts
-// join.
+// content, from which a task ID derives: the bucket, the key and the ETag,
+// or the version ID when the store gave no ETag. An ETag is derived from the
+// content and changes with every upload, so it is enough; and listings carry
+// ETags but no version IDs, so an object found by listing a prefix and the
+// same object found by HEAD get the same identity. It never holds a
+// signature, a credential or the endpoint, so every peer that sees the same
+// object version gets the same identity however it reaches the store. Each
+// part is quoted, so two different objects can never share an identity by
+// the way their parts join.
 func Identity(o ObjectInfo) string {
 	var b strings.Builder
 	b.WriteString("s3 bucket=")
 	b.WriteString(strconv.Quote(o.Bucket))
 	b.WriteString(" key=")
 	b.WriteString(strconv.Quote(o.Key))
-	b.WriteString(" etag=")
-	b.WriteString(strconv.Quote(normalizeETag(o.ETag)))
-	if v := normalizeVersion(o.VersionID); v != "" {
+	if etag := normalizeETag(o.ETag); etag != "" || normalizeVersion(o.VersionID) == "" {
+		b.WriteString(" etag=")
+		b.WriteString(strconv.Quote(etag))
+	} else {
 		b.WriteString(" version=")
-		b.WriteString(strconv.Quote(v))
+		b.WriteString(strconv.Quote(normalizeVersion(o.VersionID)))
 	}
 	return b.String()
 }

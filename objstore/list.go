@@ -26,6 +26,12 @@ type Entry struct {
 	LastModified time.Time
 }
 
+// Info returns the object entry e of bucket as an ObjectInfo, for Identity
+// and GetRange (it has no version ID: listings give none).
+func (e Entry) Info(bucket string) ObjectInfo {
+	return ObjectInfo{Bucket: bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, LastModified: e.LastModified}
+}
+
 // List lists one directory level of bucket under prefix, lazily: the
 // returned sequence asks the store for one page (ListObjectsV2 with
 // delimiter "/") at a time, as it is consumed, so a prefix of 100,000

@@ -236,6 +236,22 @@ func TestS3Objstore(t *testing.T) {
 		if objstore.Identity(a) != objstore.Identity(a2) {
 			t.Errorf("two HEADs of one version: identities %q and %q", objstore.Identity(a), objstore.Identity(a2))
 		}
+		entries, err := client.ReadDir(ctx, bucket, "train/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := false
+		for _, e := range entries {
+			if e.Key == key {
+				listed = true
+				if got := objstore.Identity(e.Info(bucket)); got != objstore.Identity(a) {
+					t.Errorf("identity from the listing %q differs from HEAD's %q", got, objstore.Identity(a))
+				}
+			}
+		}
+		if !listed {
+			t.Errorf("%s not listed", key)
+		}
 		sw.Put(t, bucket, key, []byte("version two!"))
 		b, err := client.Head(ctx, bucket, key)
 		if err != nil {

@@ -14,7 +14,7 @@ GO ?= go
 DEB_PACKAGES := curl ca-certificates git fuse3 containerd runc docker-registry skopeo umoci busybox-static \
 	chromium nginx-light redis-server
 
-.PHONY: all build deps demo test unit e2e bench vet lint tools fuzz fuzz-short deploy-check clean
+.PHONY: all build deps demo test unit e2e bench vet lint tools fuzz fuzz-short deploy-check seaweedfs clean
 
 # Stamped into every binary's `version` subcommand.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -41,7 +41,7 @@ demo: deps
 
 # The whole suite: lint, fast unit tier, each fuzz target briefly, then the
 # end-to-end tier.
-test: deps lint unit fuzz-short deploy-check e2e
+test: deps lint unit fuzz-short deploy-check seaweedfs e2e
 
 # Go native fuzz targets (testenv/fuzz.sh lists them): 10s each in make
 # test, FUZZTIME (5m) each here. Crashers land in testdata/fuzz and stay
@@ -88,6 +88,12 @@ lint: vet $(STATICCHECK)
 
 unit:
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+# SeaweedFS (the S3 server of the object-storage tests), built once from its
+# Go module source and cached in ~/.cache/damselfly/seaweedfs (about 7
+# minutes on 2 idle cores the first time; nothing after).
+seaweedfs:
+	$(GO) run ./testenv/cmd/buildseaweed
 
 # Real processes on loopback (slow tier).
 e2e:

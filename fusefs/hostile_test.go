@@ -143,7 +143,7 @@ func TestCraftedTOC(t *testing.T) {
 		muts []tocMutation
 		want string // in the open or read error
 	}{
-		{"huge chunk size", []tocMutation{{entry: bb, field: 0, value: 1 << 40}}, "chunk at file offset"},
+		{"huge chunk size", []tocMutation{{entry: bb, field: 0, value: 1 << 40}}, "larger than the"},
 		{"huge chunk size and size", []tocMutation{{entry: bb, field: 0, value: 1 << 40}, {entry: bb, field: 2, value: 1 << 40}}, "chunk at file offset"},
 		{"negative chunk size", []tocMutation{{entry: bb, field: 0, value: -5}}, "negative"},
 		{"tiny first chunk, huge file", []tocMutation{{entry: bb, field: 0, value: 1}, {entry: bb, field: 2, value: 1 << 49}}, "chunk"},

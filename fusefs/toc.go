@@ -209,8 +209,11 @@ func (rt *rawTOC) check() error {
 			if e.Offset >= rt.tocOffset {
 				return fmt.Errorf("%s: data at %d, past the payload's end %d", name, e.Offset, rt.tocOffset)
 			}
+			if e.ChunkSize > e.Size {
+				return fmt.Errorf("%s: chunk size %d larger than the %d-byte file", name, e.ChunkSize, e.Size)
+			}
 			cs := e.ChunkSize
-			if cs == 0 || cs > e.Size {
+			if cs == 0 {
 				cs = e.Size
 			}
 			if _, dup := files[name]; dup {
@@ -219,7 +222,7 @@ func (rt *rawTOC) check() error {
 			last = &fileState{size: e.Size, next: cs, firstChunk: cs, chunks: 1}
 			lastName = name
 			files[name] = last
-			if err := rt.addDigest(name, e, e.ChunkSize == 0 || e.ChunkSize >= e.Size); err != nil {
+			if err := rt.addDigest(name, e, cs == e.Size); err != nil {
 				return err
 			}
 		case "chunk":

@@ -15,6 +15,7 @@ TARGETS='
 ./manifest/oci FuzzParseIndex
 ./manifest/oci FuzzDiffIDs
 ./origin FuzzParseContentRange
+./fusefs FuzzStargzTOC
 '
 echo "$TARGETS" | while read -r pkg target; do
 	[ -n "$pkg" ] || continue

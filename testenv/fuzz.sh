@@ -16,6 +16,7 @@ TARGETS='
 ./manifest/oci FuzzDiffIDs
 ./origin FuzzParseContentRange
 ./fusefs FuzzStargzTOC
+./trust FuzzVerify
 '
 echo "$TARGETS" | while read -r pkg target; do
 	[ -n "$pkg" ] || continue

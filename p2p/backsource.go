@@ -2,7 +2,9 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 
@@ -58,6 +60,9 @@ func (p *Peer) backToSource(ctx context.Context, taskID string, req Request, c *
 		Limiters: limiters(p, req),
 		OnBytes:  func(n int) { c.fromOrigin.Add(int64(n)) },
 	})
+	if errors.Is(err, syscall.ENOSPC) {
+		return nil, fmt.Errorf("download %s from the origin: %w: %w", manifest.RedactURL(req.URL), ErrStoreFull, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("download %s from the origin: %w", manifest.RedactURL(req.URL), err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -23,6 +24,11 @@ import (
 // DigestHeader carries a piece's digest on piece responses. Children trust
 // it only from the supernode's seed, whose address the supernode gave them.
 const DigestHeader = upload.DigestHeader
+
+// ErrStoreFull is wrapped by the error of a download whose piece store ran
+// out of disk space. The download fails at once: the origin is not asked
+// for pieces there is no room for.
+var ErrStoreFull = errors.New("store disk full")
 
 // download is one P2P download of a task, from registration to the last
 // piece. Its dispatcher keeps Concurrency piece fetches in flight, letting
@@ -111,6 +117,11 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 		d.release()
 	}()
 	d.ctx, d.wg = ctx, &wg
+	// Pieces that rotted on disk are dropped here, so that the loop below
+	// fetches them again from peers.
+	if _, err := d.CheckStore(); err != nil {
+		return nil, err
+	}
 	if d.t.Complete() {
 		d.log.Info("already in the local store")
 		if err := d.verify(ctx); err != nil {
@@ -144,7 +155,11 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 		case <-d.wake:
 		case <-tick.C:
 		}
-		if err := d.checkStall(); err != nil && !d.lazy {
+		err := d.checkStall()
+		if errors.Is(err, ErrStoreFull) && !d.lazy {
+			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(d.req.URL), err)
+		}
+		if err != nil && !d.lazy {
 			if d.req.NoSource {
 				return nil, fmt.Errorf("download %s: %v: %w", manifest.RedactURL(d.req.URL), err, ErrNoSource)
 			}
@@ -278,6 +293,10 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		d.log.WithFields(logrus.Fields{"piece": i, "parent": par.id}).Warn("parent served a corrupt piece; dropping it")
 		par.failures = parentStrikes
 		d.drop(par, wire.ReasonCorrupt)
+	case errors.Is(werr, syscall.ENOSPC):
+		// Asking the origin instead would not help: fail the download.
+		d.log.WithError(werr).WithField("piece", i).Error("store piece: the store's disk is full")
+		d.storeErr = fmt.Errorf("%w: %w", ErrStoreFull, werr)
 	default:
 		d.log.WithError(werr).WithField("piece", i).Error("store piece")
 		d.storeErr = werr

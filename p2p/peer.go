@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/p2p/upload"
@@ -196,7 +197,7 @@ func New(cfg Config) (*Peer, error) {
 		upOpts = append(upOpts, upload.WithTaskAuth(p.taskKeys))
 	}
 	p.upload = upload.New(p, upOpts...)
-	p.httpSrv = &http.Server{Handler: p.upload, ReadHeaderTimeout: 10 * time.Second}
+	p.httpSrv = httpserve.Server(p.upload, httpserve.Limits{})
 	p.scheme = "http"
 	if clientTLS != nil {
 		p.scheme = "https"

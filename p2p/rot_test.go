@@ -1,8 +1,11 @@
 package p2p_test
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,9 +51,10 @@ func TestRottenStoreIsRepaired(t *testing.T) {
 	tests := []struct {
 		name       string
 		supernodes func(t *testing.T) []string
+		p2p        bool // the piece comes back from the swarm, not the origin
 	}{
-		{"through a supernode", func(t *testing.T) []string { return []string{startSupernode(t)} }},
-		{"no supernode", func(t *testing.T) []string { return nil }},
+		{"through a supernode", func(t *testing.T) []string { return []string{startSupernode(t)} }, true},
+		{"no supernode", func(t *testing.T) []string { return nil }, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,17 +68,70 @@ func TestRottenStoreIsRepaired(t *testing.T) {
 				t.Fatal(err)
 			}
 			flipStored(t, p, id, 1)
-			before := origin.BytesServed("f")
 			out := filepath.Join(dir, "second")
-			if _, err := download(t, p, p2p.Request{URL: origin.URL("f"), Output: out}); err != nil {
+			res, err := download(t, p, p2p.Request{URL: origin.URL("f"), Output: out})
+			if err != nil {
 				t.Fatalf("download after the flip: %v", err)
 			}
 			if got := fileSHA256(t, out); got != sha {
 				t.Fatalf("output sha256 %s, want %s: rotten bytes reached the output", got, sha)
 			}
-			if origin.BytesServed("f") == before {
-				t.Error("the rotten piece was not fetched again")
+			// Through a supernode the piece comes back from the swarm (the
+			// seed here), without one from the origin.
+			if fetched := res.FromPeers + res.FromSeed + res.FromOrigin; fetched == 0 {
+				t.Errorf("the rotten piece was not fetched again (result %+v)", res)
+			}
+			if tc.p2p && (res.BackToSource || res.FromOrigin > 0) {
+				t.Errorf("the rotten piece came from the origin, not the swarm (result %+v)", res)
 			}
 		})
 	}
+}
+
+// A store whose disk fills up fails the download at once with
+// ErrStoreFull (wrapping ENOSPC) instead of stalling and then asking the
+// origin for pieces there is no room for.
+func TestStoreDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	origin := testenv.NewOrigin(t)
+	origin.AddRandom("f", 9<<20, 12)
+	tests := []struct {
+		name       string
+		supernodes func(t *testing.T) []string
+	}{
+		{"through a supernode", func(t *testing.T) []string { return []string{startSupernode(t)} }},
+		{"no supernode", func(t *testing.T) []string { return nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := smallTmpfs(t, "2m")
+			p, err := p2p.New(p2p.Config{DataDir: dir, Supernodes: tc.supernodes(t), UploadListen: "127.0.0.1:0",
+				StallTimeout: time.Minute, Log: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			_, err = download(t, p, p2p.Request{URL: origin.URL("f"), Output: filepath.Join(t.TempDir(), "out")})
+			if !errors.Is(err, p2p.ErrStoreFull) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("download to a full store: err = %v, want ErrStoreFull wrapping ENOSPC", err)
+			}
+		})
+	}
+}
+
+// smallTmpfs mounts a tmpfs of size under a temp dir, unmounted at cleanup.
+func smallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }

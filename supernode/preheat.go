@@ -38,9 +38,17 @@ import (
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-// Limits of the preheater.
+// Limits of the preheater. Each origin (scheme://host:port) gets at most
+// preheatPerOrigin of the preheatConcurrency slots, so that one origin
+// that hangs cannot starve the others; unfinished preheats are bounded by
+// Config.PreheatQueue (beyond, 429) and each runs for at most
+// Config.PreheatTimeout.
 const (
-	preheatConcurrency = 4    // blobs fetched from origins at once
+	DefaultPreheatQueue   = 256
+	DefaultPreheatTimeout = 30 * time.Minute
+
+	preheatConcurrency = 16   // blobs fetched from origins at once
+	preheatPerOrigin   = 4    // of which from one origin
 	preheatKeep        = 1000 // finished preheats remembered
 	preheatKeepFor     = 24 * time.Hour
 	preheatPoll        = 200 * time.Millisecond
@@ -48,10 +56,13 @@ const (
 )
 
 type preheater struct {
-	s   *Supernode
-	reg *registry.Client
-	sem chan struct{}
-	log logrus.FieldLogger
+	s       *Supernode
+	reg     *registry.Client
+	sem     chan struct{}
+	origins *originSlots
+	log     logrus.FieldLogger
+	queue   int           // unfinished preheats accepted at once
+	timeout time.Duration // of one preheat
 
 	mu     sync.Mutex
 	jobs   map[string]*preheatJob
@@ -83,7 +94,15 @@ func (s *Supernode) preheatRoutes() {
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       90 * time.Second,
 		})}
+	queue, timeout := s.cfg.PreheatQueue, s.cfg.PreheatTimeout
+	if queue <= 0 {
+		queue = DefaultPreheatQueue
+	}
+	if timeout <= 0 {
+		timeout = DefaultPreheatTimeout
+	}
 	s.preheats = &preheater{s: s, log: s.log, sem: make(chan struct{}, preheatConcurrency),
+		origins: newOriginSlots(preheatPerOrigin), queue: queue, timeout: timeout,
 		reg:  registry.NewClient(hc, s.log),
 		jobs: map[string]*preheatJob{}, active: map[string]*preheatJob{}}
 	a := s.auth
@@ -144,13 +163,20 @@ func urlPath(raw string) string {
 	return u.Path
 }
 
+// errPreheatQueueFull refuses a preheat while the queue is full.
+var errPreheatQueueFull = errors.New("too many unfinished preheats; try again later")
+
 // start creates a job, or returns the unfinished one for the same thing.
-func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob, bool) {
+// It fails with errPreheatQueueFull when the queue is full.
+func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob, bool, error) {
 	key := strings.Join([]string{req.Type, req.URL, req.Platform, req.Digest, req.Tag}, "\x00")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if j := p.active[key]; j != nil {
-		return j, false
+		return j, false, nil
+	}
+	if len(p.active) >= p.queue {
+		return nil, false, errPreheatQueueFull
 	}
 	p.prune()
 	b := make([]byte, 8)
@@ -162,7 +188,7 @@ func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob,
 	p.jobs[j.id] = j
 	p.active[key] = j
 	go p.run(j)
-	return j, true
+	return j, true, nil
 }
 
 // prune forgets old finished jobs. Caller holds p.mu.
@@ -190,13 +216,17 @@ func (p *preheater) prune() {
 }
 
 func (p *preheater) run(j *preheatJob) {
-	ctx := p.s.ctx
+	ctx, cancel := context.WithTimeout(p.s.ctx, p.timeout)
+	defer cancel()
 	start := time.Now()
 	log := p.log.WithFields(logrus.Fields{"preheat": j.id, "type": j.req.Type, "url": manifest.RedactURL(j.req.URL),
 		"trigger": j.status.Trigger})
 	j.setState(wire.PreheatRunning, "")
 	log.Info("preheat: started")
 	err := p.execute(ctx, j, log)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && p.s.ctx.Err() == nil {
+		err = fmt.Errorf("preheat timed out after %s: %w", p.timeout, err)
+	}
 	p.mu.Lock()
 	delete(p.active, j.key)
 	p.mu.Unlock()
@@ -260,6 +290,15 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// An origin's own slot first, so that a hanging origin holds
+			// none of the shared ones beyond its share.
+			host := originKey(t.url)
+			if err := p.origins.acquire(ctx, host); err != nil {
+				errs[i] = err
+				j.setTarget(t, wire.PreheatFailed, err.Error())
+				return
+			}
+			defer p.origins.release(host)
 			select {
 			case p.sem <- struct{}{}:
 			case <-ctx.Done():
@@ -359,7 +398,12 @@ func (p *preheater) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), 0)
 		return
 	}
-	j, created := p.start(req, "api")
+	j, created, err := p.start(req, "api")
+	if err != nil {
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusTooManyRequests, wire.CodeRateLimited, err.Error(), 0)
+		return
+	}
 	st := j.snapshot(p.s)
 	w.Header().Set("Location", "/api/v1/preheats/"+j.id)
 	w.Header().Set("Content-Type", "application/json")
@@ -457,7 +501,12 @@ func (p *preheater) handleNotification(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		seen[req.URL] = true
-		j, _ := p.start(req, "registry")
+		j, _, err := p.start(req, "registry")
+		if err != nil {
+			p.log.WithError(err).WithFields(logrus.Fields{"event": ev.ID, "url": manifest.RedactURL(ev.Target.URL)}).
+				Warn("preheat: dropping a registry event")
+			continue
+		}
 		ids = append(ids, j.id)
 	}
 	if len(ids) > 0 {
@@ -465,4 +514,55 @@ func (p *preheater) handleNotification(w http.ResponseWriter, r *http.Request) {
 			Info("preheat: registry notification")
 	}
 	writeJSON(w, map[string][]string{"preheats": ids})
+}
+
+// originKey names the origin of rawURL for per-origin limits.
+func originKey(rawURL string) string {
+	u, err := manifest.ParseURL(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// originSlots bounds concurrent work per origin. Only origins with work
+// in progress have an entry.
+type originSlots struct {
+	per  int
+	mu   sync.Mutex
+	busy map[string]int
+	free chan struct{} // closed (and replaced) at every release
+}
+
+func newOriginSlots(per int) *originSlots {
+	return &originSlots{per: per, busy: map[string]int{}, free: make(chan struct{})}
+}
+
+// acquire takes one of key's slots, waiting for one until ctx is done.
+func (o *originSlots) acquire(ctx context.Context, key string) error {
+	for {
+		o.mu.Lock()
+		if o.busy[key] < o.per {
+			o.busy[key]++
+			o.mu.Unlock()
+			return nil
+		}
+		ch := o.free
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for a slot of origin %s: %w", manifest.RedactURL(key), ctx.Err())
+		}
+	}
+}
+
+func (o *originSlots) release(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.busy[key]--; o.busy[key] <= 0 {
+		delete(o.busy, key)
+	}
+	close(o.free)
+	o.free = make(chan struct{})
 }

@@ -2,7 +2,9 @@ package supernode_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +246,72 @@ func TestRegistryNotification(t *testing.T) {
 	if a := n.post(t, "/api/v1/registry/notifications", "nope"); a.status != 400 {
 		t.Errorf("bad envelope: %d", a.status)
 	}
+}
+
+// hangingOrigin answers no request until the test ends.
+func hangingOrigin(t *testing.T) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: frees the handlers
+	return srv.URL
+}
+
+// TestPreheatBounds: preheats of an origin that hangs take only that
+// origin's slots (a good origin's preheat still finishes), unfinished
+// preheats are bounded (429 beyond the queue), and a preheat that outlives
+// its timeout fails saying so.
+func TestPreheatBounds(t *testing.T) {
+	t.Run("hanging origin does not block others", func(t *testing.T) {
+		hang := hangingOrigin(t)
+		good := testenv.NewOrigin(t)
+		good.AddRandom("good", 200_000, 7)
+		n := startNode(t, supernode.Config{})
+		var hung []string
+		for i := 0; i < 4; i++ {
+			hung = append(hung, startPreheat(t, n, wire.PreheatRequest{URL: fmt.Sprintf("%s/hang/%d", hang, i)}).ID)
+		}
+		st := waitPreheat(t, n, startPreheat(t, n, wire.PreheatRequest{URL: good.URL("good")}).ID)
+		if st.State != wire.PreheatSuccess {
+			t.Fatalf("good preheat %s: %s", st.State, st.Error)
+		}
+		for _, id := range hung {
+			a := n.get(t, "/api/v1/preheats/"+id)
+			var hs wire.PreheatStatus
+			if err := json.Unmarshal(a.body, &hs); err != nil {
+				t.Fatal(err)
+			}
+			if hs.State == wire.PreheatSuccess {
+				t.Errorf("preheat of the hanging origin %s succeeded", id)
+			}
+		}
+	})
+	t.Run("queue full", func(t *testing.T) {
+		hang := hangingOrigin(t)
+		n := startNode(t, supernode.Config{PreheatQueue: 3})
+		for i := 0; i < 3; i++ {
+			startPreheat(t, n, wire.PreheatRequest{URL: fmt.Sprintf("%s/hang/%d", hang, i)})
+		}
+		// The same request again joins its unfinished job.
+		startPreheat(t, n, wire.PreheatRequest{URL: hang + "/hang/0"})
+		a := n.post(t, "/api/v1/preheats", wire.PreheatRequest{URL: hang + "/hang/3"})
+		if a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
+			t.Fatalf("preheat beyond the queue: status %d (Retry-After %q): %s, want 429 with Retry-After",
+				a.status, a.header.Get("Retry-After"), a.body)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		hang := hangingOrigin(t)
+		n := startNode(t, supernode.Config{PreheatTimeout: 300 * time.Millisecond})
+		st := waitPreheat(t, n, startPreheat(t, n, wire.PreheatRequest{URL: hang + "/hang"}).ID)
+		if st.State != wire.PreheatFailed || !strings.Contains(st.Error, "timed out") {
+			t.Fatalf("preheat of a hanging origin: %s %q, want failed saying it timed out", st.State, st.Error)
+		}
+	})
 }

@@ -63,6 +63,13 @@ type seedTask struct {
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
+	// lastUsed is when the task was last used (UnixNano); uses counts
+	// piece uploads and fetches in progress, guarded by mu; closed is set
+	// (under mu) when the task is taken out of the seeder and its cache
+	// task closed (seedbounds.go).
+	lastUsed atomic.Int64
+	uses     int
+	closed   bool
 
 	// private: the first fetch carried credentials (a header or URL user
 	// info), so a later requester is served only if the origin accepts
@@ -87,6 +94,10 @@ type seeder struct {
 	revalidate  time.Duration
 	onLayout    func(taskID string, numPieces int)
 	onOrigin    func(n int)
+	// maxOpen caps the open seed tasks and idle closes those unused
+	// this long (seedbounds.go).
+	maxOpen int
+	idle    time.Duration
 
 	ctx context.Context
 
@@ -100,10 +111,21 @@ type seeder struct {
 func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string, lazy bool) *seedTask {
 	s.mu.Lock()
 	st := s.tasks[id]
+	var replaced *seedTask
 	if st != nil {
-		state, _, _ := st.snapshot()
-		if state == stateFailed {
+		st.mu.Lock()
+		if st.state == stateFailed {
+			// Replaced; its cache task is closed now unless a piece
+			// upload still uses it (then it stays open: rare).
+			if st.markClosedLocked() {
+				replaced = st
+			}
+			st.closed = true
+			delete(s.tasks, id)
+			st.mu.Unlock()
 			st = nil
+		} else {
+			st.mu.Unlock()
 		}
 	}
 	if st == nil {
@@ -119,12 +141,18 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 			// The first requester's credentials are checked by the fetch itself.
 			st.authorized = map[string]time.Time{credHash(rawURL, header): st.created}
 		}
+		st.touch()
 		s.tasks[id] = st
 		s.mu.Unlock()
+		if replaced != nil {
+			s.closeAll([]*seedTask{replaced}, "failed, registered again")
+		}
 		go s.run(st)
+		s.enforceCap()
 		return st
 	}
 	s.mu.Unlock()
+	st.touch()
 	s.maybeRevalidate(ctx, st, header)
 	if !lazy {
 		s.startFill(st)
@@ -253,6 +281,8 @@ func (st *seedTask) urgentOrder() []int {
 	return out
 }
 
+// get returns the seed task id, if open. It is not a use (status pages
+// call it); callers that use the task touch it.
 func (s *seeder) get(id string) *seedTask {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -416,6 +446,13 @@ func (s *seeder) metaFor(st *seedTask, info origin.Info) cache.Meta {
 // to its digest and purges its pieces, so that the bad bytes are never
 // served again and the next registration fetches afresh from its own URL.
 func (s *seeder) failContent(st *seedTask, t *cache.Task, err error) {
+	// Detached first: closed here, not again when the seed task is closed
+	// (a registration may replace the failed task at once).
+	st.mu.Lock()
+	if st.task == t {
+		st.task = nil
+	}
+	st.mu.Unlock()
 	s.fail(st, err)
 	if rerr := t.Reset(t.Meta()); rerr != nil {
 		s.logFor(st).WithError(rerr).Warn("seed: drop pieces of a task that failed its digest")

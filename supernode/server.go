@@ -83,6 +83,17 @@ type Config struct {
 	// RegisterBurst (DefaultRegisterBurst). Beyond, 429 with Retry-After.
 	RegisterRate  float64
 	RegisterBurst int
+	// MaxOpenTasks caps the seed tasks kept open (DefaultMaxOpenTasks;
+	// negative: no cap), SeedIdle closes those unused this long
+	// (DefaultSeedIdle; negative: never). Closed tasks stay in the store
+	// and are reopened by the next registration. See FDBound.
+	MaxOpenTasks int
+	SeedIdle     time.Duration
+	// PreheatQueue bounds unfinished preheats (DefaultPreheatQueue;
+	// beyond, 429) and PreheatTimeout the run of one
+	// (DefaultPreheatTimeout).
+	PreheatQueue   int
+	PreheatTimeout time.Duration
 	// StatusLimit is the default and StatusMaxLimit the largest page of
 	// tasks and peers in GET /api/v1/status (DefaultStatusLimit,
 	// MaxStatusLimit).
@@ -136,6 +147,12 @@ func New(cfg Config) (*Supernode, error) {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
+	if cfg.MaxOpenTasks == 0 {
+		cfg.MaxOpenTasks = DefaultMaxOpenTasks
+	}
+	if cfg.SeedIdle == 0 {
+		cfg.SeedIdle = DefaultSeedIdle
+	}
 	if cfg.CredentialTTL <= 0 {
 		cfg.CredentialTTL = trust.DefaultTTL
 	}
@@ -163,6 +180,7 @@ func New(cfg Config) (*Supernode, error) {
 		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst)}
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
+		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
 	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
 		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow)}
@@ -211,7 +229,7 @@ func (s *Supernode) routes() {
 	s.mux.Handle("/peer/", s.upload)
 }
 
-// janitor expires silent peers and runs cache GC.
+// janitor expires silent peers, closes idle seed tasks and runs cache GC.
 func (s *Supernode) janitor() {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -225,6 +243,7 @@ func (s *Supernode) janitor() {
 		if n := s.sched.Expire(); n > 0 {
 			s.log.WithField("peers", n).Info("expired silent peers")
 		}
+		s.seeds.prune(time.Now())
 		if gcEvery++; gcEvery%12 == 0 {
 			if removed, freed, err := s.store.GC(s.ctx); err != nil {
 				s.log.WithError(err).Warn("cache GC")
@@ -299,6 +318,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownTask, "task not known here; register again", 0)
 		return
 	}
+	st.touch()
 	if err := s.sched.Finished(req.TaskID, req.PeerID, req.Finished, req.Done); err != nil {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "peer not registered for this task; register again", 0)
 		return
@@ -468,23 +488,25 @@ type seedTasks struct{ s *seeder }
 
 func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 	st := k.s.get(id)
-	if st == nil {
+	if st == nil || !st.acquire() {
 		return nil, nil, false
 	}
 	state, t, _ := st.snapshot()
 	if t == nil || state == stateFailed {
+		st.release()
 		return nil, nil, false
 	}
-	return t, func() {}, true
+	return t, st.release, true
 }
 
 // FetchPiece implements upload.PieceFetcher: the seed fetches a piece it
 // lacks from the origin when a peer asks for it.
 func (k seedTasks) FetchPiece(ctx context.Context, id string, n int) error {
 	st := k.s.get(id)
-	if st == nil {
+	if st == nil || !st.acquire() {
 		return errors.New("unknown task")
 	}
+	defer st.release()
 	if err := k.s.fetchPiece(ctx, st, n); err != nil {
 		// The requester sees only what an origin's status answer says.
 		var se *origin.StatusError

@@ -42,6 +42,8 @@ func newCommand() *cobra.Command {
 		allowOrigins, denyOrigins            []string
 		registerRate                         float64
 		registerBurst, statusLimit           int
+		maxOpenTasks, preheatQueue           int
+		seedIdle, preheatTimeout             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "supernode",
@@ -109,7 +111,8 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, SeedFanout: fanout, Revalidate: revalidate,
 				Quota: int64(quota), TTL: ttl, Log: log,
 				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy,
-				RegisterRate: registerRate, RegisterBurst: registerBurst, StatusLimit: statusLimit})
+				RegisterRate: registerRate, RegisterBurst: registerBurst, StatusLimit: statusLimit,
+				MaxOpenTasks: maxOpenTasks, SeedIdle: seedIdle, PreheatQueue: preheatQueue, PreheatTimeout: preheatTimeout})
 			if err != nil {
 				ln.Close()
 				return err
@@ -148,6 +151,10 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.DurationVar(&peerTTL, "peer-ttl", 45*time.Second, "forget peers not heard from for this long")
 	f.Float64Var(&registerRate, "register-rate", supernode.DefaultRegisterRate, "registrations a second one client (its peer credential, else its IP address) may make; beyond, 429 with Retry-After (negative: unlimited)")
 	f.IntVar(&registerBurst, "register-burst", supernode.DefaultRegisterBurst, "registrations one client may make at once before --register-rate applies")
+	f.IntVar(&maxOpenTasks, "max-open-tasks", supernode.DefaultMaxOpenTasks, "seed tasks kept open at once (3 open files each); beyond, the least recently used are closed and reopened from the store when asked for again (negative: no cap)")
+	f.DurationVar(&seedIdle, "seed-idle", supernode.DefaultSeedIdle, "close a seed task not registered, synced or served for this long (it stays in the store; negative: never)")
+	f.IntVar(&preheatQueue, "preheat-queue", supernode.DefaultPreheatQueue, "unfinished preheats accepted at once; beyond, 429 with Retry-After")
+	f.DurationVar(&preheatTimeout, "preheat-timeout", supernode.DefaultPreheatTimeout, "a preheat not finished after this long fails")
 	f.IntVar(&statusLimit, "status-limit", supernode.DefaultStatusLimit, "tasks and peers GET /api/v1/status lists by default (?limit= and ?offset= page; totals are always given)")
 	f.StringVar(&clusterFile, "cluster-token-file", "", "file holding the cluster's shared token (mode 0600; env "+trust.EnvClusterTokenFile+" when unset); with it every API call and piece request needs a credential. Unset: authentication off")
 	f.StringVar(&adminFile, "admin-token-file", "", "file holding the admin token for status, task status, preheats and metrics (env "+trust.EnvAdminTokenFile+" when unset; default: the cluster token)")

@@ -41,6 +41,7 @@ type convertOptions struct {
 	platform         string
 	prioritized      []string
 	chunkSize        cli.Size
+	minChunkSize     cli.Size
 	compressionLevel int
 	buildWorkers     int
 	jobs             int
@@ -74,9 +75,18 @@ the entrypoint and its libraries; they are put at the front of the layer
 that holds them, and a lazy mount prefetches them. A value "@FILE" reads
 paths from FILE, one per line.
 
+--min-chunk-size N puts small files that follow each other in one gzip
+stream until it holds at least N bytes (as ctr-remote's
+--estargz-min-chunk-size): fewer, larger streams, a smaller blob, and one
+ranged read fetches several small files. The TOC then records each file's
+offset inside its stream (innerOffset), which readers that predate
+the option do not understand; df-snapshotter and stargz-snapshotter v0.15.1
+mount such layers.
+
   dfctl image convert registry.example/app:1.0 registry.example/app:1.0-esgz
   dfctl image convert 127.0.0.1:5000/busybox:v1 127.0.0.1:5000/busybox:esgz \
-      --prioritized-files /bin/sh,/bin/busybox --chunk-size 1M`,
+      --prioritized-files /bin/sh,/bin/busybox --chunk-size 1M
+  dfctl image convert 127.0.0.1:5000/app:v1 127.0.0.1:5000/app:esgz-min64k --min-chunk-size 64K`,
 		Args: o.exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := runConvert(cmd.Context(), cmd.OutOrStdout(), args[0], args[1], o)
@@ -88,6 +98,7 @@ paths from FILE, one per line.
 	fs.StringVar(&o.platform, "platform", "", "platform to convert when SRC is a multi-platform index, OS/ARCH[/VARIANT] (default this machine's)")
 	fs.StringSliceVar(&o.prioritized, "prioritized-files", nil, "files to put first and prefetch, in access order (comma-separated; @FILE reads one path per line)")
 	fs.Var(&o.chunkSize, "chunk-size", "eStargz chunk size: large files are split into gzip streams of this size (e.g. 1M; 0 = estargz default, 4 MiB)")
+	fs.Var(&o.minChunkSize, "min-chunk-size", "minimum bytes per gzip stream: small files share a stream until it holds this much (e.g. 64K; 0 = one stream per file)")
 	fs.IntVar(&o.compressionLevel, "compression-level", gzip.BestCompression, "gzip level of the new layers (1 fastest ... 9 smallest)")
 	fs.IntVar(&o.buildWorkers, "build-workers", 0, "parallel gzip workers per layer (0 = number of CPUs); pin it to get the same layer digests on every machine")
 	fs.IntVar(&o.jobs, "jobs", 2, "layers converted at once")
@@ -108,6 +119,9 @@ func (o *convertOptions) validate() error {
 	}
 	if o.chunkSize < 0 || int64(o.chunkSize) > 1<<30 {
 		return fmt.Errorf("--chunk-size %d: want 0..1G", int64(o.chunkSize))
+	}
+	if o.minChunkSize < 0 || int64(o.minChunkSize) > 1<<30 {
+		return fmt.Errorf("--min-chunk-size %d: want 0..1G", int64(o.minChunkSize))
 	}
 	if o.buildWorkers < 0 {
 		return errors.New("--build-workers must not be negative")
@@ -356,6 +370,9 @@ func convertLayer(ctx context.Context, f remotes.Fetcher, p remotes.Pusher, l oc
 	}
 	if o.chunkSize > 0 {
 		opts = append(opts, estargz.WithChunkSize(int(o.chunkSize)))
+	}
+	if o.minChunkSize > 0 {
+		opts = append(opts, estargz.WithMinChunkSize(int(o.minChunkSize)))
 	}
 	if o.buildWorkers > 0 {
 		opts = append(opts, estargz.WithParallelism(o.buildWorkers))

@@ -352,7 +352,7 @@ func TestConvertOptions(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Error(err)
 	}
-	for _, bad := range []convertOptions{{compressionLevel: 10, jobs: 1}, {compressionLevel: 9, jobs: 0}, {compressionLevel: 9, jobs: 1, chunkSize: -1}} {
+	for _, bad := range []convertOptions{{compressionLevel: 10, jobs: 1}, {compressionLevel: 9, jobs: 0}, {compressionLevel: 9, jobs: 1, chunkSize: -1}, {compressionLevel: 9, jobs: 1, minChunkSize: -1}, {compressionLevel: 9, jobs: 1, minChunkSize: 2 << 30}} {
 		if err := bad.validate(); err == nil {
 			t.Errorf("%+v: want error", bad)
 		}

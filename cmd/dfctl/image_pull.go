@@ -43,6 +43,10 @@ func newImagePullCommand() *cobra.Command {
 layer descriptor is annotated with
   ` + labels.ImageRef + `  (REF, normalized)
   ` + labels.LayerDigest + `  (the layer's digest)
+and with the CRI plugin's equivalents
+  ` + labels.CRIImageRef + `
+  ` + labels.CRILayerDigest + `
+(so that stargz-snapshotter, which reads those, can use the pull too),
 which containerd passes to the snapshotter's Prepare as labels, next to the
 eStargz TOC digest annotation the layer already carries. df-snapshotter
 mounts eStargz layers remotely and answers "already exists", so containerd
@@ -92,18 +96,21 @@ func remoteLabelsWrapper(ref string) func(images.Handler) images.Handler {
 }
 
 // withRemoteLabels annotates the layers among a manifest's children
-// (copying their annotation maps; other children are untouched).
+// with Damselfly's labels and the CRI plugin's (copying their annotation
+// maps; other children are untouched).
 func withRemoteLabels(ref string, children []ocispec.Descriptor) []ocispec.Descriptor {
 	for i, c := range children {
 		if !images.IsLayerType(c.MediaType) {
 			continue
 		}
-		ann := make(map[string]string, len(c.Annotations)+2)
+		ann := make(map[string]string, len(c.Annotations)+4)
 		for k, v := range c.Annotations {
 			ann[k] = v
 		}
 		ann[labels.ImageRef] = ref
 		ann[labels.LayerDigest] = c.Digest.String()
+		ann[labels.CRIImageRef] = ref
+		ann[labels.CRILayerDigest] = c.Digest.String()
 		children[i].Annotations = ann
 	}
 	return children

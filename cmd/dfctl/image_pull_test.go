@@ -47,8 +47,13 @@ func TestRemoteLabelsWrapper(t *testing.T) {
 			t.Errorf("config annotated: %v", got[0].Annotations)
 		}
 		for _, l := range got[1:] {
-			if l.Annotations[labels.ImageRef] != ref || l.Annotations[labels.LayerDigest] != l.Digest.String() {
-				t.Errorf("layer %s annotations %v", l.Digest, l.Annotations)
+			for _, k := range []struct{ ref, digest string }{
+				{labels.ImageRef, labels.LayerDigest},
+				{labels.CRIImageRef, labels.CRILayerDigest}, // what stargz-snapshotter reads
+			} {
+				if l.Annotations[k.ref] != ref || l.Annotations[k.digest] != l.Digest.String() {
+					t.Errorf("layer %s: %s / %s not set: %v", l.Digest, k.ref, k.digest, l.Annotations)
+				}
 			}
 		}
 		if got[1].Annotations[labels.TOCDigest] != "sha256:toc" {
@@ -61,7 +66,7 @@ func TestRemoteLabelsWrapper(t *testing.T) {
 	}
 	// Every annotation the snapshotter needs passes containerd's
 	// inherited-label filter (the "containerd.io/snapshot/" prefix).
-	for _, k := range []string{labels.ImageRef, labels.LayerDigest, labels.TOCDigest} {
+	for _, k := range []string{labels.ImageRef, labels.LayerDigest, labels.CRIImageRef, labels.CRILayerDigest, labels.TOCDigest} {
 		if len(k) < len("containerd.io/snapshot/") || k[:len("containerd.io/snapshot/")] != "containerd.io/snapshot/" {
 			t.Errorf("label %s is not passed to Prepare by containerd", k)
 		}

@@ -26,9 +26,10 @@ const (
 type fileNode struct {
 	fs.Inode
 	xattrSet
-	entry   Entry
-	attr    fuse.Attr
-	timeout time.Duration
+	entry    Entry
+	attr     fuse.Attr
+	timeout  time.Duration
+	observer Observer
 }
 
 var (
@@ -70,9 +71,13 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (_ fs.FileHandle, _ u
 // read timeout (or until the reader is interrupted) and answering EIO when
 // the bytes cannot be had.
 func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	start, n := time.Now(), 0
+	// Deferred before recoverOp so that it sees the EIO of a panic.
+	defer func() { observeRead(f.observer, start, n, errno) }()
 	defer recoverOp(fmt.Sprintf("read %s at %d", f.entry.Path, off), &errno)
 	if h, ok := fh.(*passthroughHandle); ok {
-		n, err := h.f.ReadAt(dest, off)
+		var err error
+		n, err = h.f.ReadAt(dest, off)
 		if err != nil && n == 0 && off < f.entry.Size {
 			return nil, syscall.EIO
 		}
@@ -86,15 +91,16 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	n, err := f.entry.Data.ReadAt(ctx, dest, off)
-	if err != nil && n < len(dest) {
+	got, err := f.entry.Data.ReadAt(ctx, dest, off)
+	if err != nil && got < len(dest) {
 		if errors.Is(err, context.Canceled) {
 			return nil, syscall.EINTR
 		}
 		logf("read %s at %d (%d bytes): %v", f.entry.Path, off, len(dest), err)
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	n = got
+	return fuse.ReadResultData(dest[:got]), 0
 }
 
 func (f *fileNode) xattr(name string) (string, bool) {

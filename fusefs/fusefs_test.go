@@ -162,6 +162,8 @@ func TestMountTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec := &recorder{}
+	root.Observe(rec)
 	mnt := t.TempDir()
 	server, err := Mount(mnt, root, MountOptions{})
 	if err != nil {
@@ -214,6 +216,11 @@ func TestMountTree(t *testing.T) {
 	_, err = f.Read(make([]byte, 10))
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("blocked read = %v, want EIO", err)
+	}
+	// The mount's observer saw the reads: all the file's bytes, and the
+	// EIO (the kernel may retry the read, so at least one).
+	if _, n, errnos := rec.snapshot(); n != len(content) || errnos[syscall.EIO] < 1 {
+		t.Fatalf("observer saw %d bytes and errnos %v; want %d bytes and an EIO", n, errnos, len(content))
 	}
 	// Writes are refused.
 	if _, err := os.OpenFile(filepath.Join(mnt, "dir/file"), os.O_WRONLY, 0); err == nil {

@@ -78,8 +78,9 @@ func CheckPath(p string) (string, error) {
 // Root is the root directory of a mounted tree.
 type Root struct {
 	dirNode
-	entries []Entry
-	timeout time.Duration
+	entries  []Entry
+	timeout  time.Duration
+	observer Observer
 }
 
 var _ = (fs.NodeOnAdder)((*Root)(nil))
@@ -224,7 +225,7 @@ func (r *Root) OnAdd(ctx context.Context) {
 		case e.Mode&os.ModeSymlink != 0:
 			node = &linkNode{target: e.Target, attr: attr}
 		default:
-			n := &fileNode{entry: e, attr: attr, timeout: r.timeout}
+			n := &fileNode{entry: e, attr: attr, timeout: r.timeout, observer: r.observer}
 			n.xattrs = e.Xattrs
 			node = n
 		}

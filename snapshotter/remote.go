@@ -42,7 +42,9 @@ type FUSELayers struct {
 	// it into the snapshot instead of leaving the download to containerd,
 	// which would fetch a second copy from the registry directly.
 	Unpack bool
-	Log    logrus.FieldLogger
+	// Observer, if set, sees every read of the layers' files (metrics).
+	Observer fusefs.Observer
+	Log      logrus.FieldLogger
 
 	mu     sync.Mutex
 	mounts map[string]*layerMount
@@ -195,6 +197,7 @@ func (f *FUSELayers) mountLazy(ctx context.Context, dir string, content fusefs.C
 	if err != nil {
 		return nil, nil, &refusedError{err}
 	}
+	root.Observe(f.Observer)
 	server, err := fusefs.Mount(dir, root, fusefs.MountOptions{AllowOther: true})
 	if err != nil {
 		return nil, nil, err

@@ -20,7 +20,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/metricsserve"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peermetrics"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/p2p"
@@ -45,6 +47,7 @@ func newCommand() *cobra.Command {
 		backgroundFetch, unpackRefused        bool
 		prefetchTimeout, readTimeout          time.Duration
 		prefetchLimit                         cli.Rate
+		mo                                    metricsserve.Options
 	)
 	home, _ := os.UserHomeDir()
 	cmd := &cobra.Command{
@@ -87,6 +90,14 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				return err
 			}
 			defer src.Close()
+			metrics := metricsserve.NewRegistry()
+			peermetrics.RegisterState(metrics, src.Peer(), 0)
+			fuseMetrics := peermetrics.NewFUSE(metrics)
+			ms, err := metricsserve.Start(mo, metrics, log)
+			if err != nil {
+				return err
+			}
+			defer ms.Close()
 			lazy := p2p.LazyOptions{Prefetch: backgroundFetch, PrefetchLimit: int64(prefetchLimit), ReadTimeout: readTimeout}
 			open := func(ctx context.Context, url string, header http.Header) (fusefs.Content, func(), error) {
 				return src.OpenLazy(ctx, p2p.Request{URL: url, Header: header}, lazy)
@@ -104,7 +115,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				reg.Mirrors[host] = cli.SplitList([]string{list}, ",")
 			}
 			layers := &snapshotter.FUSELayers{Open: open, Registry: reg, PrefetchTimeout: prefetchTimeout,
-				ReadTimeout: readTimeout, Unpack: unpackRefused, Log: log}
+				ReadTimeout: readTimeout, Unpack: unpackRefused, Observer: fuseMetrics, Log: log}
 			sn, err := snapshotter.New(ctx, root, layers, log)
 			if err != nil {
 				return err
@@ -168,6 +179,7 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 	f.BoolVar(&unpackRefused, "unpack-refused", true, "when a layer cannot be mounted lazily (its TOC is refused), unpack it from the same swarm download instead of letting containerd fetch a second copy")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)
+	mo.Register(f)
 	config.Bind(cmd)
 	cmd.AddCommand(version.Command("df-snapshotter"))
 	return cmd

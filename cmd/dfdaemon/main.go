@@ -15,7 +15,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/metricsserve"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peermetrics"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/p2p/localapi"
@@ -36,6 +38,7 @@ func newCommand() *cobra.Command {
 		gcEvery, idle time.Duration
 		px            proxyFlags
 		socketGroup   string
+		mo            metricsserve.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "dfdaemon",
@@ -73,6 +76,13 @@ upload server serves pieces only to peers holding a task credential; with
 				return err
 			}
 			defer peer.Close()
+			reg := metricsserve.NewRegistry()
+			pm := peermetrics.NewPeer(reg, peer, po.UploadSlots)
+			ms, err := metricsserve.Start(mo, reg, log)
+			if err != nil {
+				return err
+			}
+			defer ms.Close()
 			stopProxy, err := px.start(cmd, peer, log)
 			if err != nil {
 				return err
@@ -88,7 +98,7 @@ upload server serves pieces only to peers holding a task credential; with
 			}
 			ctx, stop := cli.SignalContext()
 			defer stop()
-			srv := httpserve.Server((&localapi.Server{Peer: peer, Log: log}).Handler(), httpserve.Limits{})
+			srv := httpserve.Server(pm.LocalAPI((&localapi.Server{Peer: peer, Log: log}).Handler()), httpserve.Limits{})
 			go func() {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -112,6 +122,7 @@ upload server serves pieces only to peers holding a task credential; with
 						if removed, freed, err := peer.GC(ctx); err != nil {
 							log.WithError(err).Warn("cache GC")
 						} else if len(removed) > 0 {
+							pm.Evicted(len(removed), freed)
 							log.WithField("tasks", len(removed)).WithField("bytes", freed).Info("cache GC")
 						}
 					}
@@ -132,6 +143,7 @@ upload server serves pieces only to peers holding a task credential; with
 	f.StringVar(&socketGroup, "socket-group", "", "group (name or GID) of the local API socket, which is mode 0660: members may download through this daemon (default: the daemon's group)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)
+	mo.Register(f)
 	px.register(f)
 	config.Bind(cmd)
 	cmd.AddCommand(version.Command("dfdaemon"))

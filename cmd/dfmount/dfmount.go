@@ -21,7 +21,9 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/metricsserve"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peermetrics"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -44,6 +46,7 @@ type options struct {
 	prefetch, background, allowOther, unmount, debugFUSE bool
 	prefetchLimit                                        cli.Rate
 	readTimeout                                          time.Duration
+	metrics                                              metricsserve.Options
 }
 
 func newCommand() *cobra.Command {
@@ -114,6 +117,7 @@ user.damselfly.digest, user.damselfly.source.`,
 	f.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &o.logFormat)
+	o.metrics.Register(f)
 	config.Bind(cmd)
 	cmd.AddCommand(version.Command("dfmount"))
 	return cmd
@@ -155,6 +159,14 @@ func run(o *options, rawURL, mnt string) (err error) {
 		return err
 	}
 	defer src.Close()
+	reg := metricsserve.NewRegistry()
+	peermetrics.RegisterState(reg, src.Peer(), 0)
+	fuseMetrics := peermetrics.NewFUSE(reg)
+	ms, err := metricsserve.Start(o.metrics, reg, log)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
 	lazy := p2p.LazyOptions{Prefetch: o.prefetch, PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout}
 	scope, err := newHeaderScope(rawURL, o.headerHosts)
 	if err != nil {
@@ -182,6 +194,7 @@ func run(o *options, rawURL, mnt string) (err error) {
 	if err != nil {
 		return err
 	}
+	root.Observe(fuseMetrics)
 	server, err := fusefs.Mount(mnt, root, fusefs.MountOptions{AllowOther: o.allowOther, Debug: o.debugFUSE})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cmd/internal/cli"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/config"
+	"github.com/damselfly-p2p/damselfly/cmd/internal/metricsserve"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/httpserve"
 	"github.com/damselfly-p2p/damselfly/supernode"
@@ -44,6 +45,7 @@ func newCommand() *cobra.Command {
 		registerBurst, statusLimit           int
 		maxOpenTasks, preheatQueue           int
 		seedIdle, preheatTimeout             time.Duration
+		metricsOpts                          metricsserve.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "supernode",
@@ -119,6 +121,11 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 			}
 			defer sn.Close()
 			sn.SetPeerTTL(peerTTL)
+			ms, err := metricsserve.Start(metricsOpts, supernodeGatherer(sn.Handler(), admin, cluster), log)
+			if err != nil {
+				return err
+			}
+			defer ms.Close()
 			// Bounded reads and writes; registration long polls and piece
 			// streams are bounded by progress (see httpserve).
 			srv := httpserve.Server(sn.Handler(), httpserve.Limits{})
@@ -166,6 +173,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.StringArrayVar(&denyOrigins, "deny-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications must never fetch from (wins over --allow-origin); repeatable")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)
+	metricsOpts.Register(f)
 	config.Bind(cmd)
 	cmd.AddCommand(version.Command("supernode"))
 	return cmd

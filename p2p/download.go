@@ -56,6 +56,11 @@ type download struct {
 	parents  map[string]*parent
 	inflight map[int]bool      // pieces in state pieceInFlight
 	deferred map[int]time.Time // pieces the seed asked us to get elsewhere, until when
+	// heldBy names, per deferred piece, the holders the seed sent us to;
+	// once every one of them is dropped (gone), the piece is asked of the
+	// seed again at once, past its fan-out (bypass).
+	heldBy map[int][]string
+	bypass map[int]bool
 	// urgent counts readers waiting for each piece (lazy reads); those
 	// pieces go first, from any parent, and the seed fetches them on demand.
 	urgent map[int]int
@@ -90,7 +95,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
 		wake: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
-		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, urgent: map[int]int{}, servedBy: map[string]bool{}, prefetch: true, lastGain: time.Now(), release: release,
+		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, heldBy: map[int][]string{}, bypass: map[int]bool{}, urgent: map[int]int{}, servedBy: map[string]bool{}, prefetch: true, lastGain: time.Now(), release: release,
 		cred: newTaskCredential(p.taskKeys, nil)}
 	d.cred.set(reg.TaskCredential)
 	d.addParents(reg.Parents)
@@ -246,7 +251,14 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		par.busyUntil = d.policy.now().Add(300 * time.Millisecond)
 		return
 	case status == http.StatusServiceUnavailable && busy == "piece":
-		// The seed just gave this piece to others: wait for them to relay it.
+		// The seed just gave this piece to others: wait for them to relay it,
+		// unless they are all gone already.
+		ids := holderIDs(holders)
+		if d.allDroppedLocked(ids) {
+			d.bypass[i] = true
+			return
+		}
+		d.heldBy[i] = ids
 		d.deferred[i] = d.policy.now().Add(100*time.Millisecond + rand.N(200*time.Millisecond))
 		return
 	case status == http.StatusServiceUnavailable:
@@ -258,6 +270,11 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 			par.bitmap.Clear(i)
 			par.count--
 		}
+		return
+	case isRefused(err):
+		// Nothing listens there any more: the parent is gone, no need
+		// for a second try.
+		d.drop(par, wire.ReasonUnreachable)
 		return
 	default:
 		d.strike(par, reasonFor(err), err)
@@ -277,6 +294,8 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	d.mu.Lock()
 	switch {
 	case werr == nil:
+		delete(d.bypass, i)
+		delete(d.heldBy, i)
 		d.unsynced = append(d.unsynced, i)
 		d.servedBy[par.id] = true
 		d.lastGain = time.Now()
@@ -309,7 +328,8 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	defer cancel()
 	url := fmt.Sprintf("%s://%s/peer/tasks/%s/pieces/%d", d.p.scheme, par.addr, d.id, i)
 	d.mu.Lock()
-	if d.urgent[i] > 0 {
+	if d.urgent[i] > 0 || (par.seed && d.bypass[i]) {
+		// Urgent requests pass the seed's fan-out limit.
 		url += "?urgent=1"
 	}
 	d.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -57,6 +58,38 @@ func reasonFor(err error) string {
 	}
 }
 
+// isRefused reports whether err says nothing listens at the parent's address
+// (its process is gone): unlike a timeout, retrying will not help.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
+}
+
+// holderIDs are the peer IDs of holders named by the seed.
+func holderIDs(hs []wire.Parent) []string {
+	ids := make([]string, 0, len(hs))
+	for _, h := range hs {
+		ids = append(ids, h.PeerID)
+	}
+	return ids
+}
+
+// allDroppedLocked reports whether ids name at least one parent other than
+// this peer and every such parent is dropped. Caller holds d.mu.
+func (d *download) allDroppedLocked(ids []string) bool {
+	named := false
+	for _, id := range ids {
+		if id == d.p.id {
+			continue
+		}
+		par := d.parents[id]
+		if par == nil || !par.dropped {
+			return false
+		}
+		named = true
+	}
+	return named
+}
+
 // strike counts a failure against par and drops it after parentStrikes.
 // Caller holds d.mu.
 func (d *download) strike(par *parent, reason string, err error) {
@@ -81,6 +114,16 @@ func (d *download) drop(par *parent, reason string) {
 	par.dropped = true
 	d.bad = append(d.bad, wire.ParentReport{PeerID: par.id, Reason: reason})
 	d.log.WithFields(logrus.Fields{"parent": par.id, "reason": reason}).Info("dropped parent")
+	// Pieces the seed sent us to get from holders that are all gone now:
+	// ask the seed again at once.
+	for i, ids := range d.heldBy {
+		if d.allDroppedLocked(ids) {
+			delete(d.heldBy, i)
+			delete(d.deferred, i)
+			d.bypass[i] = true
+			d.poke()
+		}
+	}
 }
 
 // addParents adds parents not known yet. Caller must not hold d.mu; new
@@ -127,6 +170,13 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 			}
 			if err != nil {
 				if ctx.Err() != nil {
+					return
+				}
+				if isRefused(err) && !par.seed {
+					// The parent's process is gone: drop it at once.
+					d.mu.Lock()
+					d.drop(par, wire.ReasonUnreachable)
+					d.mu.Unlock()
 					return
 				}
 				errs++

@@ -136,9 +136,11 @@ func WithTaskAuth(v trust.Issuer) Option {
 	return func(s *Server) { s.taskAuth, s.issuer = true, v }
 }
 
-// WithPeerAddr tells an authenticating server (WithTaskAuth) the upload
-// address of a peer, for the holders it names in fan-out answers. A peer
-// for which addr reports false is not named as a holder.
+// WithPeerAddr tells the server the upload address of a peer the
+// supernode knows: an authenticating server (WithTaskAuth) takes the
+// holders it names in fan-out answers from it, and in any mode a recipient
+// for which addr reports false (it left the swarm or expired) is neither
+// named as a holder nor counted towards the piece's fan-out.
 func WithPeerAddr(addr func(peerID string) (string, bool)) Option {
 	return func(s *Server) { s.peerAddr = addr }
 }
@@ -298,6 +300,9 @@ func (s *Server) admitPiece(taskID string, n, numPieces int, peer string) (bool,
 		// Quiet for a window: whoever got it may be gone; start over.
 		p.count, p.holders = 0, p.holders[:0]
 	}
+	if p.count >= s.fanout && s.peerAddr != nil {
+		s.dropGoneLocked(p)
+	}
 	if p.count >= s.fanout {
 		return false, append([]string(nil), p.holders...)
 	}
@@ -307,6 +312,23 @@ func (s *Server) admitPiece(taskID string, n, numPieces int, peer string) (bool,
 		p.holders = append(p.holders, peer)
 	}
 	return true, nil
+}
+
+// dropGoneLocked forgets p's holders that peerAddr no longer knows: their
+// uploads no longer count, since nobody can fetch the piece from them. fanMu
+// must be held.
+func (s *Server) dropGoneLocked(p *pieceFan) {
+	live := p.holders[:0]
+	for _, h := range p.holders {
+		id, _, _ := strings.Cut(h, " ")
+		if _, ok := s.peerAddr(id); ok {
+			live = append(live, h)
+		} else if p.count > 0 {
+			p.count--
+		}
+	}
+	clear(p.holders[len(live):])
+	p.holders = live
 }
 
 // Forget drops the fan-out record of a task (after it is removed).

@@ -599,3 +599,49 @@ func TestFanoutNamesHolders(t *testing.T) {
 		t.Fatalf("holders = %q", got)
 	}
 }
+
+// Recipients the supernode no longer knows (they left) neither count towards
+// a piece's fan-out nor are named as holders.
+func TestFanoutForgetsGoneHolders(t *testing.T) {
+	tests := []struct {
+		name       string
+		gone       []string
+		wantStatus int
+		wantHold   string
+	}{
+		{"all present", nil, http.StatusServiceUnavailable, "peer-a 127.0.0.1:1001,peer-b 127.0.0.1:1002"},
+		{"one gone", []string{"peer-a"}, http.StatusOK, ""},
+		{"both gone", []string{"peer-a", "peer-b"}, http.StatusOK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			gone := map[string]bool{}
+			known := func(id string) (string, bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				return "127.0.0.1:1", !gone[id]
+			}
+			f := newFixture(t, 0)
+			_, hs := serve(t, f.tasks, upload.WithFanout(2, time.Minute), upload.WithPeerAddr(known))
+			u0 := pieceURL(hs.URL, f.id, 0)
+			for _, who := range []string{"peer-a 127.0.0.1:1001", "peer-b 127.0.0.1:1002"} {
+				if r := do(t, http.MethodGet, u0, http.Header{upload.PeerHeader: {who}}); r.status != 200 {
+					t.Fatalf("%s: status %d", who, r.status)
+				}
+			}
+			mu.Lock()
+			for _, id := range tc.gone {
+				gone[id] = true
+			}
+			mu.Unlock()
+			r := do(t, http.MethodGet, u0, http.Header{upload.PeerHeader: {"peer-c 127.0.0.1:1003"}})
+			if r.status != tc.wantStatus {
+				t.Fatalf("third child: status %d, want %d", r.status, tc.wantStatus)
+			}
+			if got := r.header.Get(upload.HoldersHeader); got != tc.wantHold {
+				t.Fatalf("holders = %q, want %q", got, tc.wantHold)
+			}
+		})
+	}
+}

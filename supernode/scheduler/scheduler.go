@@ -62,6 +62,8 @@ func (c *Config) defaults() {
 //
 //	active --(failures >= threshold | corrupt report)--> isolated
 //	isolated --(IsolateFor elapsed)--> active (failures reset)
+//	active --(unreachable report)--> unreachable (not handed out)
+//	unreachable --(any request from the peer)--> active
 //	any --(leave | PeerTTL without contact)--> removed
 type peer struct {
 	id            string
@@ -72,6 +74,16 @@ type peer struct {
 	isolatedUntil time.Time
 	reason        string
 	load          int // children currently given this peer as a parent
+	// unreachableAt is when a child last reported that nothing answers at
+	// the peer's address (its process may be gone): it is not handed out
+	// until heard from after that.
+	unreachableAt time.Time
+}
+
+// unreachable reports whether p was reported unreachable and not heard
+// from since.
+func (p *peer) unreachable() bool {
+	return !p.unreachableAt.IsZero() && !p.lastSeen.After(p.unreachableAt)
 }
 
 // peerTask is one peer's participation in one task.
@@ -248,7 +260,9 @@ func (s *Scheduler) MoreParents(taskID, peerID string) ([]wire.Parent, error) {
 
 // ReportBad records a child's report against a parent. A corrupt-data report
 // isolates the parent at once; other failures isolate it after
-// FailureThreshold reports.
+// FailureThreshold reports. An unreachable report also keeps the parent
+// from being handed out until it is heard from again (a peer whose process
+// is gone is not offered for PeerTTL).
 func (s *Scheduler) ReportBad(parentID, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -257,6 +271,9 @@ func (s *Scheduler) ReportBad(parentID, reason string) {
 		return
 	}
 	p.failures++
+	if reason == wire.ReasonUnreachable {
+		p.unreachableAt = s.now()
+	}
 	if reason == wire.ReasonCorrupt || p.failures >= s.cfg.FailureThreshold {
 		p.isolatedUntil = s.now().Add(s.cfg.IsolateFor)
 		p.reason = reason
@@ -406,7 +423,7 @@ func (s *Scheduler) pickParents(child *peerTask, n int) []wire.Parent {
 	var cands []scored
 	consider := func(pt *peerTask) {
 		p := pt.peer
-		if pt == child || child.parents[p.id] || now.Before(p.isolatedUntil) || p.host.UploadAddr == "" {
+		if pt == child || child.parents[p.id] || now.Before(p.isolatedUntil) || p.unreachable() || p.host.UploadAddr == "" {
 			return
 		}
 		slots := p.host.UploadSlots

@@ -178,3 +178,42 @@ func BenchmarkRegister(b *testing.B) {
 		s.Register("t", fmt.Sprintf("n%d", i), host(i), nil)
 	}
 }
+
+// A parent reported unreachable is not handed out until it is heard from
+// again; a parent that left is never handed out.
+func TestUnreachableAndLeftNotHandedOut(t *testing.T) {
+	tests := []struct {
+		name    string
+		gone    func(s *Scheduler)
+		back    func(s *Scheduler) // nil: stays gone
+		offered bool
+	}{
+		{"unreachable", func(s *Scheduler) { s.ReportBad("p", wire.ReasonUnreachable) }, nil, false},
+		{"unreachable, then heard from", func(s *Scheduler) { s.ReportBad("p", wire.ReasonUnreachable) },
+			func(s *Scheduler) { s.Heartbeat("p") }, true},
+		{"left", func(s *Scheduler) { s.Leave("p") }, nil, false},
+		{"timeout (not unreachable)", func(s *Scheduler) { s.ReportBad("p", wire.ReasonTimeout) }, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Unix(1000, 0)
+			s := New(Config{})
+			s.now = func() time.Time { return now }
+			s.SetTask("t", 4)
+			s.SetTask("u", 4)
+			s.Register("t", "p", host(1), full(4))
+			s.Register("u", "p", host(1), full(4))
+			tt.gone(s)
+			now = now.Add(time.Second)
+			if tt.back != nil {
+				tt.back(s)
+			}
+			for i, task := range []string{"t", "u"} {
+				ps, _ := s.Register(task, fmt.Sprintf("child%d", i), host(2+i), nil)
+				if got := ids(ps)["p"]; got != tt.offered {
+					t.Fatalf("task %s: parent offered = %v, want %v", task, got, tt.offered)
+				}
+			}
+		})
+	}
+}

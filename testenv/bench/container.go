@@ -35,8 +35,12 @@ type ContainerConfig struct {
 	// BigSize is the size of the random file /data/big in the image.
 	BigSize int64 `json:"bigSize"`
 	// Reps is how many times the lazy and the full measurement are made,
-	// alternately, each on fresh hosts; medians are reported (default 3).
+	// alternately, each on fresh hosts; medians are reported (default 5).
 	Reps int `json:"reps"`
+	// MinChunkSize is the `dfctl image convert --min-chunk-size` of a
+	// second eStargz image that both snapshotters also start, in the same
+	// repetitions (0: 64 KiB; negative: no second image).
+	MinChunkSize int64 `json:"minChunkSize"`
 	// Timeout bounds one pull or run (0: 10 minutes).
 	Timeout time.Duration `json:"timeoutNs"`
 }
@@ -95,6 +99,48 @@ type ContainerReport struct {
 	Targets          []Target `json:"targets"`
 	// SideBySide compares with stargz-snapshotter (issue 13's table).
 	SideBySide *SideBySide `json:"sideBySide,omitempty"`
+	// FirstMiBRatio is df-snapshotter's time to the container's first MiB
+	// (start: pull + run to the script's output) with background fetch on
+	// (SideBySide.Damselfly, defaults) over off (Lazy).
+	FirstMiBRatio float64 `json:"firstMiBRatio"`
+	// MinChunk is the second image, converted with --min-chunk-size.
+	MinChunk *MinChunkRuns `json:"minChunk,omitempty"`
+}
+
+// MinChunkRuns are the runs of the image converted with --min-chunk-size
+// (small files share gzip streams): df-snapshotter and stargz-snapshotter
+// with their defaults, then with the background fetch off.
+type MinChunkRuns struct {
+	MinChunkSize int64 `json:"minChunkSize"`
+	// Ref is the image; EsgzBytes its blob bytes; Convert how long
+	// `dfctl image convert` took.
+	Ref       string  `json:"ref"`
+	EsgzBytes int64   `json:"esgzBytes"`
+	Convert   float64 `json:"convertSec"`
+	// SideBySide holds df-snapshotter with defaults and stargz-snapshotter
+	// with defaults and with -no-background-fetch; Lazy is df-snapshotter
+	// with --background-fetch=false. Medians of the reps.
+	SideBySide SideBySide     `json:"sideBySide"`
+	Lazy       ContainerRun   `json:"lazy"`
+	LazyReps   []ContainerRun `json:"lazyReps"`
+	// FirstMiBRatio is as ContainerReport's, for this image.
+	FirstMiBRatio float64 `json:"firstMiBRatio"`
+	// Error is why the image's runs stopped (the first image's runs go
+	// on): a layer not mounted lazily, a failed start.
+	Error string `json:"error,omitempty"`
+}
+
+// report is a ContainerReport of this image's runs, with full (the plain
+// image, which has no min-chunk variant) from the main one, for
+// SideBySideTargets and SideBySideTable.
+func (m *MinChunkRuns) report(main *ContainerReport) *ContainerReport {
+	sb := m.SideBySide
+	return &ContainerReport{Config: main.Config, Lazy: m.Lazy, Full: main.Full, SideBySide: &sb}
+}
+
+// label names the image in targets and tables.
+func (m *MinChunkRuns) label() string {
+	return fmt.Sprintf("--min-chunk-size %d image", m.MinChunkSize)
 }
 
 // containerReadScript is the image's /read.sh: read 1 MiB of the big file.
@@ -118,6 +164,13 @@ const containerBigSeed = 31
 // Full: a fresh containerd without the snapshotter (overlayfs); `ctr
 // image pull --plain-http` of the plain image, then the same runs.
 //
+// Side by side (each repetition): df-snapshotter with its defaults and
+// stargz-snapshotter v0.15.1 with its defaults and with the background
+// fetch off (runSideBySide). Unless MinChunkSize < 0, the image is also
+// converted with --min-chunk-size (small files share gzip streams) and
+// both snapshotters start that one too, defaults first, then with the
+// background fetch off; a failure there stops only that image's runs.
+//
 // Registry blob egress is counted for each step.
 func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*ContainerReport, error) {
 	if cfg.BigSize <= 0 {
@@ -127,7 +180,10 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 		cfg.Timeout = 10 * time.Minute
 	}
 	if cfg.Reps <= 0 {
-		cfg.Reps = 3
+		cfg.Reps = 5
+	}
+	if cfg.MinChunkSize == 0 {
+		cfg.MinChunkSize = 64 << 10
 	}
 	rep := &ContainerReport{Config: cfg}
 	for _, bin := range []string{testenv.ContainerdBin, testenv.CtrBin, testenv.RegistryBin, testenv.BusyboxBin} {
@@ -168,6 +224,21 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 	if rep.EsgzBytes, err = manifestBlobBytes(ctx, reg, "bench/app", "esgz"); err != nil {
 		return rep, fmt.Errorf("esgz manifest: %w", err)
 	}
+	if cfg.MinChunkSize > 0 {
+		mc := &MinChunkRuns{MinChunkSize: cfg.MinChunkSize, Ref: reg.Addr + "/bench/app:esgz-minchunk"}
+		env.Logf("container: converting to eStargz with --min-chunk-size %d", cfg.MinChunkSize)
+		start := time.Now()
+		if out, err := runCmd(ctx, cfg.Timeout, filepath.Join(env.BinDir, "dfctl"), "image", "convert", "--compression-level", "1",
+			"--prioritized-files", "/bin/busybox,/read.sh", "--min-chunk-size", fmt.Sprint(cfg.MinChunkSize), plain, mc.Ref); err != nil {
+			return rep, fmt.Errorf("dfctl image convert --min-chunk-size: %w\n%s", err, lastLinesOf(out, 20))
+		}
+		mc.Convert = time.Since(start).Seconds()
+		if mc.EsgzBytes, err = manifestBlobBytes(ctx, reg, "bench/app", "esgz-minchunk"); err != nil {
+			return rep, fmt.Errorf("esgz-minchunk manifest: %w", err)
+		}
+		mc.SideBySide.StargzVersion = testenv.StargzVersion
+		rep.MinChunk = mc
+	}
 	firstMiB := randomPrefixSHA(cfg.BigSize, containerBigSeed, 1<<20)
 	whole := im.FileSHA256["/data/big"]
 
@@ -186,6 +257,13 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 			return rep, fmt.Errorf("full: %w", err)
 		}
 		rep.FullReps = append(rep.FullReps, full)
+		if mc := rep.MinChunk; mc != nil && mc.Error == "" {
+			mc.SideBySide.StargzError = rep.SideBySide.StargzError
+			if err := runMinChunk(ctx, env, cfg, mc, reg, firstMiB, whole); err != nil {
+				mc.Error = err.Error()
+				env.Logf("container: %s: no further runs: %v", mc.label(), err)
+			}
+		}
 	}
 	rep.Lazy, rep.Full = medianRun(rep.LazyReps), medianRun(rep.FullReps)
 	rep.StartSpeedup = rep.Full.Start / rep.Lazy.Start
@@ -193,8 +271,74 @@ func RunContainer(ctx context.Context, env *Env, cfg ContainerConfig) (*Containe
 	rep.ReadRatio = rep.Lazy.Read / rep.FullPullPlusRead
 	sb := rep.SideBySide
 	sb.Damselfly, sb.Stargz, sb.StargzNoBG = medianRun(sb.DamselflyReps), medianRun(sb.StargzReps), medianRun(sb.StargzNoBGReps)
-	rep.Targets = append(ContainerTargets(rep), SideBySideTargets(rep)...)
+	rep.FirstMiBRatio = sb.Damselfly.Start / rep.Lazy.Start
+	if mc := rep.MinChunk; mc != nil {
+		msb := &mc.SideBySide
+		msb.Damselfly, msb.Stargz, msb.StargzNoBG = medianRun(msb.DamselflyReps), medianRun(msb.StargzReps), medianRun(msb.StargzNoBGReps)
+		mc.Lazy = medianRun(mc.LazyReps)
+		mc.FirstMiBRatio = msb.Damselfly.Start / mc.Lazy.Start
+	}
+	rep.Targets = append(ContainerTargets(rep), Issue13Targets(rep)...)
 	return rep, nil
+}
+
+// runMinChunk makes one repetition of the --min-chunk-size image's runs:
+// both snapshotters with their defaults, then df-snapshotter with the
+// background fetch off (stargz-snapshotter's is in runSideBySide).
+func runMinChunk(ctx context.Context, env *Env, cfg ContainerConfig, mc *MinChunkRuns, reg *testenv.Registry, firstMiB, whole string) error {
+	env.Logf("container: %s", mc.label())
+	if err := runSideBySide(ctx, env, cfg, &mc.SideBySide, reg, mc.Ref, firstMiB, whole); err != nil {
+		return err
+	}
+	var lazy ContainerRun
+	if err := runRemote(ctx, env, cfg, &lazy, reg, mc.Ref, firstMiB, whole, damselflyVariant("minchunk-lazy", "--background-fetch=false")); err != nil {
+		return fmt.Errorf("df-snapshotter without background fetch: %w", err)
+	}
+	mc.LazyReps = append(mc.LazyReps, lazy)
+	return nil
+}
+
+// Issue13Targets are issue 13's targets, each printed met or not met: the
+// side-by-side ones (SideBySideTargets) and the time to the container's
+// first MiB with background fetch on against off, for the default image
+// and, labelled, for the --min-chunk-size one.
+func Issue13Targets(rep *ContainerReport) []Target {
+	out := issue13Targets("", rep, rep.FirstMiBRatio)
+	if mc := rep.MinChunk; mc != nil {
+		for _, t := range issue13Targets(mc.label()+": ", mc.report(rep), mc.FirstMiBRatio) {
+			if mc.Error != "" {
+				t.Note = strings.TrimSpace(t.Note + " runs stopped early: " + firstLine(mc.Error, 200))
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func issue13Targets(prefix string, rep *ContainerReport, firstMiB float64) []Target {
+	var out []Target
+	sb := rep.SideBySide
+	if ts := SideBySideTargets(rep); len(ts) > 0 {
+		out = append(out, ts...)
+	} else {
+		why := "no stargz-snapshotter runs"
+		if sb != nil && sb.StargzError != "" {
+			why = "stargz-snapshotter not measured: " + firstLine(sb.StargzError, 200)
+		}
+		out = append(out, Target{Name: "issue 13's targets against stargz-snapshotter (cold start, registry bytes, whole-file read)",
+			Measured: "-", Note: why})
+	}
+	if sb != nil && len(sb.DamselflyReps) > 0 {
+		t := AtMost("time to the container's first MiB with background fetch on at most 1.2x of off (df-snapshotter, pull + run to output)",
+			firstMiB, 1.2, "%.2fx")
+		t.Measured = fmt.Sprintf("%.2fx (%.2fs vs %.2fs; run alone %.2fs vs %.2fs)", firstMiB, sb.Damselfly.Start, rep.Lazy.Start,
+			sb.Damselfly.Run, rep.Lazy.Run)
+		out = append(out, t)
+	}
+	for i := range out {
+		out[i].Name = prefix + out[i].Name
+	}
+	return out
 }
 
 // medianRun is the field-wise median of runs; CPU comes from the run
@@ -641,6 +785,19 @@ func ContainerTable(rep *ContainerReport) *Table {
 	}
 	add("lazy (df-snapshotter)", rep.Lazy)
 	add("full pull (overlayfs)", rep.Full)
+	if mc := rep.MinChunk; mc != nil && len(mc.SideBySide.DamselflyReps) > 0 {
+		msb := mc.SideBySide
+		add(mc.label()+": df-snapshotter, defaults", msb.Damselfly)
+		if len(msb.StargzReps) > 0 {
+			add(mc.label()+": stargz-snapshotter, defaults", msb.Stargz)
+		}
+		if len(mc.LazyReps) > 0 {
+			add(mc.label()+": df-snapshotter, no background fetch", mc.Lazy)
+		}
+		if len(msb.StargzNoBGReps) > 0 {
+			add(mc.label()+": stargz-snapshotter, no background fetch", msb.StargzNoBG)
+		}
+	}
 	t.AddRow("full/lazy", fmtRatio(rep.Full.Pull/rep.Lazy.Pull), fmtRatio(rep.Full.Run/rep.Lazy.Run), fmtRatio(rep.StartSpeedup), "", "",
 		fmtRatio(rep.Full.Read/rep.Lazy.Read), "", "", fmtRatio(rep.FullPullPlusRead/rep.Lazy.Read), fmtRatio(rep.Full.ReadAgain/rep.Lazy.ReadAgain))
 	if len(rep.LazyReps) > 1 {
@@ -649,6 +806,21 @@ func ContainerTable(rep *ContainerReport) *Table {
 		}
 		for i := range rep.FullReps {
 			add(fmt.Sprintf("full, rep %d", i+1), rep.FullReps[i])
+		}
+	}
+	if rep.FirstMiBRatio > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("time to the container's first MiB (start), df-snapshotter, background fetch on/off: %s (%s vs %s)",
+			fmtRatio(rep.FirstMiBRatio), fmtSec(rep.SideBySide.Damselfly.Start), fmtSec(rep.Lazy.Start)))
+	}
+	if mc := rep.MinChunk; mc != nil {
+		t.Notes = append(t.Notes, fmt.Sprintf("%s: %s (dfctl image convert --min-chunk-size %d took %.2fs), %d repetitions",
+			mc.label(), fmtMiB(mc.EsgzBytes), mc.MinChunkSize, mc.Convert, len(mc.SideBySide.DamselflyReps)))
+		if mc.FirstMiBRatio > 0 && len(mc.LazyReps) > 0 {
+			t.Notes = append(t.Notes, fmt.Sprintf("%s: time to the container's first MiB, df-snapshotter, background fetch on/off: %s (%s vs %s)",
+				mc.label(), fmtRatio(mc.FirstMiBRatio), fmtSec(mc.SideBySide.Damselfly.Start), fmtSec(mc.Lazy.Start)))
+		}
+		if mc.Error != "" {
+			t.Notes = append(t.Notes, mc.label()+": runs stopped: "+firstLine(mc.Error, 200))
 		}
 	}
 	t.Notes = append(t.Notes,
@@ -668,6 +840,13 @@ func ContainerTable(rep *ContainerReport) *Table {
 				t.Notes = append(t.Notes, "side by side: "+strings.Join(row, " | "))
 			}
 			t.Notes = append(t.Notes, st.Notes...)
+		}
+	}
+	if mc := rep.MinChunk; mc != nil && len(mc.SideBySide.DamselflyReps) > 0 {
+		if st := SideBySideTable(mc.report(rep)); st != nil {
+			for _, row := range st.Rows {
+				t.Notes = append(t.Notes, "side by side, "+mc.label()+": "+strings.Join(row, " | "))
+			}
 		}
 	}
 	return t

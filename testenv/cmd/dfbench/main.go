@@ -22,7 +22,10 @@
 // container: df-snapshotter: cold start (pull + run to the script's
 // output) of busybox + a 256 MiB file, lazy (eStargz, FUSE) against a full
 // pull, and the time to read the whole file lazily against full pull plus
-// read; registry egress of each.
+// read; registry egress of each. Side by side with stargz-snapshotter
+// v0.15.1 (built from its Go module), each with its defaults and with the
+// background fetch off, on the image converted with defaults and on one
+// converted with --min-chunk-size 65536; medians of 5; issue 13's targets.
 //
 // peers: side by side on loopback, curl, Damselfly, Dragonfly 1.0.6 and
 // Kraken v0.1.4 (both built from their Go modules, cached under
@@ -118,6 +121,7 @@ type options struct {
 	mountSize, containerBig byteSize
 	mountReads, mountReps   int
 	containerReps           int
+	containerMinChunk       byteSize
 	mountTimeout            time.Duration
 	dropCaches              bool
 
@@ -166,7 +170,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.DurationVar(&o.mountTimeout, "mount-timeout", 10*time.Minute, "mount: bound on one sequential read or download")
 	fs.BoolVar(&o.dropCaches, "drop-caches", true, "mount: when posix_fadvise leaves pages cached, echo 3 > /proc/sys/vm/drop_caches (root)")
 	fs.Var(&o.containerBig, "container-file", "container: size of the image's big file (default 256M)")
-	fs.IntVar(&o.containerReps, "container-reps", 3, "container: repetitions of the lazy and the full measurement (medians reported)")
+	fs.IntVar(&o.containerReps, "container-reps", 5, "container: repetitions of every measurement (medians reported)")
+	o.containerMinChunk = 64 << 10
+	fs.Var(&o.containerMinChunk, "container-min-chunk", "container: --min-chunk-size of the second eStargz image (0 = no second image)")
 	fs.DurationVar(&o.peersTimeout, "peers-timeout", 10*time.Minute, "peers: bound on one row of one system")
 	fs.StringVar(&o.anchorCache, "anchor-cache", "", "peers: cache of built Dragonfly/Kraken binaries (default $HOME/.cache/damselfly/anchors)")
 	if err := fs.Parse(args); err != nil {
@@ -355,7 +361,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 	if want["container"] {
 		scenario("container", func() error {
-			rep, err := bench.RunContainer(ctx, env, bench.ContainerConfig{BigSize: int64(o.containerBig), Reps: o.containerReps})
+			rep, err := bench.RunContainer(ctx, env, bench.ContainerConfig{BigSize: int64(o.containerBig), Reps: o.containerReps,
+				MinChunkSize: containerMinChunk(o.containerMinChunk)})
 			if err != nil {
 				return err
 			}
@@ -483,4 +490,13 @@ func secureVariants(v string) ([]bool, error) {
 		return []bool{false, true}, nil
 	}
 	return nil, fmt.Errorf("--secure %q: want off, on or both", v)
+}
+
+// containerMinChunk is ContainerConfig.MinChunkSize for
+// --container-min-chunk: 0 there means no second image.
+func containerMinChunk(v byteSize) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return int64(v)
 }

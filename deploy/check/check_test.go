@@ -85,8 +85,29 @@ func TestChart(t *testing.T) {
 				t.Errorf("supernode replicas %d", n)
 			}
 		}},
-		{"fleet with tokens, TLS, mirrors and a ServiceMonitor", []string{"testdata/fleet.yaml"}, nil, func(t *testing.T, r *rendered) {
-			count(t, r, 1, 1, 1, 1)
+		{"fleet with tokens, TLS, mirrors, metrics and ServiceMonitors", []string{"testdata/fleet.yaml"}, nil, func(t *testing.T, r *rendered) {
+			count(t, r, 1, 1, 1, 2)
+			for _, m := range r.monitors {
+				for _, ep := range m.Spec.Endpoints {
+					if ep.Authorization != nil || ep.TLSConfig != nil {
+						t.Errorf("ServiceMonitor %s endpoint %s: the metrics listener is plain HTTP without a token", m.Name, ep.Port)
+					}
+				}
+			}
+			for _, c := range r.daemonSets[0].Spec.Template.Spec.Containers {
+				listen := ""
+				for _, e := range c.Env {
+					if e.Name == "DAMSELFLY_METRICS_LISTEN" {
+						listen = e.Value
+					}
+				}
+				if !strings.HasPrefix(listen, "$(DAMSELFLY_ADVERTISE_IP):") {
+					t.Errorf("container %s: DAMSELFLY_METRICS_LISTEN = %q, want the node's IP", c.Name, listen)
+				}
+			}
+			if !strings.Contains(only(r.configMaps).Data["supernode.yaml"], "metrics-listen: 0.0.0.0:9102") {
+				t.Error("supernode configuration lacks metrics-listen")
+			}
 			if n := *r.statefulSets[0].Spec.Replicas; n != 3 {
 				t.Errorf("supernode replicas %d", n)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -229,6 +230,8 @@ func (d *download) view() *pickView {
 // fetch downloads piece i from par, verifies and stores it.
 func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	data, digest, status, busy, holders, err := d.get(ctx, i, par)
+	// The store copies the bytes to its file: the buffer is reused.
+	defer putPieceBuf(data)
 	if len(holders) > 0 {
 		// The seed says who just got this piece: make them parents.
 		go d.adopt(d.addParents(holders))
@@ -353,18 +356,46 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	if resp.ContentLength >= 0 && resp.ContentLength != n {
 		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
-	buf := make([]byte, n)
+	buf := getPieceBuf(n)
 	limits := d.limits
 	if d.prefetchLimit != nil && !strings.Contains(url, "urgent") {
 		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
 	}
 	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}, buf); err != nil {
+		putPieceBuf(buf)
 		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
 	}
 	if h := resp.Header.Get(DigestHeader); h != "" {
 		sum, _ = cache.ParseSum(h)
 	}
 	return buf, sum, resp.StatusCode, "", nil, nil
+}
+
+// pieceBufs holds piece buffers between fetches, by capacity (piece sizes
+// are powers of two from 1 MiB to 16 MiB; a last piece is shorter and
+// reuses a larger buffer), so that a download does not allocate (and zero)
+// one per piece.
+var pieceBufs sync.Map // capacity -> *sync.Pool of *[]byte
+
+// getPieceBuf returns a buffer of n bytes (contents undefined).
+func getPieceBuf(n int64) []byte {
+	c := max(int64(1)<<20, int64(1)<<bits.Len64(uint64(n-1)))
+	pool, _ := pieceBufs.LoadOrStore(c, &sync.Pool{})
+	if b, ok := pool.(*sync.Pool).Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, c)
+}
+
+// putPieceBuf gives b (from getPieceBuf; nil is ignored) back for reuse.
+func putPieceBuf(b []byte) {
+	c := int64(cap(b))
+	if c == 0 || c&(c-1) != 0 {
+		return
+	}
+	if pool, ok := pieceBufs.Load(c); ok {
+		pool.(*sync.Pool).Put(&b)
+	}
 }
 
 // parseHolders reads a HoldersHeader value.

@@ -262,6 +262,12 @@ func (p *Peer) Store() *cache.Store { return p.store }
 // UploadedBytes is the total of piece bytes served to others.
 func (p *Peer) UploadedBytes() int64 { return p.upload.BytesServed() }
 
+// UploadStats reports the upload server's slots in use, its slot count,
+// and how many requests it turned away busy.
+func (p *Peer) UploadStats() (inUse, slots int, rejected int64) {
+	return p.upload.InUse(), p.upload.Slots(), p.upload.Rejected()
+}
+
 // Lookup implements upload.Tasks: the tasks this peer holds open (being
 // downloaded, or kept for seeding; see Restore for tasks from before a
 // restart).

@@ -170,6 +170,9 @@ func (s *Server) Rejected() int64 { return s.busy.Load() }
 // Slots is the upload slot count.
 func (s *Server) Slots() int { return cap(s.slots) }
 
+// InUse is how many piece uploads run now.
+func (s *Server) InUse() int { return len(s.slots) }
+
 // ServeHTTP routes /peer/ requests.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -71,6 +71,12 @@ func RegisterState(reg prometheus.Registerer, peer *p2p.Peer, uploadSlots int) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",
 			Name: "upload_bytes_total", Help: "Piece bytes the upload server served to other peers."},
 			func() float64 { return float64(peer.UploadedBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",
+			Name: "upload_slots_in_use", Help: "Piece uploads running now."},
+			func() float64 { in, _, _ := peer.UploadStats(); return float64(in) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",
+			Name: "upload_busy_total", Help: "Piece requests turned away because every upload slot was in use."},
+			func() float64 { _, _, r := peer.UploadStats(); return float64(r) }),
 		&storeCollector{peer: peer})
 	if uploadSlots > 0 {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",

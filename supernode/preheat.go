@@ -321,7 +321,18 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 
 // warm makes the seed hold the whole task, starting it if needed.
 func (p *preheater) warm(ctx context.Context, t *preheatTarget, header http.Header) error {
-	st := p.s.seeds.ensure(ctx, t.taskID, t.url, header, t.digest, false)
+	st, err := p.s.seeds.ensure(ctx, t.taskID, t.url, header, t.digest, false)
+	for errors.Is(err, errSeedBusy) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for room in the seed: %w", err)
+		case <-time.After(time.Second):
+		}
+		st, err = p.s.seeds.ensure(ctx, t.taskID, t.url, header, t.digest, false)
+	}
+	if err != nil {
+		return err
+	}
 	select {
 	case <-st.ready:
 	case <-ctx.Done():

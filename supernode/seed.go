@@ -98,6 +98,7 @@ type seeder struct {
 	// this long (seedbounds.go).
 	maxOpen int
 	idle    time.Duration
+	closing int // tasks taken out of tasks, still being closed; guarded by mu
 
 	ctx context.Context
 
@@ -108,7 +109,10 @@ type seeder struct {
 // ensure returns the seed task for id, starting one if needed. A failed
 // task is retried; a finished one is revalidated with the origin when its
 // last validation is older than the revalidate interval.
-func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string, lazy bool) *seedTask {
+//
+// When MaxOpenTasks tasks are open and none can be closed (all busy), a
+// new task is refused with errSeedBusy.
+func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Header, digest string, lazy bool) (*seedTask, error) {
 	s.mu.Lock()
 	st := s.tasks[id]
 	var replaced *seedTask
@@ -119,6 +123,7 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 			// upload still uses it (then it stays open: rare).
 			if st.markClosedLocked() {
 				replaced = st
+				s.closing++
 			}
 			st.closed = true
 			delete(s.tasks, id)
@@ -127,6 +132,18 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 		} else {
 			st.mu.Unlock()
 		}
+	}
+	if st == nil && s.maxOpen > 0 && len(s.tasks)+s.closing >= s.maxOpen {
+		victims := s.evictLocked(s.maxOpen - 1 - s.maxOpen/8 - s.closing)
+		s.mu.Unlock()
+		s.closeAll(victims, "over --max-open-tasks")
+		if replaced != nil {
+			s.closeAll([]*seedTask{replaced}, "failed, registered again")
+		}
+		if len(victims) == 0 && replaced == nil {
+			return nil, errSeedBusy // all busy, or others are closing tasks
+		}
+		return s.ensure(ctx, id, rawURL, header, digest, lazy)
 	}
 	if st == nil {
 		if digest == "" {
@@ -148,8 +165,7 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 			s.closeAll([]*seedTask{replaced}, "failed, registered again")
 		}
 		go s.run(st)
-		s.enforceCap()
-		return st
+		return st, nil
 	}
 	s.mu.Unlock()
 	st.touch()
@@ -157,8 +173,11 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 	if !lazy {
 		s.startFill(st)
 	}
-	return st
+	return st, nil
 }
+
+// errSeedBusy refuses a new task while every open seed task is busy.
+var errSeedBusy = errors.New("the seed has --max-open-tasks tasks open, all busy; try again shortly")
 
 // startFill starts the full origin fetch of a task that so far served
 // only pieces on demand. It does nothing before the layout is known (run

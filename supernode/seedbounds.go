@@ -120,10 +120,14 @@ func (s *seeder) evictLocked(keep int) []*seedTask {
 			out = append(out, c.st)
 		}
 	}
+	s.closing += len(out)
 	return out
 }
 
-// closeAll closes the cache tasks of seed tasks taken out of the map.
+// closeAll closes the cache tasks of seed tasks taken out of the map
+// (and counted in s.closing until closed: closing flushes the files,
+// which takes a while, and their descriptors count against the cap
+// meanwhile).
 func (s *seeder) closeAll(victims []*seedTask, why string) {
 	for _, st := range victims {
 		st.mu.Lock()
@@ -134,6 +138,9 @@ func (s *seeder) closeAll(victims []*seedTask, why string) {
 				s.logFor(st).WithError(err).Warn("seed: close task")
 			}
 		}
+		s.mu.Lock()
+		s.closing--
+		s.mu.Unlock()
 	}
 	if len(victims) > 0 {
 		s.log.WithField("tasks", len(victims)).WithField("why", why).Debug("seed: closed tasks")
@@ -173,6 +180,7 @@ func (s *seeder) prune(now time.Time) {
 			victims = append(victims, st)
 		}
 	}
+	s.closing += len(victims)
 	s.mu.Unlock()
 	s.closeAll(victims, "idle")
 	s.enforceCap()

@@ -275,7 +275,12 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.registrations.Inc()
-	st := s.seeds.ensure(r.Context(), id, req.URL, req.Header, req.Digest, req.Lazy)
+	st, err := s.seeds.ensure(r.Context(), id, req.URL, req.Header, req.Digest, req.Lazy)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, wire.CodeRateLimited, err.Error(), 0)
+		return
+	}
 	select {
 	case <-st.ready:
 	case <-r.Context().Done():

@@ -229,7 +229,9 @@ func (d *download) view() *pickView {
 
 // fetch downloads piece i from par, verifies and stores it.
 func (d *download) fetch(ctx context.Context, i int, par *parent) {
+	start := time.Now()
 	data, digest, status, busy, holders, err := d.get(ctx, i, par)
+	took := time.Since(start)
 	// The store copies the bytes to its file: the buffer is reused.
 	defer putPieceBuf(data)
 	if len(holders) > 0 {
@@ -302,11 +304,16 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		d.unsynced = append(d.unsynced, i)
 		d.servedBy[par.id] = true
 		d.lastGain = time.Now()
+		source := "peers"
 		if par.seed {
+			source = "seed"
 			d.c.fromSeed.Add(int64(len(data)))
 		} else {
 			d.c.fromPeers.Add(int64(len(data)))
 			par.failures = 0
+		}
+		if on := d.p.onPiece.Load(); on != nil {
+			(*on)(source, len(data), took)
 		}
 		if d.req.Progress != nil {
 			d.req.Progress(d.t.BytesPresent(), d.layout.Length)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -80,7 +81,9 @@ type Config struct {
 
 // Peer is one host's peer. Create it with New; Close it when done.
 type Peer struct {
-	cfg      Config
+	cfg Config
+	// onPiece observes pieces fetched from parents (ObservePieces).
+	onPiece  atomic.Pointer[PieceObserver]
 	log      logrus.FieldLogger
 	id       string
 	host     wire.Host
@@ -261,6 +264,20 @@ func (p *Peer) Store() *cache.Store { return p.store }
 
 // UploadedBytes is the total of piece bytes served to others.
 func (p *Peer) UploadedBytes() int64 { return p.upload.BytesServed() }
+
+// PieceObserver is told about every piece fetched from a parent and
+// stored: source "seed" or "peers", its size, and how long its request
+// took. It must not block.
+type PieceObserver func(source string, bytes int, took time.Duration)
+
+// ObservePieces installs f (nil: none), e.g. a latency histogram.
+func (p *Peer) ObservePieces(f PieceObserver) {
+	if f == nil {
+		p.onPiece.Store(nil)
+		return
+	}
+	p.onPiece.Store(&f)
+}
 
 // UploadStats reports the upload server's slots in use, its slot count,
 // and how many requests it turned away busy.

@@ -143,6 +143,16 @@ func TestMetrics(t *testing.T) {
 		if m.histogramCount(t, "damselfly_peer_download_duration_seconds") != 1 {
 			t.Errorf("daemon %d: download duration histogram count != 1", i)
 		}
+		// Every fetched piece is timed, whatever its source.
+		var pieces uint64
+		for _, mt := range m["damselfly_peer_piece_duration_seconds"].GetMetric() {
+			pieces += mt.GetHistogram().GetSampleCount()
+		}
+		fetched := m.value(t, "damselfly_peer_download_bytes_total", "source", "peers") +
+			m.value(t, "damselfly_peer_download_bytes_total", "source", "seed")
+		if fetched > 0 && pieces == 0 {
+			t.Errorf("daemon %d: fetched %v bytes from parents, piece latency histogram is empty", i, fetched)
+		}
 	}
 	// What the second daemon got from peers, the first one uploaded.
 	first, second := scrape(t, ds[0].metrics), scrape(t, ds[1].metrics)

@@ -78,6 +78,13 @@ func RegisterState(reg prometheus.Registerer, peer *p2p.Peer, uploadSlots int) {
 			Name: "upload_busy_total", Help: "Piece requests turned away because every upload slot was in use."},
 			func() float64 { _, _, r := peer.UploadStats(); return float64(r) }),
 		&storeCollector{peer: peer})
+	pieces := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",
+		Name: "piece_duration_seconds", Help: "Time to fetch one piece from a parent, by source (peers, seed).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"source"})
+	reg.MustRegister(pieces)
+	peer.ObservePieces(func(source string, _ int, took time.Duration) {
+		pieces.WithLabelValues(source).Observe(took.Seconds())
+	})
 	if uploadSlots > 0 {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsserve.Namespace, Subsystem: "peer",
 			Name: "upload_slots", Help: "Concurrent piece uploads the upload server allows."},

@@ -182,10 +182,12 @@ func New(cfg Config) (*Supernode, error) {
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
+	// Holders the scheduler no longer knows (they left) neither count
+	// towards a piece's fan-out nor are named to children.
 	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
-		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow)}
+		upload.WithFanout(cfg.SeedFanout, cfg.SeedFanoutWindow), upload.WithPeerAddr(s.sched.UploadAddr)}
 	if au.on {
-		uploadOpts = append(uploadOpts, upload.WithTaskAuth(au.tasks), upload.WithPeerAddr(s.sched.UploadAddr))
+		uploadOpts = append(uploadOpts, upload.WithTaskAuth(au.tasks))
 	}
 	s.upload = upload.New(seedTasks{s.seeds}, append(uploadOpts,
 		upload.WithOnServe(func(taskID string, n int64) {
@@ -300,6 +302,10 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, wire.CodeInternal, err.Error(), 0)
 		return
 	}
+	s.metrics.parentsAssigned.Add(float64(len(parents)))
+	if len(parents) == 0 {
+		s.metrics.seedOnly.Inc()
+	}
 	m := t.Meta()
 	resp := wire.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
 		LastModified: m.LastModified, Digests: digests(t), SeedDone: t.Complete(),
@@ -334,6 +340,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		if b.PeerID == SeedPeerID || !s.sched.ReportBadIn(req.TaskID, req.PeerID, b.PeerID, b.Reason) {
 			continue
 		}
+		s.metrics.badReports.Inc()
 		s.log.WithFields(logrus.Fields{"parent": b.PeerID, "reason": b.Reason, "reporter": req.PeerID}).Warn("parent reported")
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
@@ -351,6 +358,7 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 		ps, err := s.sched.MoreParents(req.TaskID, req.PeerID)
 		if err == nil {
 			resp.Parents = ps
+			s.metrics.parentsAssigned.Add(float64(len(ps)))
 		}
 	}
 	if req.RefreshTaskCredential {

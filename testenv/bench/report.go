@@ -154,3 +154,12 @@ func fmtPct(f float64) string {
 	}
 	return fmt.Sprintf("%.0f%%", 100*f)
 }
+
+// fmtPerGiB renders seed and peers CPU seconds per GiB as "seed/peers",
+// "-" when neither is known.
+func fmtPerGiB(seed, peers float64) string {
+	if seed <= 0 && peers <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f/%.2f", seed, peers)
+}

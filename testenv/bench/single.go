@@ -42,6 +42,13 @@ type SingleRep struct {
 	WarmResult DfgetResult `json:"warmResult"`
 	// OriginBytes is what the origin served to the cold dfget's supernode.
 	OriginBytes int64 `json:"originBytes"`
+	// CPU seconds (user+system) per GiB delivered, for the cold and the
+	// warm download: seed = the supernode process during the download,
+	// peer = the dfget process (0: unknown).
+	ColdSeedCPUPerGiB float64 `json:"coldSeedCpuSecPerGiB,omitempty"`
+	ColdPeerCPUPerGiB float64 `json:"coldPeerCpuSecPerGiB,omitempty"`
+	WarmSeedCPUPerGiB float64 `json:"warmSeedCpuSecPerGiB,omitempty"`
+	WarmPeerCPUPerGiB float64 `json:"warmPeerCpuSecPerGiB,omitempty"`
 }
 
 // SingleReport is the single-client scenario's result. Curl, Cold and
@@ -138,12 +145,23 @@ func RunSingle(ctx context.Context, env *Env, cfg SingleConfig) (*SingleReport, 
 				tr = testenv.NewTrust(stb, testenv.TrustOptions{ClusterToken: true, TLS: true})
 			}
 			sn := tr.StartSupernode(stb, env.BinDir, append([]string{"--log-level", "warn"}, testenv.AllowOrigins(origin.Addr())...)...)
+			gib := float64(cfg.FileSize) / (1 << 30)
 			for _, warm := range []bool{false, true} {
 				syscall.Sync()
 				out := filepath.Join(outDir, fmt.Sprintf("dfget-%d-%v.bin", i, warm))
-				secs, res, err := timeDfget(ctx, stb, tr, env.BinDir, sn.Addr, url, out, cfg.Timeout)
+				seed0, ok0 := ProcCPUSeconds(sn.Proc.Pid())
+				secs, res, peerCPU, err := timeDfget(ctx, stb, tr, env.BinDir, sn.Addr, url, out, cfg.Timeout)
 				if err != nil {
 					return err
+				}
+				var seedPerGiB float64
+				if seed1, ok1 := ProcCPUSeconds(sn.Proc.Pid()); ok0 && ok1 {
+					seedPerGiB = (seed1 - seed0) / gib
+				}
+				if warm {
+					r.WarmSeedCPUPerGiB, r.WarmPeerCPUPerGiB = seedPerGiB, peerCPU/gib
+				} else {
+					r.ColdSeedCPUPerGiB, r.ColdPeerCPUPerGiB = seedPerGiB, peerCPU/gib
 				}
 				if err := check(out); err != nil {
 					return err
@@ -175,8 +193,8 @@ func RunSingle(ctx context.Context, env *Env, cfg SingleConfig) (*SingleReport, 
 }
 
 // timeDfget runs one embedded-peer dfget to completion and returns its wall
-// time (start to exit) and result line.
-func timeDfget(ctx context.Context, tb testenv.TB, tr *testenv.Trust, binDir, sn, url, out string, timeout time.Duration) (float64, DfgetResult, error) {
+// time (start to exit), result line and CPU seconds (user+system).
+func timeDfget(ctx context.Context, tb testenv.TB, tr *testenv.Trust, binDir, sn, url, out string, timeout time.Duration) (float64, DfgetResult, float64, error) {
 	start := time.Now()
 	p := tr.Dfget(tb, binDir, sn, url, out, "--no-daemon", "--log-level", "warn",
 		"--timeout", fmt.Sprintf("%ds", int(timeout.Seconds())))
@@ -184,18 +202,18 @@ func timeDfget(ctx context.Context, tb testenv.TB, tr *testenv.Trust, binDir, sn
 	case <-p.Done():
 	case <-ctx.Done():
 		p.Kill9()
-		return 0, DfgetResult{}, ctx.Err()
+		return 0, DfgetResult{}, 0, ctx.Err()
 	case <-time.After(timeout + 10*time.Second):
 		p.Kill9()
-		return 0, DfgetResult{}, errors.New("dfget did not finish in time")
+		return 0, DfgetResult{}, 0, errors.New("dfget did not finish in time")
 	}
 	secs := time.Since(start).Seconds()
 	code, err := p.Wait(0)
 	if err != nil || code != 0 {
-		return 0, DfgetResult{}, fmt.Errorf("dfget exit %d (%v): %s", code, err, p.Tail(10))
+		return 0, DfgetResult{}, 0, fmt.Errorf("dfget exit %d (%v): %s", code, err, p.Tail(10))
 	}
 	res, err := FindDfgetResult(p.Log())
-	return secs, res, err
+	return secs, res, exitedCPU(p), err
 }
 
 func median(xs []float64) float64 {
@@ -221,19 +239,21 @@ func SingleTargets(rep *SingleReport) []Target {
 func SingleTable(rep *SingleReport) *Table {
 	t := &Table{Title: fmt.Sprintf("single client (%s file, local uncapped origin, %d rep(s))", fmtMiB(rep.Config.FileSize), len(rep.Reps)),
 		Header: []string{"rep", "curl", "dfget cold", "cold/curl", "(in dfget)", "dfget warm", "warm/curl", "(in dfget)",
-			"curl MiB/s", "cold MiB/s", "warm MiB/s", "origin (cold)"}}
+			"curl MiB/s", "cold MiB/s", "warm MiB/s", "origin (cold)", "CPU s/GiB cold seed/peer", "CPU s/GiB warm seed/peer"}}
 	mibs := func(s float64) string { return fmt.Sprintf("%.0f", float64(rep.Config.FileSize)/MiB/s) }
 	for i, r := range rep.Reps {
 		t.AddRow(i+1, fmtSec(r.Curl), fmtSec(r.Cold), fmtRatio(r.Cold/r.Curl), fmtSec(r.ColdResult.Elapsed.Seconds()),
 			fmtSec(r.Warm), fmtRatio(r.Warm/r.Curl), fmtSec(r.WarmResult.Elapsed.Seconds()),
-			mibs(r.Curl), mibs(r.Cold), mibs(r.Warm), fmtMiB(r.OriginBytes))
+			mibs(r.Curl), mibs(r.Cold), mibs(r.Warm), fmtMiB(r.OriginBytes),
+			fmtPerGiB(r.ColdSeedCPUPerGiB, r.ColdPeerCPUPerGiB), fmtPerGiB(r.WarmSeedCPUPerGiB, r.WarmPeerCPUPerGiB))
 	}
 	if len(rep.Reps) > 1 {
 		t.AddRow("median", fmtSec(rep.Curl), fmtSec(rep.Cold), fmtRatio(rep.RatioCold), "", fmtSec(rep.Warm), fmtRatio(rep.RatioWarm), "",
-			mibs(rep.Curl), mibs(rep.Cold), mibs(rep.Warm), "")
+			mibs(rep.Curl), mibs(rep.Cold), mibs(rep.Warm), "", "", "")
 	}
 	t.Notes = append(t.Notes,
 		"times are wall clock from process start to exit; dfget runs an embedded peer (--no-daemon);",
-		"(in dfget): dfget's own elapsed_ms, from the start of the download to the output file in place (excludes process start and exit).")
+		"(in dfget): dfget's own elapsed_ms, from the start of the download to the output file in place (excludes process start and exit);",
+		"CPU s/GiB: user+system seconds per GiB delivered: seed = the supernode process during that download, peer = the dfget process.")
 	return t
 }

@@ -98,10 +98,14 @@ type SwarmRun struct {
 	CPUBusy float64 `json:"cpuBusy"`
 	// CPU seconds used during the run by the supernode and by all peer
 	// processes together (dfget, and dfdaemon in daemon mode), read just
-	// before they are stopped (0: unknown). Peers that already exited are
-	// not counted.
+	// before they are stopped (0: unknown); a peer that already exited
+	// counts with its final usage.
 	SupernodeCPU float64 `json:"supernodeCpuSec"`
 	PeersCPU     float64 `json:"peersCpuSec"`
+	// SeedCPUPerGiB and PeersCPUPerGiB divide SupernodeCPU and PeersCPU by
+	// the GiB delivered (completed peers x F); 0 when nothing completed.
+	SeedCPUPerGiB  float64 `json:"seedCpuSecPerGiB,omitempty"`
+	PeersCPUPerGiB float64 `json:"peersCpuSecPerGiB,omitempty"`
 	// BenchCPU is what dfbench itself (origin server, log polling) used.
 	BenchCPU float64 `json:"benchCpuSec"`
 	// MachineCPU is the busy CPU time of the whole machine during the run;
@@ -369,7 +373,9 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 		run.SupernodeCPU = c
 	}
 	for _, p := range peers {
-		if c, ok := ProcCPUSeconds(p.proc.Pid()); ok {
+		if p.proc.Exited() {
+			run.PeersCPU += exitedCPU(p.proc)
+		} else if c, ok := ProcCPUSeconds(p.proc.Pid()); ok {
 			run.PeersCPU += c
 		}
 	}
@@ -424,6 +430,9 @@ func runSwarmN(ctx context.Context, env *Env, cfg SwarmConfig, mode string, orig
 	}
 	run.PerPeer = Summarize(times)
 	run.FinishLag = Summarize(lags)
+	if gib := float64(len(times)) * F / (1 << 30); gib > 0 {
+		run.SeedCPUPerGiB, run.PeersCPUPerGiB = run.SupernodeCPU/gib, run.PeersCPU/gib
+	}
 	if run.Failed == 0 && len(times) > 0 {
 		run.Last = last.Seconds()
 		run.Ratio = run.TMin / run.Last
@@ -658,7 +667,7 @@ func SwarmTable(rep *SwarmReport) *Table {
 		fmtMiB(rep.Config.FileSize), fmtMiB(rep.Config.OriginCap), fmtMiB(rep.Config.Upload),
 		fmtMiB(rep.Config.Download), fmtMiB(rep.PieceSize), rep.Mode),
 		Header: []string{"N", "T_min", "T_last", "T_min/T", "p50", "p99", "origin", "from peers", "from seed",
-			"seed served", "b2s", "failed", "finish lag p50/max", "CPU busy", "CPU s: sn/peers/bench/other", "N*F/u_s", "direct"}}
+			"seed served", "b2s", "failed", "finish lag p50/max", "CPU busy", "CPU s: sn/peers/bench/other", "CPU s/GiB: seed/peers", "N*F/u_s", "direct"}}
 	for _, r := range rep.Runs {
 		direct := "-"
 		if r.Direct != nil {
@@ -679,12 +688,14 @@ func SwarmTable(rep *SwarmReport) *Table {
 		t.AddRow(r.N, fmtSec(r.TMin), last, ratio, p50, p99,
 			fmtMiB(r.OriginBytes), fmtMiB(r.FromPeers), fmtMiB(r.FromSeed), fmtMiB(r.SeedServed),
 			r.BackToSource, r.Failed, lag, fmtPct(r.CPUBusy),
-			fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", r.SupernodeCPU, r.PeersCPU, r.BenchCPU, r.OtherCPU), fmtSec(r.ClientServer), direct)
+			fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", r.SupernodeCPU, r.PeersCPU, r.BenchCPU, r.OtherCPU),
+			fmtPerGiB(r.SeedCPUPerGiB, r.PeersCPUPerGiB), fmtSec(r.ClientServer), direct)
 	}
 	t.Notes = append(t.Notes,
 		"T_last: last peer done, from the first start; p50/p99: per-peer, from each peer's own start.",
 		"CPU busy: share of all cores busy during the P2P run (near 100%: the machine, not the product, is the limit);",
-		"CPU s: CPU seconds of the supernode, all peer processes, dfbench itself, and anything else on the machine.",
+		"CPU s: CPU seconds of the supernode, all peer processes, dfbench itself, and anything else on the machine;",
+		"CPU s/GiB: user+system seconds per GiB delivered (completed peers x F): seed = supernode process, peers = all peer processes.",
 		"finish lag: from a peer's store holding every piece (sampled every 250ms) to its result line.",
 		"T_min = max(F/u_s, F/d, N*F/(u_s+N*u)) (Kumar-Ross); N*F/u_s: origin alone; direct: N plain GETs from the capped origin, each read-capped at d.")
 	if len(rep.Config.PeerArgs) > 0 || len(rep.Config.SupernodeArgs) > 0 {

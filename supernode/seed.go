@@ -77,6 +77,10 @@ type seedTask struct {
 	// last accepted those credentials; guarded by mu.
 	private    bool
 	authorized map[string]time.Time
+
+	// def puts off origin fetches of pieces peers hold (seedview.go);
+	// guarded by mu.
+	def deferral
 }
 
 func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
@@ -94,6 +98,9 @@ type seeder struct {
 	revalidate  time.Duration
 	onLayout    func(taskID string, numPieces int)
 	onOrigin    func(n int)
+	// holders says how many live peers hold a piece of a task (nil: none
+	// known); the fill puts those pieces off (seedview.go).
+	holders func(taskID string, n int) int
 	// maxOpen caps the open seed tasks and idle closes those unused
 	// this long (seedbounds.go).
 	maxOpen int
@@ -154,6 +161,7 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 		st = &seedTask{id: id, url: rawURL, header: header.Clone(), digest: digest,
 			created: time.Now(), ready: make(chan struct{}), state: stateProbing, lazy: lazy,
 			private: len(header) > 0 || hasUserInfo(rawURL)}
+		st.def.start(st.created)
 		if st.private {
 			// The first requester's credentials are checked by the fetch itself.
 			st.authorized = map[string]time.Time{credHash(rawURL, header): st.created}
@@ -371,12 +379,24 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	}
 	var err error
 	// A piece an on-demand fetch had claimed is skipped by the fill; if
-	// that fetch failed, the piece is still missing: fill again.
-	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
-		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st}, opts)
+	// that fetch failed, the piece is still missing: fill again. Pieces
+	// put off because peers hold them (after a failover) are fetched once
+	// no peer holding them remains or the deferral ends (seedview.go).
+	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); {
+		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st, s: s, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
 		}
+		if err != nil || t.Complete() {
+			break
+		}
+		if info.AcceptRanges && s.deferredHeld(st, t) {
+			if !s.waitDeferred(st) {
+				return // closed or shutting down
+			}
+			continue
+		}
+		attempt++
 	}
 	if err == nil && !t.Complete() {
 		err = errors.New("pieces still missing after the fill")
@@ -635,8 +655,10 @@ func (st *seedTask) claimedAny() bool {
 // seedSink adapts a cache task to origin.Sink. Pieces an on-demand fetch
 // is getting count as present, so the fill does not fetch them too.
 type seedSink struct {
-	t  *cache.Task
-	st *seedTask
+	t      *cache.Task
+	st     *seedTask
+	s      *seeder
+	ranges bool // pieces can be fetched alone, so held ones can be put off
 }
 
 func (k seedSink) Layout() manifest.Layout { return k.t.Layout() }
@@ -645,8 +667,9 @@ func (k seedSink) Has(i int) bool {
 		return true
 	}
 	k.st.mu.Lock()
-	defer k.st.mu.Unlock()
-	return k.st.claimed[i]
+	claimed, deferring := k.st.claimed[i], k.st.def.activeLocked(time.Now())
+	k.st.mu.Unlock()
+	return claimed || (k.ranges && deferring && k.s.held(k.st.id, i))
 }
 func (k seedSink) PutPiece(i int, data []byte) error {
 	_, err := k.t.PutPiece(i, data)

@@ -181,7 +181,7 @@ func New(cfg Config) (*Supernode, error) {
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
-		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
+		onLayout: s.sched.SetTask, holders: s.sched.PeersHolding, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
 	// Holders the scheduler no longer knows (they left) neither count
 	// towards a piece's fan-out nor are named to children.
 	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),
@@ -345,6 +345,9 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
 	state, t, serr := st.snapshot()
+	if t != nil && state != stateFailed {
+		s.seeds.noteSync(st, req.PeerID, len(req.Finished) > 0 || req.Done, req.KnownDigests, t.NumPieces())
+	}
 	var resp wire.SyncResponse
 	if state == stateFailed {
 		resp.SeedError = s.concealSeedError(serr).Error()

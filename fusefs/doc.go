@@ -17,4 +17,6 @@
 //	user.damselfly.progress   "<bytes present>/<size>" of the backing content
 //	user.damselfly.digest     expected digest of the file, when known
 //	user.damselfly.source     the URL the file comes from (credentials redacted)
+//	user.damselfly.mode       "p2p" or "direct" (straight from the origin), when
+//	                          the content says (a whole URL's file)
 package fusefs

@@ -20,7 +20,16 @@ const (
 	XattrProgress = "user.damselfly.progress"
 	XattrDigest   = "user.damselfly.digest"
 	XattrSource   = "user.damselfly.source"
+	// XattrMode is how the content is fetched: "p2p" (through a supernode
+	// and the swarm) or "direct" (straight from the origin, none reachable).
+	XattrMode = "user.damselfly.mode"
 )
+
+// Moder is optionally implemented by FileData and Content: Mode says how
+// the bytes are fetched right now ("p2p" or "direct"; "" when unknown).
+type Moder interface {
+	Mode() string
+}
 
 // fileNode is a regular, read-only file whose bytes come from FileData.
 type fileNode struct {
@@ -115,6 +124,11 @@ func (f *fileNode) xattr(name string) (string, bool) {
 		return f.entry.Digest, f.entry.Digest != ""
 	case XattrSource:
 		return f.entry.Source, f.entry.Source != ""
+	case XattrMode:
+		if m, ok := f.entry.Data.(Moder); ok {
+			v := m.Mode()
+			return v, v != ""
+		}
 	}
 	return "", false
 }
@@ -130,7 +144,7 @@ func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (_ ui
 func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (_ uint32, errno syscall.Errno) {
 	defer recoverOp("listxattr "+f.entry.Path, &errno)
 	var names []string
-	for _, n := range []string{XattrProgress, XattrDigest, XattrSource} {
+	for _, n := range []string{XattrProgress, XattrDigest, XattrSource, XattrMode} {
 		if _, ok := f.xattr(n); ok {
 			names = append(names, n)
 		}

@@ -44,6 +44,15 @@ func (u *urlData) Progress() (int64, int64) {
 	return 0, u.size
 }
 
+// Mode is the opened content's fetch mode, "" before it is opened or when
+// the content does not say.
+func (u *urlData) Mode() string {
+	if m, ok := u.lc.peek().(Moder); ok {
+		return m.Mode()
+	}
+	return ""
+}
+
 func (u *urlData) PassthroughPath() string {
 	if c := u.lc.peek(); c != nil && c.Complete() {
 		return c.DataPath()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
@@ -41,8 +42,10 @@ var ErrReadTimeout = errors.New("pieces did not arrive within the read timeout")
 // a read asks for the pieces it touches at top priority (ahead of the
 // prefetcher) and waits for them. Concurrent reads of one piece share one
 // fetch. With no supernode reachable, a task already in the store is
-// served from what it holds while registration is retried in the
-// background. Lazy implements io.ReaderAt.
+// served from what it holds and the pieces reads touch are fetched
+// straight from the origin (direct mode), while registration is retried in
+// the background. Lazy implements
+// io.ReaderAt.
 type Lazy struct {
 	p    *Peer
 	req  Request
@@ -66,6 +69,9 @@ type Lazy struct {
 	// served counts reads served; lastRead is when the last one ended.
 	served   int
 	lastRead time.Time
+	// direct fetches from the origin while no supernode answers (nil once
+	// the task was opened through one).
+	direct *direct
 }
 
 // readAheadPieces is how many pieces past a sequential read are asked for
@@ -105,20 +111,16 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 		}
 		return l, nil
 	}
-	// Offline: serve what the store holds and keep trying to register.
-	t, err := p.store.Open(ctx, id)
-	if err != nil {
-		if errors.Is(err, cache.ErrNotFound) {
-			return nil, fmt.Errorf("open %s: no supernode reachable and nothing cached: %w", manifest.RedactURL(req.URL), err)
-		}
+	// No supernode: serve what the store holds, fetch the rest straight
+	// from the origin, and keep trying to register (joining the swarm
+	// without reopening).
+	if err := l.openDirect(ctx); err != nil {
 		return nil, err
 	}
-	p.hold(t)
-	ht, release, _ := p.Lookup(id)
-	l.t, l.done = ht, release
-	l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the cached pieces and retrying")
-	l.wg.Add(1)
-	go l.reconnect()
+	if p.snc != nil {
+		l.wg.Add(1)
+		go l.reconnect()
+	}
 	return l, nil
 }
 
@@ -240,7 +242,7 @@ func (l *Lazy) reconnect() {
 			return
 		}
 		if err := l.start(l.ctx, reg); err == nil {
-			l.log.Info("supernode reachable again")
+			l.log.Info("supernode reachable; joined the swarm, no longer fetching straight from the origin")
 		}
 		return
 	}
@@ -293,13 +295,11 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 	sequential := l.streak >= 2
 	l.lastPiece = last
 	l.mu.Unlock()
-	if d != nil {
-		if sequential {
-			l.readAhead(d, last+1)
-		}
-		d.want(missing, +1)
-		defer d.want(missing, -1)
+	if sequential {
+		l.readAhead(d, last+1)
 	}
+	l.want(d, missing, +1)
+	defer l.want(d, missing, -1)
 	for _, i := range missing {
 		if err := l.wait(ctx, d, i); err != nil {
 			return fmt.Errorf("wait for piece %d: %w", i, err)
@@ -321,7 +321,7 @@ const seedCheckInterval = 250 * time.Millisecond
 // check: the seed then serves nothing more) and no parent can help.
 func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 	if d == nil {
-		return l.t.Wait(ctx, i)
+		return l.waitDirect(ctx, i)
 	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
@@ -355,7 +355,7 @@ func (l *Lazy) readAhead(d *download, from int) {
 	if len(ra) == 0 {
 		return
 	}
-	d.want(ra, +1)
+	l.want(d, ra, +1)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -364,7 +364,7 @@ func (l *Lazy) readAhead(d *download, from int) {
 		for _, i := range ra {
 			l.t.Wait(ctx, i)
 		}
-		d.want(ra, -1)
+		l.want(d, ra, -1)
 		l.mu.Lock()
 		for _, i := range ra {
 			delete(l.ahead, i)
@@ -429,3 +429,303 @@ func (d *download) want(pieces []int, delta int) {
 
 // DataPath is the store's data file of the task (content at its offsets).
 func (l *Lazy) DataPath() string { return l.t.DataPath() }
+
+// Mode is how the task's missing pieces are fetched now: "p2p" through a
+// supernode and the swarm, or "direct" straight from the origin.
+func (l *Lazy) Mode() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.d != nil {
+		return "p2p"
+	}
+	return "direct"
+}
+
+// want adds delta waiters to each piece: to the swarm download d, or, with
+// none, to the direct fetcher.
+func (l *Lazy) want(d *download, pieces []int, delta int) {
+	if d != nil {
+		d.want(pieces, delta)
+		return
+	}
+	l.mu.Lock()
+	dr := l.direct
+	if dr != nil {
+		for _, i := range pieces {
+			if dr.want[i] += delta; dr.want[i] <= 0 {
+				delete(dr.want, i)
+			}
+		}
+	}
+	l.mu.Unlock()
+	if dr != nil {
+		dr.poke()
+	}
+}
+
+// direct is the state of fetching pieces straight from the origin (guarded
+// by Lazy.mu): pieces reads wait for first, then readahead, then, with
+// prefetch on, the rest in order.
+type direct struct {
+	src     *origin.Client
+	opened  time.Time
+	want    map[int]int
+	flight  map[int]bool
+	failed  map[int]error
+	err     error        // the origin's last answer to a probe, nil once it answered
+	info    *origin.Info // the origin's validators, nil until probed
+	cursor  int          // prefetch scans on from here
+	wake    chan struct{}
+	limiter *ratelimit.Limiter
+}
+
+func (dr *direct) poke() {
+	select {
+	case dr.wake <- struct{}{}:
+	default:
+	}
+}
+
+// openDirect opens the task from the store, or, when it is not there,
+// creates it from a probe of the origin, and starts fetching from the
+// origin what reads ask for.
+func (l *Lazy) openDirect(ctx context.Context) error {
+	p := l.p
+	src := p.src
+	if l.req.Remote {
+		src = p.guarded
+	}
+	dr := &direct{src: src, opened: time.Now(), want: map[int]int{}, flight: map[int]bool{},
+		failed: map[int]error{}, wake: make(chan struct{}, 1), limiter: ratelimit.New(l.opt.PrefetchLimit)}
+	t, err := p.store.Open(ctx, l.id)
+	switch {
+	case err == nil:
+		p.hold(t)
+		ht, release, _ := p.Lookup(l.id)
+		l.t, l.done = ht, release
+		l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the stored pieces and fetching the rest straight from the origin")
+	case errors.Is(err, cache.ErrNotFound):
+		info, err := src.Probe(ctx, l.req.URL, l.req.Header)
+		if err != nil {
+			return fmt.Errorf("open %s: no supernode reachable, and the origin did not answer: %w", manifest.RedactURL(l.req.URL), err)
+		}
+		if info.Length < 0 {
+			return fmt.Errorf("open %s: no supernode reachable, and the origin sent no Content-Length", manifest.RedactURL(l.req.URL))
+		}
+		lay := manifest.NewLayout(info.Length)
+		t, release, err := p.openTaskFor(ctx, cache.Meta{TaskID: l.id, URL: manifest.RedactURL(l.req.URL), Length: lay.Length,
+			PieceSize: lay.PieceSize, ETag: info.ETag, LastModified: info.LastModified})
+		if err != nil {
+			return fmt.Errorf("open %s: %w", manifest.RedactURL(l.req.URL), err)
+		}
+		if t.Layout() != lay {
+			release()
+			return fmt.Errorf("open %s: content changed at the origin (length %d, stored layout %+v)",
+				manifest.RedactURL(l.req.URL), info.Length, t.Layout())
+		}
+		l.t, l.done = t, release
+		dr.info = &info
+		l.log.Warn("no supernode reachable; fetching straight from the origin")
+	default:
+		return fmt.Errorf("open %s: %w", manifest.RedactURL(l.req.URL), err)
+	}
+	l.mu.Lock()
+	l.direct = dr
+	l.mu.Unlock()
+	if l.t.Complete() {
+		return nil
+	}
+	l.wg.Add(1)
+	go l.runDirect(dr)
+	return nil
+}
+
+// directRetry is how long the direct fetcher waits before asking an origin
+// that did not answer again.
+const directRetry = 2 * time.Second
+
+// runDirect dispatches piece fetches from the origin until the task is
+// complete, the swarm takes over, or the task is closed.
+func (l *Lazy) runDirect(dr *direct) {
+	defer l.wg.Done()
+	slots := max(l.p.cfg.Concurrency/2, 2)
+	sem := make(chan struct{}, slots)
+	var fetches sync.WaitGroup
+	defer fetches.Wait()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l.ctx.Err() != nil || l.t.Complete() {
+			return
+		}
+		l.mu.Lock()
+		joined := l.d != nil
+		info := dr.info
+		l.mu.Unlock()
+		if joined {
+			return
+		}
+		if info == nil && !l.probeDirect(dr) {
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-time.After(directRetry):
+			}
+			continue
+		}
+		for {
+			i, prefetch, ok := l.pickDirect(dr, len(sem) < slots-1)
+			if !ok {
+				break
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-l.ctx.Done():
+				return
+			}
+			fetches.Add(1)
+			go func() {
+				defer fetches.Done()
+				defer func() { <-sem; dr.poke() }()
+				l.fetchDirect(dr, i, prefetch)
+			}()
+		}
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-dr.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// probeDirect asks the origin for the validators of a task resumed from
+// the store, and checks that the content did not change.
+func (l *Lazy) probeDirect(dr *direct) bool {
+	info, err := dr.src.Probe(l.ctx, l.req.URL, l.req.Header)
+	if err == nil && info.Length != l.t.Meta().Length {
+		err = fmt.Errorf("content changed at the origin (length %d, stored %d); the stored copy is kept as is, not mixing versions",
+			info.Length, l.t.Meta().Length)
+	}
+	if m := l.t.Meta(); err == nil && m.ETag != "" && info.ETag != "" && m.ETag != info.ETag {
+		err = fmt.Errorf("content changed at the origin (ETag %s, stored %s); the stored copy is kept as is, not mixing versions",
+			info.ETag, m.ETag)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if dr.err == nil {
+			l.log.WithError(err).Warn("origin unreachable; only the stored pieces can be read")
+		}
+		dr.err = fmt.Errorf("fetch from the origin: %w", err)
+		return false
+	}
+	dr.err, dr.info = nil, &info
+	return true
+}
+
+// pickDirect chooses the next piece to fetch: one a read waits for, else,
+// when prefetchOK and the background fetch may run, the next missing one.
+func (l *Lazy) pickDirect(dr *direct, prefetchOK bool) (piece int, prefetch, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.d != nil {
+		return 0, false, false
+	}
+	best := -1
+	for i := range dr.want {
+		if !dr.flight[i] && dr.failed[i] == nil && !l.t.Has(i) && (best < 0 || i < best) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		dr.flight[best] = true
+		return best, false, true
+	}
+	now := time.Now()
+	quiet := l.served > 0 && now.Sub(l.lastRead) >= prefetchQuiet && len(dr.want) == 0
+	if !prefetchOK || !l.opt.Prefetch || !(quiet || now.Sub(dr.opened) >= l.opt.PrefetchDelay) {
+		return 0, false, false
+	}
+	for n := l.t.NumPieces(); dr.cursor < n; dr.cursor++ {
+		i := dr.cursor
+		if !dr.flight[i] && !l.t.Has(i) {
+			dr.flight[i] = true
+			dr.cursor++
+			return i, true, true
+		}
+	}
+	return 0, false, false
+}
+
+// fetchDirect fetches piece i from the origin into the store: checked
+// against its digest when the store knows it, hashed as it is stored
+// otherwise (as the seed would).
+func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
+	l.mu.Lock()
+	info := *dr.info
+	l.mu.Unlock()
+	lims := limiters(l.p, l.req)
+	if prefetch {
+		lims = append(lims, dr.limiter)
+	}
+	data, err := dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, l.t.Layout(), i, origin.FillOptions{Limiters: lims})
+	if err == nil {
+		if sum, known := l.t.PieceDigest(i); known && !sum.IsZero() {
+			err = l.t.WritePiece(i, data, sum)
+		} else {
+			_, err = l.t.PutPiece(i, data)
+		}
+	}
+	l.mu.Lock()
+	delete(dr.flight, i)
+	if err != nil && l.ctx.Err() == nil {
+		dr.failed[i] = fmt.Errorf("fetch piece %d from the origin: %w", i, err)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		if l.ctx.Err() == nil {
+			l.log.WithError(err).WithField("piece", i).Warn("direct fetch from the origin failed")
+		}
+		return
+	}
+	if l.t.Complete() {
+		if err := verifyContent(l.t, contentDigest(l.req)); err != nil {
+			l.log.WithError(err).Error("content from the origin failed its digest check")
+		}
+	}
+}
+
+// waitDirect waits for piece i while no swarm download runs: it fails as
+// soon as fetching the piece from the origin failed (the failure is then
+// forgotten, so the next read tries again) or the origin does not answer,
+// and hands the wait over to the swarm download when one starts.
+func (l *Lazy) waitDirect(ctx context.Context, i int) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
+		err := l.t.Wait(wctx, i)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		l.mu.Lock()
+		d, dr := l.d, l.direct
+		var ferr error
+		if dr != nil && d == nil {
+			if ferr = dr.failed[i]; ferr != nil {
+				delete(dr.failed, i)
+			} else if dr.info == nil {
+				ferr = dr.err
+			}
+		}
+		l.mu.Unlock()
+		if d != nil {
+			d.want([]int{i}, +1)
+			defer d.want([]int{i}, -1)
+			return l.wait(ctx, d, i)
+		}
+		if ferr != nil {
+			return ferr
+		}
+	}
+}

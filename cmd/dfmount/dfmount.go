@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,6 +62,11 @@ prefetcher (on by default) completes the content behind them. Pieces and
 metadata stay in --data-dir, so a remount resumes, and stat/ls/readlink work
 from metadata even with the network gone.
 
+With no supernode reachable, dfmount reads straight from the origin (direct
+mode): Range requests for the pieces reads touch, prefetch behind them,
+pieces kept in --data-dir; it keeps trying the supernode and joins the swarm
+without remounting once one answers.
+
 --type selects what URL holds:
   file     one file, named after the URL's last path element (default)
   dataset  a dataset manifest (JSON, see the README) listing paths, sizes,
@@ -72,7 +78,8 @@ A read whose pieces cannot be had within --read-timeout fails with EIO.
 dfmount runs in the foreground and unmounts on SIGINT/SIGTERM; --daemon
 backgrounds it once the mount is ready. A stale mount left by a crash is
 replaced. Extended attributes: user.damselfly.progress ("present/size"),
-user.damselfly.digest, user.damselfly.source.`,
+user.damselfly.digest, user.damselfly.source, user.damselfly.mode (p2p or
+direct).`,
 		Example: `  dfmount https://example.com/data/train.bin /mnt/train --supernode sn1:8002
   dfmount --type dataset https://example.com/ds/manifest.json /mnt/ds --prefetch=false
   dfmount -u /mnt/train`,
@@ -176,9 +183,13 @@ func run(o *options, rawURL, mnt string) (err error) {
 	if err != nil {
 		return err
 	}
+	modes := &modeWatch{}
 	openers := treeOpeners{
 		open: func(ctx context.Context, url string) (fusefs.Content, error) {
 			c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Header: scope.header(url, header), Tag: o.tag, Filters: o.filters}, lazy)
+			if err == nil {
+				modes.add(c)
+			}
 			return c, err
 		},
 		policy: policy,
@@ -202,6 +213,7 @@ func run(o *options, rawURL, mnt string) (err error) {
 	log.WithFields(logrus.Fields{"mountpoint": mnt, "url": manifest.RedactURL(rawURL), "type": o.kind,
 		"entries": len(entries), "prefetch": o.prefetch}).Info("mounted")
 	reportReady(nil)
+	go modes.watch(ctx, os.Stderr)
 	go func() {
 		<-ctx.Done()
 		log.Info("unmounting")
@@ -330,4 +342,53 @@ func reportReady(err error) {
 	f.Write([]byte(msg))
 	f.Close()
 	os.Unsetenv(childEnv)
+}
+
+// modeWatch tells the user on stderr when content is read straight from
+// the origin (no supernode reachable) and when it joins the swarm later.
+type modeWatch struct {
+	mu     sync.Mutex
+	direct map[fusefs.Moder]bool
+}
+
+// add notes c (content without a mode, e.g. through dfdaemon, is skipped)
+// and says so at once when it is read directly.
+func (m *modeWatch) add(c any) {
+	mc, ok := c.(fusefs.Moder)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.direct == nil {
+		m.direct = map[fusefs.Moder]bool{}
+	}
+	if mc.Mode() == "direct" {
+		m.direct[mc] = true
+		if len(m.direct) == 1 {
+			fmt.Fprintln(os.Stderr, "dfmount: no supernode reachable: reading straight from the origin (mode direct, xattr user.damselfly.mode); the mount joins the swarm once a supernode answers")
+		}
+	}
+}
+
+// watch reports to w each content that moved from direct to p2p, until ctx
+// ends.
+func (m *modeWatch) watch(ctx context.Context, w io.Writer) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.mu.Lock()
+		for c := range m.direct {
+			if c.Mode() == "p2p" {
+				delete(m.direct, c)
+				fmt.Fprintln(w, "dfmount: supernode reachable: joined the swarm (mode p2p)")
+			}
+		}
+		m.mu.Unlock()
+	}
 }

@@ -426,6 +426,29 @@ func TestImageConvertE2E(t *testing.T) {
 		}
 	})
 
+	t.Run("min-chunk-size", func(t *testing.T) {
+		// Small files share a gzip stream: /etc/data.bin and /etc/hello of
+		// layer 1 are found at one TOC offset, at different inner offsets.
+		if _, err := runImageCommand(t, ctx, "convert", repo+":v1", repo+":esgz-min",
+			"--prioritized-files", "/bin/sh,/bin/busybox", "--chunk-size", "64K", "--min-chunk-size", "64K"); err != nil {
+			t.Fatal(err)
+		}
+		m := checkConverted(t, host, "test/busybox", "esgz-min", "v1")
+		blob, _ := registryGet(t, host, "test/busybox/blobs/"+m.Layers[0].Digest.String(), "")
+		r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+		must(t, err)
+		data, ok1 := r.ChunkEntryForOffset("etc/data.bin", 0)
+		hello, ok2 := r.ChunkEntryForOffset("etc/hello", 0)
+		if !ok1 || !ok2 || data.Offset != hello.Offset || data.InnerOffset == hello.InnerOffset {
+			t.Errorf("etc/data.bin %+v and etc/hello %+v do not share a stream", data, hello)
+		}
+		f, err := r.OpenFile("etc/hello")
+		must(t, err)
+		if got, _ := io.ReadAll(io.NewSectionReader(f, 0, 6)); string(got) != "hello\n" {
+			t.Errorf("etc/hello reads %q", got)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		if _, err := runImageCommand(t, ctx, "convert", repo+":nope", repo+":x"); err == nil || !strings.Contains(err.Error(), "not found") {
 			t.Errorf("missing tag: %v", err)
@@ -537,9 +560,11 @@ func TestImagePullE2E(t *testing.T) {
 			t.Fatalf("layer %d snapshot: %v", i, err)
 		}
 		want := map[string]string{
-			labels.ImageRef:    repo + ":esgz",
-			labels.LayerDigest: l.Digest.String(),
-			labels.TOCDigest:   l.Annotations[estargz.TOCJSONDigestAnnotation],
+			labels.ImageRef:       repo + ":esgz",
+			labels.LayerDigest:    l.Digest.String(),
+			labels.CRIImageRef:    repo + ":esgz", // for stargz-snapshotter
+			labels.CRILayerDigest: l.Digest.String(),
+			labels.TOCDigest:      l.Annotations[estargz.TOCJSONDigestAnnotation],
 		}
 		for k, v := range want {
 			if info.Labels[k] != v {

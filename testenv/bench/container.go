@@ -824,7 +824,7 @@ func ContainerTable(rep *ContainerReport) *Table {
 		}
 	}
 	t.Notes = append(t.Notes,
-		fmt.Sprintf("first three rows: medians of %d repetitions (lazy, then full, alternately; fresh supernode and hosts each), then each repetition;", len(rep.LazyReps)),
+		fmt.Sprintf("rows above full/lazy: medians of %d repetitions (each: lazy, df-snapshotter and stargz-snapshotter defaults, stargz without background fetch, full, then the --min-chunk-size image's runs; fresh supernode and hosts each), then each repetition;", len(rep.LazyReps)),
 		"pull: lazy `dfctl image pull --snapshotter damselfly` (fresh supernode and host; \"lazy\" rows --background-fetch=false, \"defaults\" rows as shipped), full `ctr image pull`, to exit;",
 		"run: `ctr run --rm IMAGE ID sh /read.sh` (sha256 of the first MiB of /data/big) until its output; start = pull + run;",
 		"whole-file read: `ctr run --rm ... sh -c 'cat /data/big | sha256sum'` until its output (lazy: cold, through FUSE); read again: the same once more;",

@@ -280,10 +280,10 @@ func runPeersCell(ctx context.Context, env *Env, cfg PeersConfig, sys, binDir st
 			if err := fetchOrigin(ctx, cfg.Curl, url, f.path); err != nil {
 				return err
 			}
-			err := k.Upload(ctx, f.path, f.sum)
+			uerr := k.Upload(ctx, f.path, f.sum)
 			os.Remove(f.path)
-			if err != nil {
-				return err
+			if uerr != nil {
+				return uerr
 			}
 			secs, err = timeClients(ctx, row.Clients, func(i int) (*testenv.Proc, error) {
 				return started(i, testenv.Start(stb, "", cfg.Curl, "-s", "-S", "-f", "-o", outs[i], k.BlobURL(i, f.sum)))

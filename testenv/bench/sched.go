@@ -123,7 +123,8 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 		ln.Close()
 		return rep, fmt.Errorf("scheduler: origin policy: %w", err)
 	}
-	sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy})
+	sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy,
+		RegisterRate: -1}) // the per-client limiter would refuse a simulated swarm from one address
 	if err != nil {
 		ln.Close()
 		return rep, err
@@ -195,7 +196,7 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 
 	rep.HeapBefore = heapAfterGC()
 	env.Logf("scheduler: %d registrations with %d clients", cfg.Peers, cfg.Clients)
-	regLat, regSec, regErrs := hammer(ctx, client, base+"/api/v1/tasks/register", regs, nil, cfg.Clients, cfg.Timeout)
+	regLat, regSec, regErrs := hammer(ctx, client, fixedURL(base+"/api/v1/tasks/register"), regs, nil, cfg.Clients, cfg.Timeout)
 	rep.Registrations = cfg.Peers - len(regErrs)
 	rep.RegisterSec = regSec
 	rep.RegistrationsPerSec = float64(rep.Registrations) / regSec
@@ -204,7 +205,7 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 	rep.HeapAfterRegister = heapAfterGC()
 
 	env.Logf("scheduler: %d syncs reporting %d pieces each (at most)", len(syncs), cfg.PiecesPerSync)
-	syncLat, syncSec, syncErrs := hammer(ctx, client, base+"/api/v1/tasks/sync", syncs, order, cfg.Clients, cfg.Timeout)
+	syncLat, syncSec, syncErrs := hammer(ctx, client, fixedURL(base+"/api/v1/tasks/sync"), syncs, order, cfg.Clients, cfg.Timeout)
 	rep.Syncs = len(syncs) - len(syncErrs)
 	failed := map[int]bool{}
 	for _, e := range syncErrs {
@@ -227,7 +228,7 @@ func RunScheduler(ctx context.Context, env *Env, cfg SchedulerConfig) (*Schedule
 
 	var st wire.Status
 	if err := getJSONCtx(ctx, client, base+"/api/v1/status", &st); err == nil {
-		rep.PeersKnown = len(st.Peers)
+		rep.PeersKnown = st.TotalPeers
 	}
 	for _, e := range append(regErrs, syncErrs...) {
 		rep.Errors++
@@ -247,10 +248,13 @@ type indexedErr struct {
 	err   error
 }
 
-// hammer POSTs bodies (in order, if given) to url from n workers and
-// returns each successful request's latency in seconds, the wall time and
-// the failures.
-func hammer(ctx context.Context, client *http.Client, url string, bodies [][]byte, order []int, n int, timeout time.Duration) ([]float64, float64, []indexedErr) {
+// fixedURL sends every body to url.
+func fixedURL(url string) func(int) string { return func(int) string { return url } }
+
+// hammer POSTs bodies (in order, if given) from n workers, body i to
+// url(i), and returns each successful request's latency in seconds, the
+// wall time and the failures.
+func hammer(ctx context.Context, client *http.Client, url func(int) string, bodies [][]byte, order []int, n int, timeout time.Duration) ([]float64, float64, []indexedErr) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if order == nil {
@@ -276,7 +280,7 @@ func hammer(ctx context.Context, client *http.Client, url string, bodies [][]byt
 				}
 				i := order[k]
 				t := time.Now()
-				err := postJSON(ctx, client, url, bodies[i], nil)
+				err := postJSON(ctx, client, url(i), bodies[i], nil)
 				lat[k] = time.Since(t).Seconds()
 				if err != nil {
 					lat[k] = -1
@@ -398,3 +402,247 @@ func SchedulerTable(rep *SchedulerReport) *Table {
 }
 
 func fmtMs(s float64) string { return fmt.Sprintf("%.2fms", s*1000) }
+
+// SchedulerFleetConfig configures the scheduler scenario's fleet variant.
+type SchedulerFleetConfig struct {
+	// Supernodes is how many supernodes share the tasks (3).
+	Supernodes int `json:"supernodes"`
+	// Peers is how many simulated peers register, one task each (30,000).
+	Peers int `json:"peers"`
+	// Tasks is how many distinct files (task IDs) the peers spread over
+	// (1,500), each owned by the supernode wire.HRWOwner picks.
+	Tasks int `json:"tasks"`
+	// Clients is the number of concurrent keep-alive HTTP clients (64).
+	Clients int `json:"clients"`
+	// FileSize is each file's size (64 KiB).
+	FileSize int64 `json:"fileSize"`
+	// Timeout bounds each phase (0: 5 minutes).
+	Timeout time.Duration `json:"timeoutNs"`
+}
+
+// FleetShare is one supernode's part of the fleet variant.
+type FleetShare struct {
+	Addr          string  `json:"addr"`
+	Tasks         int     `json:"tasks"`
+	Registrations int     `json:"registrations"`
+	Share         float64 `json:"share"` // of all registrations
+	PeersKnown    int     `json:"peersKnown"`
+}
+
+// SchedulerFleetReport is the fleet variant's result.
+type SchedulerFleetReport struct {
+	Config              SchedulerFleetConfig `json:"config"`
+	Registrations       int                  `json:"registrations"`
+	RegisterSec         float64              `json:"registerSec"`
+	RegistrationsPerSec float64              `json:"registrationsPerSec"`
+	RegisterLatency     Summary              `json:"registerLatency"`
+	Supernodes          []FleetShare         `json:"supernodes"`
+	// BusiestOverMean is the busiest supernode's share of registrations
+	// over the mean share (1/Supernodes).
+	BusiestOverMean float64  `json:"busiestOverMean"`
+	Errors          int      `json:"errors"`
+	ErrorMsg        []string `json:"errorMsgs,omitempty"`
+	Targets         []Target `json:"targets"`
+}
+
+// RunSchedulerFleet measures several supernodes sharing the control plane:
+// cfg.Peers simulated peers register for cfg.Tasks distinct files, each
+// registration sent to its task's owner as peers route it (wire.HRWOwner
+// over the supernodes' addresses), through cfg.Clients keep-alive clients.
+// The supernodes are served in this process on loopback listeners and
+// share its CPUs, so the aggregate rate measures the routing and balance,
+// not added hardware. Each task's seed finishes before the clock starts.
+func RunSchedulerFleet(ctx context.Context, env *Env, cfg SchedulerFleetConfig) (*SchedulerFleetReport, error) {
+	if cfg.Supernodes <= 0 {
+		cfg.Supernodes = 3
+	}
+	if cfg.Peers <= 0 {
+		cfg.Peers = 30000
+	}
+	if cfg.Tasks <= 0 {
+		cfg.Tasks = 1500
+	}
+	if cfg.Clients <= 0 {
+		cfg.Clients = 64
+	}
+	if cfg.FileSize <= 0 {
+		cfg.FileSize = 64 << 10
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Minute
+	}
+	rep := &SchedulerFleetReport{Config: cfg}
+	tb, closeScope, err := env.Scope()
+	if err != nil {
+		return rep, err
+	}
+	defer closeScope()
+	var origin *testenv.Origin
+	if err := guard(func() error {
+		origin = testenv.NewOrigin(tb)
+		for k := range cfg.Tasks {
+			origin.AddRandom(fmt.Sprintf("fleet-%05d.bin", k), cfg.FileSize, int64(k))
+		}
+		return nil
+	}); err != nil {
+		return rep, err
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.SetLevel(logrus.WarnLevel)
+	policy, err := egress.New(egress.Options{Allow: []string{origin.Addr()}})
+	if err != nil {
+		return rep, fmt.Errorf("scheduler fleet: origin policy: %w", err)
+	}
+	var addrs []string
+	for range cfg.Supernodes {
+		addr, stop, err := serveBenchSupernode(tb.TempDir(), policy, log)
+		if err != nil {
+			return rep, fmt.Errorf("scheduler fleet: start supernode: %w", err)
+		}
+		defer stop()
+		addrs = append(addrs, addr)
+	}
+	tr := &http.Transport{MaxIdleConns: cfg.Clients * cfg.Supernodes, MaxIdleConnsPerHost: cfg.Clients,
+		MaxConnsPerHost: cfg.Clients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	// Each task's owner, and a warm-up registration there.
+	owners := make([]string, cfg.Tasks)
+	urls := make([]string, cfg.Tasks)
+	taskIDs := make([]string, cfg.Tasks)
+	perNode := map[string]*FleetShare{}
+	for _, a := range addrs {
+		perNode[a] = &FleetShare{Addr: a}
+	}
+	warm := make([][]byte, cfg.Tasks)
+	for k := range cfg.Tasks {
+		urls[k] = origin.URL(fmt.Sprintf("fleet-%05d.bin", k))
+		id, err := manifest.TaskID(urls[k], "", nil)
+		if err != nil {
+			return rep, fmt.Errorf("scheduler fleet: task ID of %s: %w", urls[k], err)
+		}
+		taskIDs[k], owners[k] = id, wire.HRWOwner(id, addrs)
+		perNode[owners[k]].Tasks++
+		warm[k] = mustJSON(wire.RegisterRequest{PeerID: fmt.Sprintf("warmup-%05d", k), URL: urls[k], TaskID: id,
+			Host: wire.Host{Hostname: "warmup", UploadAddr: "127.0.0.1:1"}})
+	}
+	env.Logf("scheduler fleet: %d tasks over %d supernodes: warming the seeds", cfg.Tasks, cfg.Supernodes)
+	ownerURL := func(k int) string { return "http://" + owners[k] + "/api/v1/tasks/register" }
+	if _, _, errs := hammer(ctx, client, ownerURL, warm, nil, cfg.Clients, cfg.Timeout); len(errs) > 0 {
+		return rep, fmt.Errorf("scheduler fleet: warm-up registration: %w", errs[0].err)
+	}
+	for k := range cfg.Tasks {
+		if err := waitSeedDone(ctx, client, "http://"+owners[k], taskIDs[k], time.Minute); err != nil {
+			return rep, err
+		}
+	}
+
+	regs := make([][]byte, cfg.Peers)
+	target := make([]string, cfg.Peers)
+	for i := range regs {
+		k := i % cfg.Tasks
+		regs[i] = mustJSON(wire.RegisterRequest{PeerID: fmt.Sprintf("fleet-peer-%05d", i), URL: urls[k], TaskID: taskIDs[k],
+			Host: wire.Host{Hostname: fmt.Sprintf("host%05d", i), UploadAddr: fmt.Sprintf("127.0.%d.%d:65002", 1+i/250%250, 1+i%250),
+				UploadSlots: 8}})
+		target[i] = "http://" + owners[k] + "/api/v1/tasks/register"
+	}
+	env.Logf("scheduler fleet: %d registrations with %d clients", cfg.Peers, cfg.Clients)
+	lat, sec, errs := hammer(ctx, client, func(i int) string { return target[i] }, regs, nil, cfg.Clients, cfg.Timeout)
+	failed := map[int]bool{}
+	for _, e := range errs {
+		failed[e.index] = true
+		rep.Errors++
+		if len(rep.ErrorMsg) < 5 {
+			rep.ErrorMsg = append(rep.ErrorMsg, e.err.Error())
+		}
+	}
+	for i := range regs {
+		if !failed[i] {
+			perNode[owners[i%cfg.Tasks]].Registrations++
+		}
+	}
+	rep.Registrations = cfg.Peers - len(errs)
+	rep.RegisterSec = sec
+	rep.RegistrationsPerSec = float64(rep.Registrations) / sec
+	rep.RegisterLatency = Summarize(lat)
+	busiest := 0
+	for _, a := range addrs {
+		sh := perNode[a]
+		if rep.Registrations > 0 {
+			sh.Share = float64(sh.Registrations) / float64(rep.Registrations)
+		}
+		var st wire.Status
+		if err := getJSONCtx(ctx, client, "http://"+a+"/api/v1/status?limit=1", &st); err == nil {
+			sh.PeersKnown = st.TotalPeers
+		}
+		busiest = max(busiest, sh.Registrations)
+		rep.Supernodes = append(rep.Supernodes, *sh)
+	}
+	if rep.Registrations > 0 {
+		rep.BusiestOverMean = float64(busiest) / (float64(rep.Registrations) / float64(cfg.Supernodes))
+	}
+	rep.Targets = SchedulerFleetTargets(rep)
+	if rep.Errors > 0 {
+		return rep, fmt.Errorf("scheduler fleet: %d registrations failed, e.g. %s", rep.Errors, rep.ErrorMsg[0])
+	}
+	return rep, nil
+}
+
+// serveBenchSupernode serves a supernode on a loopback listener and
+// returns its address and a stop function.
+func serveBenchSupernode(dataDir string, policy *egress.Policy, log logrus.FieldLogger) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: ln.Addr().String(), Log: log, Egress: policy,
+		RegisterRate: -1}) // the per-client limiter would refuse a simulated swarm from one address
+	if err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: sn.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	return ln.Addr().String(), func() {
+		srv.Close()
+		<-served
+		sn.Close()
+	}, nil
+}
+
+// SchedulerFleetTargets checks the fleet report: the busiest supernode's
+// share of registrations at most 1.2x the mean share, and the aggregate
+// rate at least the single-supernode target.
+func SchedulerFleetTargets(rep *SchedulerFleetReport) []Target {
+	c := rep.Config
+	return []Target{
+		AtMost(fmt.Sprintf("scheduler fleet: busiest supernode's share <= 1.2x the mean (%d supernodes, %d tasks)", c.Supernodes, c.Tasks),
+			rep.BusiestOverMean, 1.2, "%.3fx"),
+		AtLeast(fmt.Sprintf("scheduler fleet >= 5000 registrations/s in aggregate (%d peers, %d clients)", c.Peers, c.Clients),
+			rep.RegistrationsPerSec, 5000, "%.0f/s"),
+	}
+}
+
+// SchedulerFleetTable renders a fleet report as a table.
+func SchedulerFleetTable(rep *SchedulerFleetReport) *Table {
+	c := rep.Config
+	t := &Table{Title: fmt.Sprintf("scheduler fleet (%d supernodes in-process, %d peers over %d tasks routed by HRW, %d clients)",
+		c.Supernodes, c.Peers, c.Tasks, c.Clients),
+		Header: []string{"supernode", "tasks owned", "registrations", "share", "peers known"}}
+	for _, s := range rep.Supernodes {
+		t.AddRow(s.Addr, s.Tasks, s.Registrations, fmt.Sprintf("%.1f%%", 100*s.Share), s.PeersKnown)
+	}
+	t.Notes = append(t.Notes, fmt.Sprintf("aggregate: %d registrations in %s, %.0f/s; p50 %s, p99 %s; busiest/mean %.3f; errors: %d",
+		rep.Registrations, fmtSec(rep.RegisterSec), rep.RegistrationsPerSec, fmtMs(rep.RegisterLatency.P50),
+		fmtMs(rep.RegisterLatency.P99), rep.BusiestOverMean, rep.Errors))
+	for _, m := range rep.ErrorMsg {
+		t.Notes = append(t.Notes, "error: "+m)
+	}
+	return t
+}

@@ -2,6 +2,8 @@ package p2p
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/wire"
@@ -29,6 +32,11 @@ type LazyOptions struct {
 	// first reads before it starts anyway (2s). It starts earlier once a
 	// read was served and no read has waited for prefetchQuiet.
 	PrefetchDelay time.Duration
+	// ObjectStore reads s3://BUCKET/KEY URLs (required for them). Such a
+	// task is named by objstore.Identity (bucket, key, ETag) and its pieces
+	// are fetched from the store by this peer: the supernode's seed holds
+	// no credentials for the store, so s3 tasks are not registered yet.
+	ObjectStore *objstore.Client
 }
 
 // prefetchQuiet is how long after the last read the background fetch may
@@ -88,6 +96,9 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	if opt.PrefetchDelay <= 0 {
 		opt.PrefetchDelay = 2 * time.Second
 	}
+	if objstore.IsURL(req.URL) {
+		return p.openLazyS3(ctx, req, opt)
+	}
 	if _, err := manifest.ParseURL(req.URL); err != nil {
 		return nil, err
 	}
@@ -95,9 +106,7 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	if err != nil {
 		return nil, err
 	}
-	l := &Lazy{p: p, req: req, opt: opt, id: id,
-		log: p.log.WithFields(logrus.Fields{"task": id[:12], "url": manifest.RedactURL(req.URL)})}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l := p.newLazy(req, opt, id)
 	var reg *wire.RegisterResponse
 	if p.snc != nil {
 		reg, err = p.registerLazy(ctx, id, req, true)
@@ -114,7 +123,7 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	// No supernode: serve what the store holds, fetch the rest straight
 	// from the origin, and keep trying to register (joining the swarm
 	// without reopening).
-	if err := l.openDirect(ctx); err != nil {
+	if err := l.openDirect(ctx, nil); err != nil {
 		return nil, err
 	}
 	if p.snc != nil {
@@ -122,6 +131,50 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 		go l.reconnect()
 	}
 	return l, nil
+}
+
+func (p *Peer) newLazy(req Request, opt LazyOptions, id string) *Lazy {
+	l := &Lazy{p: p, req: req, opt: opt, id: id,
+		log: p.log.WithFields(logrus.Fields{"task": id[:12], "url": manifest.RedactURL(req.URL)})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// openLazyS3 opens one object of an S3-compatible store: its HEAD names the
+// task (bucket, key and ETag, never a signature), and its pieces are read
+// with ranged GETs pinned to that version.
+func (p *Peer) openLazyS3(ctx context.Context, req Request, opt LazyOptions) (*Lazy, error) {
+	u, err := objstore.ParseURL(req.URL)
+	if err != nil {
+		return nil, err
+	}
+	if u.IsPrefix() {
+		return nil, fmt.Errorf("open %s: a prefix, not an object (mounting prefixes as trees is not supported yet)", u)
+	}
+	if opt.ObjectStore == nil {
+		return nil, fmt.Errorf("open %s: no object store client configured", u)
+	}
+	oi, err := opt.ObjectStore.Head(ctx, u.Bucket, u.Key)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", u, err)
+	}
+	l := p.newLazy(req, opt, S3TaskID(oi, req.Tag))
+	l.log.WithField("identity", objstore.Identity(oi)).Debug("s3 object")
+	if err := l.openDirect(ctx, &oi); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// S3TaskID is the task ID of one version of an object: a sha256 of its
+// objstore.Identity (and the tag, when there is one).
+func S3TaskID(oi objstore.ObjectInfo, tag string) string {
+	key := objstore.Identity(oi)
+	if tag != "" {
+		key += "\x00tag=" + tag
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
 
 // registerLazy registers for a lazily read task. The seed fetches only
@@ -468,6 +521,8 @@ func (l *Lazy) want(d *download, pieces []int, delta int) {
 // prefetch on, the rest in order.
 type direct struct {
 	src     *origin.Client
+	obj     *objstore.Client     // for an s3 object, with oi
+	oi      *objstore.ObjectInfo // the version being read
 	opened  time.Time
 	want    map[int]int
 	flight  map[int]bool
@@ -488,8 +543,9 @@ func (dr *direct) poke() {
 
 // openDirect opens the task from the store, or, when it is not there,
 // creates it from a probe of the origin, and starts fetching from the
-// origin what reads ask for.
-func (l *Lazy) openDirect(ctx context.Context) error {
+// origin what reads ask for. oi, when not nil, is the s3 object read
+// (already looked up).
+func (l *Lazy) openDirect(ctx context.Context, oi *objstore.ObjectInfo) error {
 	p := l.p
 	src := p.src
 	if l.req.Remote {
@@ -497,6 +553,11 @@ func (l *Lazy) openDirect(ctx context.Context) error {
 	}
 	dr := &direct{src: src, opened: time.Now(), want: map[int]int{}, flight: map[int]bool{},
 		failed: map[int]error{}, wake: make(chan struct{}, 1), limiter: ratelimit.New(l.opt.PrefetchLimit)}
+	if oi != nil {
+		dr.obj, dr.oi = l.opt.ObjectStore, oi
+		// Validators for the task's metadata; pieces come through dr.obj.
+		dr.info = &origin.Info{Length: oi.Size, ETag: oi.ETag, AcceptRanges: true}
+	}
 	t, err := p.store.Open(ctx, l.id)
 	switch {
 	case err == nil:
@@ -505,7 +566,12 @@ func (l *Lazy) openDirect(ctx context.Context) error {
 		l.t, l.done = ht, release
 		l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the stored pieces and fetching the rest straight from the origin")
 	case errors.Is(err, cache.ErrNotFound):
-		info, err := src.Probe(ctx, l.req.URL, l.req.Header)
+		info, err := origin.Info{}, error(nil)
+		if dr.info != nil {
+			info = *dr.info
+		} else {
+			info, err = src.Probe(ctx, l.req.URL, l.req.Header)
+		}
 		if err != nil {
 			return fmt.Errorf("open %s: no supernode reachable, and the origin did not answer: %w", manifest.RedactURL(l.req.URL), err)
 		}
@@ -524,8 +590,12 @@ func (l *Lazy) openDirect(ctx context.Context) error {
 				manifest.RedactURL(l.req.URL), info.Length, t.Layout())
 		}
 		l.t, l.done = t, release
-		dr.info = &info
-		l.log.Warn("no supernode reachable; fetching straight from the origin")
+		if dr.oi != nil {
+			l.log.Info("reading the object straight from the store")
+		} else {
+			dr.info = &info
+			l.log.Warn("no supernode reachable; fetching straight from the origin")
+		}
 	default:
 		return fmt.Errorf("open %s: %w", manifest.RedactURL(l.req.URL), err)
 	}
@@ -669,7 +739,13 @@ func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
 	if prefetch {
 		lims = append(lims, dr.limiter)
 	}
-	data, err := dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, l.t.Layout(), i, origin.FillOptions{Limiters: lims})
+	var data []byte
+	var err error
+	if dr.oi != nil {
+		data, err = fetchObjectPiece(l.ctx, dr.obj, *dr.oi, l.t.Layout(), i, lims)
+	} else {
+		data, err = dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, l.t.Layout(), i, origin.FillOptions{Limiters: lims})
+	}
 	if err == nil {
 		if sum, known := l.t.PieceDigest(i); known && !sum.IsZero() {
 			err = l.t.WritePiece(i, data, sum)
@@ -728,4 +804,34 @@ func (l *Lazy) waitDirect(ctx context.Context, i int) error {
 			return ferr
 		}
 	}
+}
+
+// fetchObjectPiece reads piece i of an s3 object with one ranged GET pinned
+// to the version oi names, within the rate limits lims.
+func fetchObjectPiece(ctx context.Context, obj *objstore.Client, oi objstore.ObjectInfo, lay manifest.Layout, i int, lims []*ratelimit.Limiter) ([]byte, error) {
+	off, n := lay.PieceRange(i)
+	body, err := obj.GetRange(ctx, oi, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
+	}
+	defer body.Close()
+	buf := make([]byte, n)
+	for got := 0; got < len(buf); {
+		m, err := body.Read(buf[got:min(len(buf), got+32<<10)])
+		for _, lim := range lims {
+			if lim != nil && m > 0 {
+				if werr := lim.WaitN(ctx, min(m, lim.Burst())); werr != nil {
+					return nil, fmt.Errorf("fetch piece %d: %w", i, werr)
+				}
+			}
+		}
+		got += m
+		if err == io.EOF && got == len(buf) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fetch piece %d: %w", i, err)
+		}
+	}
+	return buf, nil
 }

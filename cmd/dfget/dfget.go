@@ -18,12 +18,14 @@ import (
 	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 )
 
 type options struct {
 	peerflags.Options
+	s3                                      peerflags.S3
 	url, output, digest, md5, tag, logLevel string
 	logFormat                               string
 	headers, filters                        []string
@@ -47,6 +49,13 @@ download that also uploads to others while it runs (and for --keep-seeding
 afterwards). With no supernode reachable it downloads straight from the origin,
 unless --no-source.
 
+s3://BUCKET/KEY downloads one object of an S3-compatible store (--s3-endpoint,
+--s3-region, --s3-path-style) with the standard AWS credential chain
+(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared files, web identity). The
+embedded peer reads it with ranged GETs pinned to the object's ETag, keeps
+the pieces in --data-dir (a rerun resumes) and names the task by bucket, key
+and ETag; in this version s3 objects are not shared through a supernode.
+
 FILE appears only when it is complete and verified: every piece is checked
 against the seed's sha256, and the whole file against --digest/--md5 if given.
 Exit status 0 means the file is complete and verified. Without a dfdaemon and
@@ -59,7 +68,8 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 -e/--timeout (seconds or a duration).`,
 		Example: `  dfget https://example.com/big.iso -o /tmp/big.iso --supernode sn1:8002,sn2:8002
   dfget -u https://example.com/model.bin -o model.bin --node sn1:8002 -s 50M --md5 0123...
-  dfget https://registry/v2/lib/blobs/sha256:... -o layer.tgz --header 'Authorization: Bearer ...'`,
+  dfget https://registry/v2/lib/blobs/sha256:... -o layer.tgz --header 'Authorization: Bearer ...'
+  dfget s3://datasets/train/shard-0.tar -o shard-0.tar --s3-endpoint http://minio:9000 --s3-path-style`,
 		Args:          cobra.MaximumNArgs(1),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -91,6 +101,7 @@ The classic dfget spellings work too: -u URL, --node, -s/--locallimit,
 	f.StringVar(&o.tag, "identifier", "", "classic spelling of --tag")
 	f.StringSliceVarP(&o.filters, "filter", "f", nil, "query parameters left out of the task identity, e.g. 'Signature&Expires' or 'Signature,Expires'")
 	f.Var(&o.keepSeeding, "keep-seeding", "after the download, keep uploading to other peers for this long (embedded peer only)")
+	o.s3.Register(f)
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
 	f.BoolVarP(&o.showBar, "showbar", "b", false, "show the progress bar even when stderr is not a terminal")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
@@ -107,7 +118,17 @@ func run(o *options) error {
 	if o.url == "" {
 		return errors.New("no URL given (dfget URL -o FILE)")
 	}
-	if _, err := manifest.ParseURL(o.url); err != nil {
+	isS3 := objstore.IsURL(o.url)
+	if isS3 {
+		if _, err := objstore.ParseURL(o.url); err != nil {
+			return err
+		}
+		if len(o.headers) > 0 {
+			return errors.New("--header is for HTTP origins; s3:// URLs sign with the AWS credentials")
+		}
+		// The store's credentials stay in this process: no dfdaemon.
+		o.NoDaemon = true
+	} else if _, err := manifest.ParseURL(o.url); err != nil {
 		return err
 	}
 	if o.output == "" {
@@ -142,7 +163,12 @@ func run(o *options) error {
 		return err
 	}
 	defer src.Close()
-	res, err := download(ctx, o, src, req)
+	var res *p2p.Result
+	if isS3 {
+		res, err = downloadS3(ctx, o, src, req)
+	} else {
+		res, err = download(ctx, o, src, req)
+	}
 	if bar != nil {
 		bar.Finish()
 		fmt.Fprintln(os.Stderr)

@@ -28,6 +28,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/cmd/internal/version"
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/p2p"
 	"github.com/damselfly-p2p/damselfly/trust/egress"
 )
@@ -41,6 +42,7 @@ const (
 
 type options struct {
 	peerflags.Options
+	s3                                                   peerflags.S3
 	kind, logLevel, logFile, logFormat                   string
 	digest, tocDigest, tag                               string
 	headers, filters, headerHosts                        []string
@@ -67,6 +69,10 @@ mode): Range requests for the pieces reads touch, prefetch behind them,
 pieces kept in --data-dir; it keeps trying the supernode and joins the swarm
 without remounting once one answers.
 
+s3://BUCKET/KEY mounts one object of an S3-compatible store (--s3-endpoint,
+--s3-region, --s3-path-style; credentials from the standard AWS chain),
+read with ranged GETs pinned to its ETag by the embedded peer.
+
 --type selects what URL holds:
   file     one file, named after the URL's last path element (default)
   dataset  a dataset manifest (JSON, see the README) listing paths, sizes,
@@ -82,6 +88,7 @@ user.damselfly.digest, user.damselfly.source, user.damselfly.mode (p2p or
 direct).`,
 		Example: `  dfmount https://example.com/data/train.bin /mnt/train --supernode sn1:8002
   dfmount --type dataset https://example.com/ds/manifest.json /mnt/ds --prefetch=false
+  dfmount s3://datasets/train.bin /mnt/train --s3-endpoint http://minio:9000 --s3-path-style
   dfmount -u /mnt/train`,
 		Args:          cobra.RangeArgs(1, 2),
 		SilenceUsage:  true,
@@ -118,6 +125,7 @@ direct).`,
 	o.Register(f, peerflags.Spec{Role: peerflags.Client,
 		DataDir: filepath.Join(home, ".damselfly", "dfmount"), DataDirHelp: "piece store of the embedded peer",
 		Help: map[string]string{"no-daemon": "always use an embedded peer", "advertise-ip": "IP other peers use to reach the embedded peer"}})
+	o.s3.Register(f)
 	f.BoolVar(&o.background, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log-file", "", "log file (default with --daemon: DATA_DIR/dfmount.log)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount")
@@ -144,7 +152,18 @@ func run(o *options, rawURL, mnt string) (err error) {
 	}
 	fusefs.Log = log
 	defer func() { reportReady(err) }()
-	if _, err := manifest.ParseURL(rawURL); err != nil {
+	isS3 := objstore.IsURL(rawURL)
+	if isS3 {
+		u, err := objstore.ParseURL(rawURL)
+		if err != nil {
+			return err
+		}
+		if u.IsPrefix() {
+			return fmt.Errorf("%s: mounting an s3 prefix as a tree is not supported yet; give one object's key", u)
+		}
+		// The store's credentials stay in this process: no dfdaemon.
+		o.NoDaemon = true
+	} else if _, err := manifest.ParseURL(rawURL); err != nil {
 		return err
 	}
 	if o.kind != "file" && o.kind != "dataset" && o.kind != "estargz" {
@@ -175,6 +194,11 @@ func run(o *options, rawURL, mnt string) (err error) {
 	}
 	defer ms.Close()
 	lazy := p2p.LazyOptions{Prefetch: o.prefetch, PrefetchLimit: int64(o.prefetchLimit), ReadTimeout: o.readTimeout}
+	if isS3 {
+		if lazy.ObjectStore, err = o.s3.Client(ctx); err != nil {
+			return err
+		}
+	}
 	scope, err := newHeaderScope(rawURL, o.headerHosts)
 	if err != nil {
 		return err
@@ -183,7 +207,7 @@ func run(o *options, rawURL, mnt string) (err error) {
 	if err != nil {
 		return err
 	}
-	modes := &modeWatch{}
+	modes := &modeWatch{s3: isS3}
 	openers := treeOpeners{
 		open: func(ctx context.Context, url string) (fusefs.Content, error) {
 			c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Header: scope.header(url, header), Tag: o.tag, Filters: o.filters}, lazy)
@@ -347,6 +371,7 @@ func reportReady(err error) {
 // modeWatch tells the user on stderr when content is read straight from
 // the origin (no supernode reachable) and when it joins the swarm later.
 type modeWatch struct {
+	s3     bool // objects of a store: read directly by design
 	mu     sync.Mutex
 	direct map[fusefs.Moder]bool
 }
@@ -365,7 +390,9 @@ func (m *modeWatch) add(c any) {
 	}
 	if mc.Mode() == "direct" {
 		m.direct[mc] = true
-		if len(m.direct) == 1 {
+		if len(m.direct) == 1 && m.s3 {
+			fmt.Fprintln(os.Stderr, "dfmount: reading the object straight from the store (mode direct, xattr user.damselfly.mode)")
+		} else if len(m.direct) == 1 {
 			fmt.Fprintln(os.Stderr, "dfmount: no supernode reachable: reading straight from the origin (mode direct, xattr user.damselfly.mode); the mount joins the swarm once a supernode answers")
 		}
 	}

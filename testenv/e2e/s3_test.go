@@ -12,11 +12,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/testenv"
@@ -320,4 +323,101 @@ func TestS3Objstore(t *testing.T) {
 			t.Errorf("ReadDir %s: %d entries, want 7: %+v", u, len(entries), entries)
 		}
 	})
+}
+
+// TestS3DfgetDfmount downloads an object of the real store with dfget: an
+// interrupted run (kill -9) leaves its pieces in the data dir and a rerun
+// with the classic flags fetches only the rest. dfmount of the object reads
+// its bytes. Wrong credentials fail both with a clear error and a non-zero
+// exit (and no output file).
+func TestS3DfgetDfmount(t *testing.T) {
+	bin := bins(t)
+	const bucket = "objects"
+	sw := testenv.StartSeaweed(t, bucket)
+	const size = 24<<20 + 777
+	rng := rand.New(rand.NewPCG(18, 4))
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	sw.Put(t, bucket, "dir/blob.bin", data)
+	url := "s3://" + bucket + "/dir/blob.bin"
+	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
+	common := []string{"--s3-endpoint", sw.Endpoint, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+		"--no-daemon", "--no-progress", "--log-level", "info"}
+	dir, out := t.TempDir(), filepath.Join(t.TempDir(), "blob.bin")
+
+	// A slow first run, killed once a few pieces are stored.
+	p := testenv.Start(t, bin, "dfget", append(common, url, "-o", out, "--data-dir", dir, "--limit", "4M")...)
+	waitPresent(t, dir, 3, time.Minute)
+	p.Kill9()
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("output file exists after the interrupted run")
+	}
+	present := presentPieces(t, dir)
+
+	// The rerun, with the classic spellings, resumes.
+	p = testenv.Start(t, bin, "dfget", append(common, "-u", url, "-o", out, "--data-dir", dir, "-m", md5hex(data))...)
+	waitOK(t, p, 2*time.Minute)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("downloaded %d bytes that differ from the object's %d", len(got), len(data))
+	}
+	res := parseResult(t, p)
+	t.Logf("rerun after kill -9 with %d pieces stored: %+v", present, res)
+	if res.Reused < int64(present)*pieceSize(size) || res.Origin != size-res.Reused {
+		t.Fatalf("rerun reused %d and fetched %d bytes; want the %d stored pieces reused and only the rest fetched",
+			res.Reused, res.Origin, present)
+	}
+
+	// dfmount of the object: reads equal the object's bytes, in mode direct.
+	mnt := t.TempDir()
+	mountArgs := []string{"--s3-endpoint", sw.Endpoint, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+		"--no-daemon", "--data-dir", t.TempDir(), "--upload-listen", "127.0.0.1:0", "--prefetch=false"}
+	m := startMount(t, bin, url, mnt, mountArgs...)
+	file := filepath.Join(mnt, "blob.bin")
+	if fi, err := os.Stat(file); err != nil || fi.Size() != size {
+		t.Fatalf("stat of the mounted object: %v", err)
+	}
+	if mode := mountMode(t, file); mode != "direct" {
+		t.Fatalf("mode %q, want direct", mode)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 5<<20 + 3, size - 1000} {
+		buf := make([]byte, min(64<<10, size-off))
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read the mounted object at %d: %v", off, err)
+		}
+		if !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
+			t.Fatalf("mounted object differs at %d", off)
+		}
+	}
+	f.Close()
+	stopMount(t, m)
+
+	// Wrong credentials: a clear error and a non-zero exit.
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+	pm := testenv.Start(t, bin, "dfmount", append(mountArgs, url, t.TempDir())...)
+	if code, err := pm.Wait(time.Minute); err != nil || code == 0 || !strings.Contains(pm.Log(), "access denied") {
+		t.Fatalf("dfmount with a wrong secret: exit %d, %v\n%s", code, err, pm.Tail(20))
+	}
+	bad := filepath.Join(t.TempDir(), "bad.bin")
+	p = testenv.Start(t, bin, "dfget", append(common, url, "-o", bad, "--data-dir", t.TempDir())...)
+	code, err := p.Wait(time.Minute)
+	if err != nil || code == 0 {
+		t.Fatalf("dfget with a wrong secret: exit %d, %v\n%s", code, err, p.Tail(20))
+	}
+	if !strings.Contains(p.Log(), "access denied") {
+		t.Fatalf("dfget with a wrong secret does not say access denied:\n%s", p.Tail(20))
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Fatal("output file exists after a refused download")
+	}
 }

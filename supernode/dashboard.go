@@ -5,7 +5,8 @@ package supernode
 //
 //	GET /                           the page (no data)
 //	GET /dashboard/{app.js,style.css}
-//	GET /api/v1/dashboard           -> dashboard.Cluster (this supernode)
+//	GET /api/v1/dashboard           -> dashboard.Cluster (this supernode and
+//	                                   the other cluster members, cluster.go)
 //	GET /api/v1/tasks/{id}/pieces   -> dashboard.PieceMap
 //
 // A sampler reads the scheduler's byte counters every second to derive
@@ -42,6 +43,9 @@ func (s *Supernode) dashboardRoutes() {
 	d := newDashSampler()
 	s.mux.Handle("GET "+dashboard.SummaryPath, a.secretCall(a.admin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		doc := s.dashboardDoc(d)
+		if !localOnly(r) {
+			doc = s.withMembers(r.Context(), doc)
+		}
 		writeJSON(w, &doc)
 	})))
 	s.mux.Handle("GET "+dashboard.PiecesPathPattern, a.secretCall(a.admin, http.HandlerFunc(s.handlePieces)))
@@ -180,8 +184,8 @@ func (d *dashSampler) snapshot() dashRates {
 	return r
 }
 
-// dashboardDoc is the dashboard document of this supernode alone (the
-// cluster view adds the others' nodes).
+// dashboardDoc is the dashboard document of this supernode alone
+// (withMembers adds the other members' nodes).
 func (s *Supernode) dashboardDoc(d *dashSampler) dashboard.Cluster {
 	node := s.dashboardNode(d.snapshot())
 	doc := dashboard.Cluster{GeneratedAt: time.Now().UTC(), Interval: dashInterval.Milliseconds(),
@@ -292,6 +296,12 @@ func (s *Supernode) handlePieces(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	st := s.seeds.get(id)
 	if st == nil {
+		if !localOnly(r) {
+			if m, ok := s.memberPieces(r.Context(), id); ok {
+				writeJSON(w, &m)
+				return
+			}
+		}
 		writeError(w, http.StatusNotFound, wire.CodeUnknownTask, "no such task", 0)
 		return
 	}

@@ -61,10 +61,23 @@ func allowLoopback(t *testing.T) *egress.Policy {
 // directory) on a free port. Its logs, at debug level, go to node.logs.
 func startNode(t *testing.T, cfg supernode.Config) *node {
 	t.Helper()
+	return startNodeOn(t, listen(t), cfg)
+}
+
+// listen opens a listener on a free loopback port.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// startNodeOn is startNode serving on ln, whose address is known before
+// (cluster members name each other).
+func startNodeOn(t *testing.T, ln net.Listener, cfg supernode.Config) *node {
+	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}

@@ -307,7 +307,11 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 			}
 			defer func() { <-p.sem }()
 			j.setTarget(t, wire.PreheatRunning, "")
-			if err := p.warm(ctx, t, header); err != nil {
+			warm := p.warm
+			if req.Type == wire.PreheatImage {
+				warm = p.warmAtOwner // each blob to its owner (cluster.go)
+			}
+			if err := warm(ctx, t, header); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", manifest.RedactURL(t.url), err)
 				j.setTarget(t, wire.PreheatFailed, err.Error())
 				return
@@ -390,6 +394,8 @@ func (j *preheatJob) snapshot(s *Supernode) wire.PreheatStatus {
 			if _, task, _ := seed.snapshot(); task != nil {
 				b.Length, b.Present = task.Meta().Length, task.BytesPresent()
 			}
+		} else if t.state == wire.PreheatSuccess && t.length > 0 {
+			b.Present = t.length // warmed on its owner (cluster.go)
 		}
 		if b.Length > 0 {
 			st.Length += b.Length

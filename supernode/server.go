@@ -2,6 +2,7 @@ package supernode
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,6 +99,13 @@ type Config struct {
 	// tasks and peers in GET /api/v1/status (DefaultStatusLimit,
 	// MaxStatusLimit).
 	StatusLimit, StatusMaxLimit int
+	// Cluster names the other supernodes (HOST:PORT, or a DNS name
+	// standing for several, as peers take them; this one's advertise
+	// address may be among them). The dashboard shows them and image
+	// preheats send each blob to its owner (cluster.go). ClusterTLS is
+	// the client TLS configuration for calls to them (nil: plain HTTP).
+	Cluster    []string
+	ClusterTLS *tls.Config
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -119,6 +127,8 @@ type Supernode struct {
 	auth     *auth
 	// regLimits rate-limits registrations per client (limits.go).
 	regLimits *clientLimits
+	// cluster knows the other supernodes (cluster.go).
+	cluster *clusterView
 }
 
 // New opens the seed store and returns a supernode.
@@ -170,6 +180,10 @@ func New(cfg Config) (*Supernode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supernode: %w", err)
 	}
+	cv, err := newClusterView(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("supernode: %w", err)
+	}
 	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("supernode: open seed store: %w", err)
@@ -177,7 +191,7 @@ func New(cfg Config) (*Supernode, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supernode{cfg: cfg, log: cfg.Log, store: store, sched: scheduler.New(cfg.Scheduler),
 		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics(), auth: au,
-		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst)}
+		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst), cluster: cv}
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,

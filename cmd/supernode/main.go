@@ -41,6 +41,7 @@ func newCommand() *cobra.Command {
 		clusterFile, adminFile, notifyFile   string
 		tlsOpts                              tlsconf.Options
 		allowOrigins, denyOrigins            []string
+		clusterMembers                       []string
 		registerRate                         float64
 		registerBurst, statusLimit           int
 		maxOpenTasks, preheatQueue           int
@@ -109,7 +110,15 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 				}
 				ln = tls.NewListener(ln, cfg)
 			}
+			var clusterTLS *tls.Config
+			if tlsOpts.Enabled() && len(clusterMembers) > 0 {
+				if clusterTLS, err = tlsOpts.ClientConfig(); err != nil {
+					ln.Close()
+					return fmt.Errorf("TLS for cluster members: %w", err)
+				}
+			}
 			sn, err := supernode.New(supernode.Config{DataDir: dataDir, AdvertiseAddr: adv,
+				Cluster: clusterMembers, ClusterTLS: clusterTLS,
 				OriginConcurrency: originConc, SeedUploadSlots: seedSlots, SeedFanout: fanout, Revalidate: revalidate,
 				Quota: int64(quota), TTL: ttl, Log: log,
 				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy,
@@ -171,6 +180,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
 	f.StringArrayVar(&allowOrigins, "allow-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications may fetch from although the default policy refuses it (loopback, link-local); repeatable")
 	f.StringArrayVar(&denyOrigins, "deny-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications must never fetch from (wins over --allow-origin); repeatable")
+	f.StringSliceVar(&clusterMembers, "cluster", nil, "the other supernodes, HOST:PORT,... or a DNS name standing for several (as peers' --supernode): the dashboard shows the whole cluster and image preheats send each blob to its owner; calls carry the admin token, else the cluster token, and use --tls-* when set")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)
 	metricsOpts.Register(f)

@@ -287,7 +287,7 @@
       $('app').hidden = false;
       const n = doc.nodes || [];
       setText($('node-info'), n.length === 1 ? 'Supernode ' + n[0].supernode + ', up ' + n[0].uptime
-        : n.length + ' supernodes');
+        : n.length + ' supernodes: ' + n.map((x) => x.supernode + (x.down ? ' (down)' : ', up ' + x.uptime)).join('; '));
       const m = merge(doc);
       renderTotals(doc);
       renderTasks(m.tasks);

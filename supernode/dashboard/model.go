@@ -23,8 +23,8 @@ const (
 	StateFailed      = "failed"      // the seed gave up on the origin
 )
 
-// Cluster is the dashboard's document: every supernode it covers (one for
-// now; a cluster view fills several) and their sums.
+// Cluster is the dashboard's document: every supernode it covers (this
+// one first, then the other cluster members) and their sums.
 type Cluster struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 	// Interval is the sampling period of every History, in milliseconds.
@@ -37,12 +37,15 @@ type Cluster struct {
 
 // Node is one supernode's view.
 type Node struct {
-	Supernode string               `json:"supernode"`
-	Uptime    string               `json:"uptime"`
-	Totals    Totals               `json:"totals"`
-	Tasks     []Task               `json:"tasks"`
-	Peers     []Peer               `json:"peers"`
-	Preheats  []wire.PreheatStatus `json:"preheats"`
+	Supernode string `json:"supernode"`
+	// Down is set, with Error, for a cluster member that did not answer.
+	Down     bool                 `json:"down,omitempty"`
+	Error    string               `json:"error,omitempty"`
+	Uptime   string               `json:"uptime"`
+	Totals   Totals               `json:"totals"`
+	Tasks    []Task               `json:"tasks"`
+	Peers    []Peer               `json:"peers"`
+	Preheats []wire.PreheatStatus `json:"preheats"`
 	// History is this node's aggregate throughput, oldest first.
 	History []float64 `json:"history"`
 }

@@ -452,6 +452,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 				return nil, info, errors.New("origin did not send Content-Length")
 			}
 			meta := s.metaFor(st, info)
+			st.endDeferral() // peers may hold the old content
 			if err := t.Reset(meta); err != nil {
 				t.Close()
 				return nil, info, err
@@ -562,6 +563,8 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 		return
 	}
 	meta := s.metaFor(st, info)
+	// What peers hold is of the old content: put nothing off.
+	st.endDeferral()
 	if err := t.Reset(meta); err != nil {
 		s.fail(st, fmt.Errorf("reset cached copy: %w", err))
 		return

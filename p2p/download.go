@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,10 +231,15 @@ func (d *download) view() *pickView {
 // fetch downloads piece i from par, verifies and stores it.
 func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	start := time.Now()
-	data, digest, status, busy, holders, err := d.get(ctx, i, par)
+	data, digest, status, busy, holders, end, err := d.get(ctx, i, par)
 	took := time.Since(start)
-	// The store copies the bytes to its file: the buffer is reused.
-	defer putPieceBuf(data)
+	// The store copies the bytes to its file; end lets the relayed streams
+	// of the piece finish (or cut them) and gives the buffer back once they
+	// are done with it. It runs after the piece is stored.
+	stored := false
+	if end != nil {
+		defer func() { end(stored) }()
+	}
 	if len(holders) > 0 {
 		// The seed says who just got this piece: make them parents.
 		go d.adopt(d.addParents(holders))
@@ -270,11 +276,13 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		par.busyUntil = d.policy.now().Add(50*time.Millisecond + rand.N(100*time.Millisecond))
 		return
 	case status == http.StatusNotFound:
-		// Stale piece map: the parent no longer has it (or lost the task).
+		// Stale piece map: the parent no longer has it (or lost the task),
+		// or its fetch of it ended without it.
 		if par.bitmap.Has(i) {
 			par.bitmap.Clear(i)
 			par.count--
 		}
+		par.clearRelaying(i)
 		return
 	case isRefused(err):
 		// Nothing listens there any more: the parent is gone, no need
@@ -299,6 +307,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	d.mu.Lock()
 	switch {
 	case werr == nil:
+		stored = true
 		delete(d.bypass, i)
 		delete(d.heldBy, i)
 		d.unsynced = append(d.unsynced, i)
@@ -332,8 +341,10 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	}
 }
 
-// get fetches piece i's bytes from par within the piece timeout.
-func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []wire.Parent, err error) {
+// get fetches piece i's bytes from par within the piece timeout. While
+// they arrive, the peer relays them to children that ask (relay.go); the
+// caller must call end, when not nil, once the piece is stored or not.
+func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, sum cache.Sum, status int, busy string, holders []wire.Parent, end func(stored bool), err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.p.cfg.PieceTimeout)
 	defer cancel()
 	url := fmt.Sprintf("%s://%s/peer/tasks/%s/pieces/%d", d.p.scheme, par.addr, d.id, i)
@@ -345,37 +356,61 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	d.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, sum, 0, "", nil, err
+		return nil, sum, 0, "", nil, nil, err
 	}
 	req.Header.Set(upload.PeerHeader, d.p.id+" "+d.p.host.UploadAddr)
 	d.cred.authorize(req)
 	resp, err := d.p.client.Do(req)
 	if err != nil {
-		return nil, sum, 0, "", nil, err
+		return nil, sum, 0, "", nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), parseHolders(resp.Header.Get(upload.HoldersHeader)),
+		return nil, sum, resp.StatusCode, resp.Header.Get(upload.BusyHeader), parseHolders(resp.Header.Get(upload.HoldersHeader)), nil,
 			fmt.Errorf("piece %d from %s: %s", i, par.addr, resp.Status)
 	}
 	_, n := d.layout.PieceRange(i)
+	if h := resp.Header.Get(upload.RelayHeader); h != "" && h != strconv.FormatInt(n, 10) {
+		return nil, sum, resp.StatusCode, "", nil, nil, fmt.Errorf("piece %d from %s: relayed length %s, want %d: %w", i, par.addr, h, n, cache.ErrBadPiece)
+	}
 	if resp.ContentLength >= 0 && resp.ContentLength != n {
-		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
+		return nil, sum, resp.StatusCode, "", nil, nil, fmt.Errorf("piece %d from %s: length %d, want %d: %w", i, par.addr, resp.ContentLength, n, cache.ErrBadPiece)
 	}
 	buf := getPieceBuf(n)
 	limits := d.limits
 	if d.prefetchLimit != nil && !strings.Contains(url, "urgent") {
 		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
 	}
-	if _, err := io.ReadFull(&ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}, buf); err != nil {
-		putPieceBuf(buf)
-		return nil, sum, resp.StatusCode, "", nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
+	rp, end := d.p.relays.start(d.id, i, buf)
+	body := &ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}
+	for off := 0; off < len(buf); {
+		k, err := body.Read(buf[off:])
+		off += k
+		rp.land(off)
+		if err == io.EOF && off < len(buf) {
+			err = io.ErrUnexpectedEOF
+			if resp.Trailer.Get(upload.RelayStatusTrailer) == "failed" {
+				// The parent's own fetch of the piece failed: not its
+				// fault; ask again elsewhere, as for a piece it lacks.
+				end(false)
+				return nil, sum, http.StatusNotFound, "", nil, nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, errRelayFailed)
+			}
+		}
+		if err != nil && err != io.EOF {
+			end(false)
+			return nil, sum, resp.StatusCode, "", nil, nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, err)
+		}
+	}
+	if resp.Header.Get(upload.RelayHeader) != "" {
+		// Read the end of the relayed stream (its trailer), so that the
+		// connection can be used again.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
 	}
 	if h := resp.Header.Get(DigestHeader); h != "" {
 		sum, _ = cache.ParseSum(h)
 	}
-	return buf, sum, resp.StatusCode, "", nil, nil
+	return buf, sum, resp.StatusCode, "", nil, end, nil
 }
 
 // pieceBufs holds piece buffers between fetches, by capacity (piece sizes

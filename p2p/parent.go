@@ -34,16 +34,35 @@ var errCredentialRefused = errors.New("parent refused the task credential")
 //
 // The seed is never dropped: it backs off (busy for a second) instead.
 // bitmap and count are the parent's piece map as last polled (see watch);
-// inflight counts this child's requests to it.
+// relaying and relayCount the pieces it was fetching then, which it serves
+// as they arrive (cut-through relay), and relayGen the generation of that
+// set; inflight counts this child's requests to it.
 type parent struct {
-	id, addr  string
-	seed      bool
-	bitmap    manifest.Bitmap
-	count     int
-	inflight  int
-	failures  int
-	dropped   bool
-	busyUntil time.Time
+	id, addr   string
+	seed       bool
+	bitmap     manifest.Bitmap
+	count      int
+	relaying   manifest.Bitmap
+	relayCount int
+	relayGen   uint64
+	inflight   int
+	failures   int
+	dropped    bool
+	busyUntil  time.Time
+}
+
+// has reports whether par holds piece i or is fetching it (relays it).
+func (par *parent) has(i int) bool { return par.bitmap.Has(i) || par.relaying.Has(i) }
+
+// offers reports whether par has or relays any piece.
+func (par *parent) offers() bool { return par.count > 0 || par.relayCount > 0 }
+
+// clearRelaying forgets that par relays piece i (it answered 404).
+func (par *parent) clearRelaying(i int) {
+	if par.relaying.Has(i) {
+		par.relaying.Clear(i)
+		par.relayCount--
+	}
 }
 
 // reasonFor is the wire.ParentReport reason for a failed piece request.
@@ -164,7 +183,10 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 			if stop {
 				return
 			}
-			bm, err := d.fetchBitmap(ctx, par, have)
+			d.mu.Lock()
+			gen := par.relayGen
+			d.mu.Unlock()
+			bm, err := d.fetchBitmap(ctx, par, have, gen)
 			if errors.Is(err, errCredentialRefused) {
 				continue
 			}
@@ -192,6 +214,10 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 			d.mu.Lock()
 			if len(bm.Bitmap) == len(par.bitmap) && bm.NumPieces == d.layout.NumPieces() {
 				par.bitmap, par.count = bm.Bitmap, bm.Bitmap.Count()
+				par.relaying, par.relayCount, par.relayGen = nil, 0, bm.RelayGen
+				if len(bm.Relaying) == len(par.bitmap) {
+					par.relaying, par.relayCount = bm.Relaying, bm.Relaying.Count()
+				}
 			}
 			have = par.count
 			d.mu.Unlock()
@@ -201,11 +227,12 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 }
 
 // fetchBitmap long-polls par for its piece map once it holds more than have
-// pieces (a parent without the task yet counts as holding none).
-func (d *download) fetchBitmap(ctx context.Context, par *parent, have int) (*upload.BitmapResponse, error) {
+// pieces or the set of pieces it relays moved past generation gen (a
+// parent without the task yet counts as holding none).
+func (d *download) fetchBitmap(ctx context.Context, par *parent, have int, gen uint64) (*upload.BitmapResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("%s://%s/peer/tasks/%s/bitmap?have=%d&wait=5s", d.p.scheme, par.addr, d.id, have)
+	url := fmt.Sprintf("%s://%s/peer/tasks/%s/bitmap?have=%d&wait=5s&gen=%d", d.p.scheme, par.addr, d.id, have, gen)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err

@@ -103,6 +103,9 @@ type Peer struct {
 	taskKeys trust.Issuer
 
 	flights singleflight.Group
+	// relays are the pieces being fetched, served to children as they
+	// arrive (relay.go).
+	relays relays
 
 	mu   sync.Mutex
 	open map[string]*openTask // tasks held open for serving
@@ -411,6 +414,7 @@ func (p *Peer) closeIdle(idle time.Duration) {
 		if ot.active == 0 && time.Since(ot.lastUsed) > idle {
 			ot.t.Close()
 			delete(p.open, id)
+			p.relays.forget(id)
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package p2p
 
 import (
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -74,10 +76,12 @@ type pickView struct {
 // from. Rules, in order:
 //
 //  1. Eligible parents: not dropped and not backing off (now >= busyUntil).
-//     A peer parent holding at least one piece is a holder; a holder with
-//     fewer than maxInflightPerParent (3) requests in flight is usable.
-//  2. Urgent pieces first (a reader waits; any of them, not in flight, not
-//     stored): from the usable peer parent holding it with the fewest
+//     A peer parent holding (or relaying, see relay.go) at least one piece
+//     is a holder; a holder with fewer than maxInflightPerParent (3)
+//     requests in flight is usable. A parent relaying a piece counts as
+//     holding it.
+//  2. Urgent pieces first (a reader waits; lowest piece first, not in
+//     flight, not stored): from the usable peer parent holding it with the fewest
 //     requests in flight if its digest is known, else from the seed
 //     whatever its bitmap and in-flight count (it fetches the piece from
 //     the origin on demand).
@@ -126,7 +130,7 @@ func (pp pickPolicy) next(v *pickView) (int, *parent) {
 			seed = par
 			continue
 		}
-		if par.count > 0 {
+		if par.offers() {
 			holders = append(holders, par)
 			if par.inflight < maxInflightPerParent {
 				usable = append(usable, par)
@@ -169,9 +173,10 @@ func readsWaiting(v *pickView) bool {
 	return false
 }
 
-// urgent applies rule 2.
+// urgent applies rule 2, lowest piece first (a reader's earlier bytes
+// first; also deterministic).
 func (pp pickPolicy) urgent(v *pickView, usable []*parent, seed *parent) (int, *parent) {
-	for i := range v.urgent {
+	for _, i := range slices.Sorted(maps.Keys(v.urgent)) {
 		if v.state(i) != pieceMissing {
 			continue
 		}
@@ -212,7 +217,7 @@ func (pp pickPolicy) rarest(v *pickView, usable, holders []*parent, seed *parent
 		}
 		count := 0
 		for _, par := range usable {
-			if par.bitmap.Has(i) {
+			if par.has(i) {
 				count++
 			}
 		}
@@ -234,7 +239,7 @@ func (pp pickPolicy) rarest(v *pickView, usable, holders []*parent, seed *parent
 func leastBusyHolder(ps []*parent, i int) *parent {
 	var choice *parent
 	for _, par := range ps {
-		if par.bitmap.Has(i) && (choice == nil || par.inflight < choice.inflight) {
+		if par.has(i) && (choice == nil || par.inflight < choice.inflight) {
 			choice = par
 		}
 	}
@@ -243,7 +248,7 @@ func leastBusyHolder(ps []*parent, i int) *parent {
 
 func heldBy(ps []*parent, i int) bool {
 	for _, par := range ps {
-		if par.bitmap.Has(i) {
+		if par.has(i) {
 			return true
 		}
 	}

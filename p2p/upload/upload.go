@@ -6,8 +6,16 @@
 //
 //	GET /peer/tasks/{taskID}/pieces/{n}[?urgent=1]   piece bytes (Range allowed); urgent
 //	                                                 requests (a reader is waiting) skip the fan-out limit
-//	GET /peer/tasks/{taskID}/bitmap?have=K&wait=D    piece map as JSON; waits up to D
-//	                                                 (max 10s) while the holder has <= K pieces
+//	GET /peer/tasks/{taskID}/bitmap?have=K&wait=D[&gen=G]
+//	                                                 piece map as JSON; waits up to D (max 10s)
+//	                                                 while the holder has <= K pieces (and, with
+//	                                                 gen, its relay generation is still G)
+//
+// A node whose Tasks implement Relayer also serves pieces it is still
+// fetching (cut-through relay): a GET without Range of such a piece streams
+// its bytes as they arrive, and the piece map lists those pieces in
+// Relaying. A relayed stream that cannot be completed (the relaying node's
+// fetch failed or its piece did not verify) is cut short.
 //
 // A full server answers 503 with Retry-After; a piece it lacks is 404. A
 // server with a fan-out limit (the seed) also answers 503, with
@@ -71,11 +79,40 @@ type PieceFetcher interface {
 	FetchPiece(ctx context.Context, taskID string, n int) error
 }
 
-// BitmapResponse is the body of a bitmap request.
+// Relayer is implemented by Tasks that serve pieces they are still fetching.
+type Relayer interface {
+	// Relay returns a stream of piece n of taskID, which follows the
+	// piece's arrival, and its length; ok is false when the piece is not
+	// arriving now. The stream fails if the piece's fetch fails; the
+	// caller closes it.
+	Relay(ctx context.Context, taskID string, n int) (r io.ReadCloser, size int64, ok bool)
+	// Relaying returns the pieces of taskID arriving now (nil: none), a
+	// generation that changes whenever that set does, and a channel closed
+	// at the next change.
+	Relaying(taskID string, numPieces int) (b manifest.Bitmap, gen uint64, changed <-chan struct{})
+}
+
+// RelayHeader marks a relayed (still arriving) piece response. Such a
+// response has no Content-Length; its RelayStatusTrailer says "ok" once the
+// whole piece was sent, or "failed" when the relaying node's fetch of the
+// piece failed (cut, or its digest did not match): the body then ends
+// short, the relaying node is not at fault, and the child asks again
+// elsewhere. A relayed body that ends short without the trailer means the
+// relaying node failed.
+const (
+	RelayHeader        = "X-Damselfly-Relay"
+	RelayStatusTrailer = "X-Damselfly-Relay-Status"
+)
+
+// BitmapResponse is the body of a bitmap request. Relaying (with a Relayer)
+// lists pieces being fetched now, which can be requested too; RelayGen is
+// the generation to pass as gen to wait for a change of it.
 type BitmapResponse struct {
 	NumPieces int             `json:"numPieces"`
 	Count     int             `json:"count"`
 	Bitmap    manifest.Bitmap `json:"bitmap"`
+	Relaying  manifest.Bitmap `json:"relaying,omitempty"`
+	RelayGen  uint64          `json:"relayGen,omitempty"`
 }
 
 // Server serves pieces. Create it with New.
@@ -241,10 +278,21 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 			return
 		}
 	}
+	var relay io.ReadCloser
+	var relaySize int64
 	sec, err := t.PieceReader(n)
 	if err != nil {
-		http.Error(w, "piece not present", http.StatusNotFound)
-		return
+		ok := false
+		if rl, isRelayer := s.tasks.(Relayer); isRelayer && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+			relay, relaySize, ok = rl.Relay(r.Context(), taskID, n)
+		}
+		if ok {
+			defer relay.Close()
+		} else if sec, err = t.PieceReader(n); err != nil {
+			// (Tried again: the piece may have been stored meanwhile.)
+			http.Error(w, "piece not present", http.StatusNotFound)
+			return
+		}
 	}
 	// Take a slot first: a request turned away for lack of slots must not
 	// count towards the piece's fan-out.
@@ -269,6 +317,14 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	}
 	t.Touch()
 	var sent atomic.Int64
+	if relay != nil {
+		s.serveRelay(w, r, n, relay, relaySize, &sent)
+		s.served.Add(sent.Load())
+		if s.onServe != nil {
+			s.onServe(taskID, sent.Load())
+		}
+		return
+	}
 	if s.limiter == nil && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
 		if s.sendFile(w, t, n, sec, &sent) {
 			s.served.Add(sent.Load())
@@ -290,6 +346,44 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		s.onServe(taskID, sent.Load())
 	}
 }
+
+// serveRelay streams a piece that is still arriving, as it arrives.
+func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request, n int, relay io.Reader, size int64, sent *atomic.Int64) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set(RelayHeader, strconv.FormatInt(size, 10))
+	h.Set("Trailer", RelayStatusTrailer)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	body := meter.NewWriter(&limitedWriter{w: w, ctx: r.Context(), limiter: s.limiter}, sent)
+	buf := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(buf)
+	for {
+		k, err := relay.Read(*buf)
+		if k > 0 {
+			// A bounded server's write deadline moves on with each chunk.
+			if _, werr := body.Write((*buf)[:k]); werr != nil {
+				s.log.WithError(werr).WithField("piece", n).Debug("relay piece")
+				panic(http.ErrAbortHandler)
+			}
+			rc.Flush()
+		}
+		switch {
+		case err == io.EOF:
+			h.Set(RelayStatusTrailer, "ok")
+			return
+		case err != nil && r.Context().Err() != nil:
+			panic(http.ErrAbortHandler)
+		case err != nil:
+			s.log.WithError(err).WithField("piece", n).Debug("relay piece: the piece's fetch failed")
+			h.Set(RelayStatusTrailer, "failed")
+			return
+		}
+	}
+}
+
+// relayBufs are the copy buffers of relayed streams.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // admitPiece applies the fan-out limit and counts the upload; when it
 // refuses, it returns the recent recipients to ask instead.
@@ -363,15 +457,30 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 	if wait > 10*time.Second {
 		wait = 10 * time.Second
 	}
+	rl, _ := s.tasks.(Relayer)
+	gen, genErr := strconv.ParseUint(r.URL.Query().Get("gen"), 10, 64)
+	followRelays := rl != nil && genErr == nil
+	// relayed returns whether the relay generation moved past gen, and a
+	// channel closed at its next change (nil without a Relayer).
+	relayed := func() (bool, <-chan struct{}) {
+		if !followRelays {
+			return false, nil
+		}
+		_, g, ch := rl.Relaying(taskID, t.NumPieces())
+		return g != gen, ch
+	}
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		for t.Count() <= have && t.Count() < t.NumPieces() {
 			ch := t.Changed()
-			if t.Count() > have {
+			moved, rch := relayed()
+			if moved || t.Count() > have {
 				break
 			}
 			select {
 			case <-ch:
+				continue
+			case <-rch:
 				continue
 			case <-ctx.Done():
 			}
@@ -379,9 +488,14 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 		}
 		cancel()
 	}
-	b := t.Bitmap()
+	resp := BitmapResponse{NumPieces: t.NumPieces()}
+	if rl != nil {
+		resp.Relaying, resp.RelayGen, _ = rl.Relaying(taskID, resp.NumPieces)
+	}
+	resp.Bitmap = t.Bitmap()
+	resp.Count = resp.Bitmap.Count()
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(BitmapResponse{NumPieces: t.NumPieces(), Count: b.Count(), Bitmap: b})
+	json.NewEncoder(w).Encode(resp)
 }
 
 // sendChunk is how much of a piece one sendfile call sends: between chunks

@@ -564,7 +564,11 @@ func (l *Lazy) openDirect(ctx context.Context, oi *objstore.ObjectInfo) error {
 		p.hold(t)
 		ht, release, _ := p.Lookup(l.id)
 		l.t, l.done = ht, release
-		l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the stored pieces and fetching the rest straight from the origin")
+		if oi != nil {
+			l.log.WithField("present", t.Count()).Info("resuming the object from the stored pieces")
+		} else {
+			l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the stored pieces and fetching the rest straight from the origin")
+		}
 	case errors.Is(err, cache.ErrNotFound):
 		info, err := origin.Info{}, error(nil)
 		if dr.info != nil {

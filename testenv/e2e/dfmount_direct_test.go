@@ -142,3 +142,25 @@ func TestDfmountDirect(t *testing.T) {
 	f.Close()
 	stopMount(t, p)
 }
+
+// TestDfmountDirectPrefetch: with no supernode configured at all and the
+// prefetch on, the whole file arrives from the origin behind the reads,
+// once, and equals the origin's.
+func TestDfmountDirectPrefetch(t *testing.T) {
+	bin := bins(t)
+	const size = 24<<20 + 5
+	origin := testenv.NewOrigin(t)
+	want := origin.AddRandom("p.bin", size, 32)
+	mnt := t.TempDir()
+	p := startMount(t, bin, origin.URL("p.bin"), mnt, "--data-dir", t.TempDir(), "--no-daemon",
+		"--upload-listen", "127.0.0.1:0")
+	file := filepath.Join(mnt, "p.bin")
+	waitComplete(t, file, time.Minute)
+	if got := sha256Of(t, file); got != want {
+		t.Fatalf("sha256 %s, want %s", got, want)
+	}
+	if served := origin.BytesServed("p.bin"); served > size+pieceSize(size) {
+		t.Errorf("origin sent %d bytes for a file of %d", served, size)
+	}
+	stopMount(t, p)
+}

@@ -27,7 +27,7 @@ import (
 //   - or deferMax after the task was created here, so that the seed
 //     always ends up with the whole content.
 const (
-	deferStall = 3 * time.Second
+	deferStall = 2 * time.Second
 	deferMax   = 2 * time.Minute
 	deferPoll  = 500 * time.Millisecond
 )

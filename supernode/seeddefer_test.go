@@ -22,7 +22,7 @@ func TestSeedPutsOffPiecesPeersHold(t *testing.T) {
 	const size = 8<<20 + 123
 	origin := testenv.NewOrigin(t)
 	origin.AddRandom("f.bin", size, 21)
-	n := startNode(t, supernode.Config{})
+	n := startNode(t, supernode.Config{DeferHeldPieces: true})
 	url := origin.URL("f.bin")
 	l := manifest.NewLayout(size)
 	np := l.NumPieces()

@@ -106,6 +106,11 @@ type Config struct {
 	// the client TLS configuration for calls to them (nil: plain HTTP).
 	Cluster    []string
 	ClusterTLS *tls.Config
+	// DeferHeldPieces makes a new seed put off the pieces live peers hold
+	// (after a failover) and fetch them only if needed (seeddefer.go).
+	// Off by default: in the kill test it saved little and could cost
+	// pieces fetched twice (see seeddefer.go).
+	DeferHeldPieces bool
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -195,7 +200,10 @@ func New(cfg Config) (*Supernode, error) {
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
-		onLayout: s.sched.SetTask, holders: s.sched.PeersHolding, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
+		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
+	if cfg.DeferHeldPieces {
+		s.seeds.holders = s.sched.PeersHolding
+	}
 	// Holders the scheduler no longer knows (they left) neither count
 	// towards a piece's fan-out nor are named to children.
 	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),

@@ -116,6 +116,7 @@ type options struct {
 	singleReps                 int
 	schedPeers, schedClients   int
 	schedPiecesPerSync         int
+	schedSupernodes            int
 	swarmTimeout, singleTimout time.Duration
 
 	mountSize, containerBig byteSize
@@ -164,6 +165,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.schedPeers, "sched-peers", 10000, "scheduler: simulated peers")
 	fs.IntVar(&o.schedClients, "sched-clients", 64, "scheduler: concurrent HTTP clients")
 	fs.IntVar(&o.schedPiecesPerSync, "sched-pieces-per-sync", 4, "scheduler: pieces reported per sync")
+	fs.IntVar(&o.schedSupernodes, "sched-supernodes", 3, "scheduler: supernodes of the fleet variant (30,000 peers over tasks owned by rendezvous hashing); 0 skips it")
 	fs.Var(&o.mountSize, "mount-size", "mount: origin file size (default 2G; --quick 512M)")
 	fs.IntVar(&o.mountReads, "mount-reads", 200, "mount: random 4 KiB reads for time to first byte")
 	fs.IntVar(&o.mountReps, "mount-reps", 3, "mount: repetitions of each sequential read, interleaved (medians reported)")
@@ -334,6 +336,17 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 				bench.PrintTargets(stdout, rep.Targets)
 				targets = append(targets, rep.Targets...)
 				writeOut(stdout, stderr, o.out, "scheduler", rep)
+			}
+			if err != nil || o.schedSupernodes <= 0 {
+				return err
+			}
+			fleet, err := bench.RunSchedulerFleet(ctx, env, bench.SchedulerFleetConfig{Supernodes: o.schedSupernodes,
+				Clients: o.schedClients})
+			if fleet != nil {
+				bench.SchedulerFleetTable(fleet).Fprint(stdout)
+				bench.PrintTargets(stdout, fleet.Targets)
+				targets = append(targets, fleet.Targets...)
+				writeOut(stdout, stderr, o.out, "scheduler-fleet", fleet)
 			}
 			return err
 		})

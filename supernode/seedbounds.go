@@ -185,10 +185,3 @@ func (s *seeder) prune(now time.Time) {
 	s.closeAll(victims, "idle")
 	s.enforceCap()
 }
-
-// numOpen is how many seed tasks are in the map (open or opening).
-func (s *seeder) numOpen() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.tasks)
-}

@@ -386,7 +386,7 @@ func (p *Peer) Seed(ctx context.Context, idle time.Duration) {
 		if p.snc == nil {
 			continue
 		}
-		err := p.snc.Heartbeat(ctx, &wire.HeartbeatRequest{PeerID: p.id})
+		err := p.snc.Heartbeat(ctx, &wire.HeartbeatRequest{PeerID: p.id, UploadedBytes: p.UploadedBytes()})
 		if wire.IsCode(err, wire.CodeUnknownPeer) {
 			p.announce(ctx)
 		} else if err != nil {

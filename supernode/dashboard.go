@@ -220,8 +220,12 @@ func (s *Supernode) dashboardNode(rates dashRates) dashboard.Node {
 		}
 	}
 	for _, p := range s.sched.Peers() {
-		n.Peers = append(n.Peers, dashboard.Peer{PeerStatus: p, DownloadRate: rates.peerRate[p.PeerID],
-			BytesDownloaded: downloaded[p.PeerID]})
+		dp := dashboard.Peer{PeerStatus: p, DownloadRate: rates.peerRate[p.PeerID],
+			BytesDownloaded: downloaded[p.PeerID]}
+		if up, ok := s.sched.UploadRate(p.PeerID); ok {
+			dp.UploadRate = &up
+		}
+		n.Peers = append(n.Peers, dp)
 		if p.Isolated {
 			n.Totals.IsolatedPeers++
 		}

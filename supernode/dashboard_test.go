@@ -202,6 +202,15 @@ func TestDashboardData(t *testing.T) {
 	n.sync(t, credB, wire.SyncRequest{PeerID: "peer-b", TaskID: id, Done: true, BytesFromPeers: n.length,
 		BadParents: []wire.ParentReport{{PeerID: "peer-a", Reason: wire.ReasonCorrupt}}})
 
+	// peer-b reports its upload counter with two heartbeats: it gets an
+	// upload rate; peer-a, which reports none, shows none.
+	for _, up := range []int64{1 << 20, 3 << 20} {
+		time.Sleep(10 * time.Millisecond)
+		if code, _ := n.call(t, "POST", "/api/v1/peers/heartbeat", credB, wire.HeartbeatRequest{PeerID: "peer-b", UploadedBytes: up}, nil); code != http.StatusNoContent {
+			t.Fatalf("heartbeat: %d", code)
+		}
+	}
+
 	var doc dashboard.Cluster
 	if code, _ := n.call(t, "GET", dashboard.SummaryPath, dashAdmin, nil, &doc); code != http.StatusOK {
 		t.Fatalf("summary: %d", code)
@@ -244,8 +253,11 @@ func TestDashboardData(t *testing.T) {
 		if p.Isolated != (p.PeerID == "peer-a") {
 			t.Errorf("peer %s isolated = %v", p.PeerID, p.Isolated)
 		}
-		if p.UploadRate != nil {
-			t.Errorf("peer %s has an upload rate, but peers do not report uploads", p.PeerID)
+		switch hasRate := p.UploadRate != nil && *p.UploadRate > 0; {
+		case p.PeerID == "peer-b" && !hasRate:
+			t.Errorf("peer-b reported 2 MiB uploaded between heartbeats, upload rate %v", p.UploadRate)
+		case p.PeerID == "peer-a" && p.UploadRate != nil:
+			t.Errorf("peer-a reported no uploads, upload rate %v", *p.UploadRate)
 		}
 	}
 }

@@ -404,6 +404,9 @@ func (s *Supernode) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "unknown peer; announce again", 0)
 		return
 	}
+	if req.UploadedBytes > 0 {
+		s.sched.ReportUploaded(req.PeerID, req.UploadedBytes)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

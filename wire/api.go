@@ -162,6 +162,9 @@ type SyncResponse struct {
 // HeartbeatRequest keeps a peer (and the tasks it seeds) alive.
 type HeartbeatRequest struct {
 	PeerID string `json:"peerID"`
+	// UploadedBytes is the piece bytes the peer's upload server has served
+	// since it started (for the dashboard's upload rates).
+	UploadedBytes int64 `json:"uploadedBytes,omitempty"`
 }
 
 // AnnounceRequest tells a supernode (for example one that restarted) which

@@ -78,6 +78,11 @@ type peer struct {
 	// the peer's address (its process may be gone): it is not handed out
 	// until heard from after that.
 	unreachableAt time.Time
+	// uploaded is the peer's upload counter at its last heartbeat, and
+	// uploadRate the bytes per second between its last two (-1: unknown).
+	uploaded   int64
+	uploadedAt time.Time
+	uploadRate float64
 }
 
 // unreachable reports whether p was reported unreachable and not heard

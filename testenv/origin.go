@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/damselfly-p2p/damselfly/meter"
 )
 
 // Origin write pacing: the shared limiter's burst, and the largest write
@@ -352,13 +350,16 @@ func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request) {
 // originResponse paces body writes through the shared limiter and counts
 // the body bytes of 200 and 206 responses into the file's and the Origin's
 // counters. It deliberately has no ReadFrom, so that every body byte goes
-// through Write.
+// through Write. Bytes are counted before they are written (and a short
+// write takes back what did not go out), so that a client that has read a
+// body never sees a counter that misses part of it.
 type originResponse struct {
 	http.ResponseWriter
 	paced    pacedWriter
 	counters []*atomic.Int64
 	status   int
-	body     io.Writer // set at the first body write, once the status is known
+	counted  bool // the status is known and counts
+	started  bool
 }
 
 func (c *originResponse) WriteHeader(code int) {
@@ -372,15 +373,23 @@ func (c *originResponse) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
-	if c.body == nil {
-		c.body = &c.paced
-		if c.status == http.StatusOK || c.status == http.StatusPartialContent {
-			for _, n := range c.counters {
-				c.body = meter.NewWriter(c.body, n)
-			}
+	if !c.started {
+		c.started = true
+		c.counted = c.status == http.StatusOK || c.status == http.StatusPartialContent
+	}
+	if !c.counted {
+		return c.paced.Write(p)
+	}
+	for _, n := range c.counters {
+		n.Add(int64(len(p)))
+	}
+	w, err := c.paced.Write(p)
+	if short := int64(len(p) - w); short > 0 {
+		for _, n := range c.counters {
+			n.Add(-short)
 		}
 	}
-	return c.body.Write(p)
+	return w, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

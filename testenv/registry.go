@@ -292,7 +292,7 @@ func BuildImage(t TB, opts ImageOptions) *Image {
 	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	if err := copyFile(BusyboxBin, filepath.Join(rootfs, "bin", "busybox"), 0o755); err != nil {
+	if err := CopyFile(BusyboxBin, filepath.Join(rootfs, "bin", "busybox"), 0o755); err != nil {
 		t.Fatalf("testenv: copy busybox: %v", err)
 	}
 	for _, applet := range []string{"sh", "ls", "cat", "echo", "sha256sum", "md5sum", "head", "wc", "true", "sleep", "stat"} {
@@ -387,7 +387,8 @@ func readJSON(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// CopyFile copies src to dst (created or truncated with mode).
+func CopyFile(src, dst string, mode os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 // Anchor is an outside system built from a Go module version.
@@ -250,25 +252,8 @@ func copyTree(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		return copyFile(path, target, st.Mode().Perm()|0o200)
+		return testenv.CopyFile(path, target, st.Mode().Perm()|0o200)
 	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // tail returns at most the last n bytes of b, as text.

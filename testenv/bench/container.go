@@ -558,29 +558,8 @@ func startLazyHost(ctx context.Context, tb testenv.TB, env *Env, supernode strin
 	args := append([]string{"--root", filepath.Join(dir, "snap"), "--address", sock, "--supernode", supernode,
 		"--no-daemon", "--upload-listen", "127.0.0.1:0"}, extra...)
 	snap := testenv.Start(tb, env.BinDir, "df-snapshotter", args...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if conn, err := net.Dial("unix", sock); err == nil {
-			conn.Close()
-			break
-		}
-		if snap.Exited() {
-			return nil, snap, fmt.Errorf("df-snapshotter exited:\n%s", snap.Tail(20))
-		}
-		if time.Now().After(deadline) {
-			return nil, snap, fmt.Errorf("df-snapshotter: no socket at %s after 30s:\n%s", sock, snap.Tail(20))
-		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return nil, snap, ctx.Err()
-		}
-	}
-	c := startContainerd(tb, testenv.ContainerdOptions{ExtraConfig: fmt.Sprintf(`
-[proxy_plugins]
-  [proxy_plugins.damselfly]
-    type = "snapshot"
-    address = %q
-`, sock)})
-	return c, snap, nil
+	c, err := containerdWithSnapshotter(ctx, tb, "df-snapshotter", "damselfly", sock, snap)
+	return c, snap, err
 }
 
 // startContainerd is testenv.StartContainerd, plus the removal, after its
@@ -893,4 +872,32 @@ func PlotContainer(rep *ContainerReport, path string) error {
 	p.NominalX("cold start (pull + run to output)", "whole-file read (full: pull + read)")
 	p.Y.Min, p.Y.Max = 0, 1.4*math.Max(math.Max(rep.Lazy.Start, rep.Lazy.Read), math.Max(rep.Full.Start, rep.FullPullPlusRead))
 	return p.Save(16*vg.Centimeter, 11*vg.Centimeter, path)
+}
+
+// containerdWithSnapshotter waits (30 s at most) for the snapshotter process
+// snap (called what in errors) to listen on sock, then starts a containerd
+// with it as the proxy snapshotter plugin name.
+func containerdWithSnapshotter(ctx context.Context, tb testenv.TB, what, name, sock string, snap *testenv.Proc) (*testenv.Containerd, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if conn, err := net.Dial("unix", sock); err == nil {
+			conn.Close()
+			break
+		}
+		if snap.Exited() {
+			return nil, fmt.Errorf("%s exited:\n%s", what, snap.Tail(20))
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: no socket at %s after 30s:\n%s", what, sock, snap.Tail(20))
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+	return startContainerd(tb, testenv.ContainerdOptions{ExtraConfig: fmt.Sprintf(`
+[proxy_plugins]
+  [proxy_plugins.%s]
+    type = "snapshot"
+    address = %q
+`, name, sock)}), nil
 }

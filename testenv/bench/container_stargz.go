@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
@@ -40,29 +38,8 @@ func stargzVariant(name, bin string, args ...string) remoteVariant {
 			sock := filepath.Join(dir, "s.sock")
 			snap := testenv.Start(tb, filepath.Dir(bin), filepath.Base(bin),
 				append([]string{"-root", filepath.Join(dir, "root"), "-address", sock}, args...)...)
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				if conn, err := net.Dial("unix", sock); err == nil {
-					conn.Close()
-					break
-				}
-				if snap.Exited() {
-					return nil, snap, fmt.Errorf("containerd-stargz-grpc exited:\n%s", snap.Tail(20))
-				}
-				if time.Now().After(deadline) {
-					return nil, snap, fmt.Errorf("containerd-stargz-grpc: no socket at %s after 30s:\n%s", sock, snap.Tail(20))
-				}
-				if !sleepCtx(ctx, 20*time.Millisecond) {
-					return nil, snap, ctx.Err()
-				}
-			}
-			c := startContainerd(tb, testenv.ContainerdOptions{ExtraConfig: fmt.Sprintf(`
-[proxy_plugins]
-  [proxy_plugins.stargz]
-    type = "snapshot"
-    address = %q
-`, sock)})
-			return c, snap, nil
+			c, err := containerdWithSnapshotter(ctx, tb, "containerd-stargz-grpc", "stargz", sock, snap)
+			return c, snap, err
 		}}
 }
 

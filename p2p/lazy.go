@@ -37,6 +37,11 @@ type LazyOptions struct {
 	// are fetched from the store by this peer: the supernode's seed holds
 	// no credentials for the store, so s3 tasks are not registered yet.
 	ObjectStore *objstore.Client
+	// Object, when set for an s3:// URL naming the same bucket and key, is
+	// the version to read as a listing gave it (size and ETag): the open
+	// then sends no HEAD, so mounting a prefix costs one LIST per
+	// directory, not one HEAD per file.
+	Object *objstore.ObjectInfo
 }
 
 // prefetchQuiet is how long after the last read the background fetch may
@@ -154,8 +159,10 @@ func (p *Peer) openLazyS3(ctx context.Context, req Request, opt LazyOptions) (*L
 	if opt.ObjectStore == nil {
 		return nil, fmt.Errorf("open %s: no object store client configured", u)
 	}
-	oi, err := opt.ObjectStore.Head(ctx, u.Bucket, u.Key)
-	if err != nil {
+	var oi objstore.ObjectInfo
+	if o := opt.Object; o != nil && o.Bucket == u.Bucket && o.Key == u.Key && (o.ETag != "" || o.VersionID != "") {
+		oi = *o
+	} else if oi, err = opt.ObjectStore.Head(ctx, u.Bucket, u.Key); err != nil {
 		return nil, fmt.Errorf("open %s: %w", u, err)
 	}
 	l := p.newLazy(req, opt, S3TaskID(oi, req.Tag))

@@ -1,130 +1,197 @@
-// Command dfdemo is `make demo`: it builds Damselfly, starts a counting
-// origin, a supernode and several dfget peers on loopback, distributes one
-// file to all of them at once and prints where every peer's bytes came from.
+// Command dfdemo is `make demo`: it builds Damselfly and starts a counting
+// origin and a supernode on loopback, then shows three jobs in one run:
+// several dfget peers downloading one file at once (where every peer's bytes
+// came from), dfmount of a 1 GiB file read at a few scattered places (time
+// to the first byte, bytes the origin served), and, where a SeaweedFS binary
+// is cached, two dfmount peers mounting an S3 dataset prefix as a tree
+// (bytes the store served). It ends with a summary table and exits non-zero
+// if any sha256 check fails or a part fails for a reason other than a
+// missing prerequisite.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
-	"sync"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
-	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
-var resultLine = regexp.MustCompile(`dfget-result length=(\d+) peers=(\d+) seed=(\d+) origin=(\d+) reused=(\d+) elapsed_ms=(\d+)`)
+// config is what the flags set.
+type config struct {
+	peers      int
+	size       int64
+	originCap  int64
+	mountSize  int64
+	mountReads int
+	noMount    bool
+	noS3       bool
+}
 
 func main() {
-	peers := flag.Int("peers", 10, "number of dfget peers")
-	sizeMiB := flag.Int64("size", 48, "file size in MiB")
-	originCap := flag.String("origin-cap", "64M", "origin upload cap (bytes/s)")
+	var c config
+	var sizeMiB, mountMiB int64
+	var originCap string
+	flag.IntVar(&c.peers, "peers", 10, "number of dfget peers")
+	flag.Int64Var(&sizeMiB, "size", 48, "size in MiB of the file the dfget peers download")
+	flag.StringVar(&originCap, "origin-cap", "64M", "origin upload cap (bytes/s)")
+	flag.Int64Var(&mountMiB, "mount-size", 1024, "size in MiB of the file dfmount mounts")
+	flag.IntVar(&c.mountReads, "mount-reads", 4, "scattered 1 MiB reads through the mount")
+	flag.BoolVar(&c.noMount, "no-mount", false, "skip the dfmount part")
+	flag.BoolVar(&c.noS3, "no-s3", false, "skip the S3 dataset part")
 	flag.Parse()
-	if err := run(*peers, *sizeMiB<<20, *originCap); err != nil {
+	c.size, c.mountSize = sizeMiB<<20, mountMiB<<20
+	var err error
+	if c.originCap, err = ratelimit.Parse(originCap); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed: --origin-cap:", err)
+		os.Exit(2)
+	}
+	if c.peers < 1 || c.size < 1 || c.mountSize < 2<<20 || c.mountReads < 1 {
+		fmt.Fprintln(os.Stderr, "demo failed: --peers, --size, --mount-reads must be positive, --mount-size at least 2")
+		os.Exit(2)
+	}
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, size int64, originCap string) (err error) {
+// env is what every part shares: the TB owning processes and temp dirs,
+// the binaries, the origin and the supernode.
+type env struct {
+	tb     *testenv.ProgramTB
+	bin    string
+	origin *testenv.Origin
+	sn     *testenv.Supernode
+	store  *storeProxy // in front of the S3 store (part 3)
+}
+
+// result is one line of the final summary. failed marks a wrong sha256 or
+// a part that broke; a skipped part is neither.
+type result struct {
+	part, outcome string
+	failed        bool
+}
+
+func run(c config) (err error) {
 	root, err := os.MkdirTemp("", "damselfly-demo-")
 	if err != nil {
 		return err
 	}
 	tb, closeTB := testenv.NewProgramTB(root)
+	cleanup := func() {
+		closeTB()
+		testenv.RemoveBinaries()
+		os.RemoveAll(root)
+	}
+	// Processes run in their own process groups, so Ctrl-C reaches only
+	// this program: stop them, unmount and remove the temp dirs here.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "\n%v: stopping processes and unmounting...\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v", r)
 		}
-		closeTB()
-		os.RemoveAll(root)
+		signal.Stop(sigs)
+		cleanup()
 	}()
-	capBps, err := ratelimit.Parse(originCap)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("building binaries...\n")
-	bin := testenv.BuildBinaries(tb)
-	defer testenv.RemoveBinaries()
-	origin := testenv.NewOrigin(tb, testenv.WithUploadCap(capBps))
-	want := origin.AddRandom("demo.bin", size, 42)
-	sn := testenv.StartSupernode(tb, bin, append([]string{"--log-level", "info"}, testenv.AllowOrigins(origin.Addr())...)...)
-	fmt.Printf("origin   %s  (upload capped at %s)\n", origin.URL("demo.bin"), ratelimit.Format(capBps))
-	fmt.Printf("supernode %s\n", sn.Addr)
-	fmt.Printf("file     %s, %d pieces of %s, sha256 %s\n\n", ratelimit.HumanBytes(size),
-		manifest.NewLayout(size).NumPieces(), ratelimit.HumanBytes(manifest.PieceSizeFor(size)), want[:16])
 
-	out := filepath.Join(root, "out")
-	os.MkdirAll(out, 0o755)
+	fmt.Printf("building binaries...\n")
 	start := time.Now()
-	procs := make([]*testenv.Proc, n)
-	for i := range procs {
-		procs[i] = testenv.Dfget(tb, bin, sn.Addr, origin.URL("demo.bin"), filepath.Join(out, fmt.Sprintf("peer%02d.bin", i)))
+	e := &env{tb: tb, bin: testenv.BuildBinaries(tb)}
+	e.origin = testenv.NewOrigin(tb, testenv.WithUploadCap(c.originCap))
+	e.store = startStoreProxy(tb)
+	e.sn = testenv.StartSupernode(tb, e.bin, append([]string{"--log-level", "info"},
+		testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)...)
+	fmt.Printf("origin    http://%s  (upload capped at %s/s)\n", e.origin.Addr(), ratelimit.HumanBytes(c.originCap))
+	fmt.Printf("supernode %s\n", e.sn.Addr)
+
+	var results []result
+	part := func(name string, f func() result) {
+		r, perr := guard(f)
+		if perr != nil {
+			r = result{part: name, outcome: "FAILED: " + firstLine(perr.Error()), failed: true}
+			fmt.Printf("%s failed: %v\n", name, perr)
+		}
+		results = append(results, r)
 	}
-	fmt.Printf("%d peers downloading at once...\n\n", n)
-	type row struct {
-		i                int
-		took             time.Duration
-		peers, seed, org int64
-		ok               bool
-		note             string
+
+	fmt.Printf("\n== 1. full-file P2P: %d dfget peers download one file at once ==\n\n", c.peers)
+	part("full file", func() result { return fullFile(e, c) })
+
+	fmt.Printf("\n== 2. dfmount: a %s file, read at %d scattered places ==\n\n", ratelimit.HumanBytes(c.mountSize), c.mountReads)
+	if c.noMount {
+		results = append(results, skipped("dfmount, 1 file", "--no-mount", "skipped (--no-mount)"))
+	} else {
+		part("dfmount", func() result { return mountPart(e, c) })
 	}
-	rows := make([]row, n)
-	var wg sync.WaitGroup
-	for i, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, werr := p.Wait(5 * time.Minute)
-			r := row{i: i, took: time.Since(start)}
-			if werr != nil || code != 0 {
-				r.note = fmt.Sprintf("exit %d %v", code, werr)
-				rows[i] = r
+
+	fmt.Printf("\n== 3. S3 dataset prefix mounted as a tree by two dfmount peers ==\n\n")
+	if c.noS3 {
+		results = append(results, skipped("S3 prefix, 2 peers", "--no-s3", "skipped (--no-s3)"))
+	} else {
+		part("S3 prefix", func() result { return s3Part(e) })
+	}
+
+	fmt.Printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))
+	width := 0
+	for _, r := range results {
+		width = max(width, len(r.part))
+	}
+	failed := 0
+	for _, r := range results {
+		fmt.Printf("%-*s  %s\n", width, r.part, r.outcome)
+		if r.failed {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d parts failed (see above)", failed, len(results))
+	}
+	return nil
+}
+
+// skipped prints why a part is skipped and returns its summary line:
+// short says why in a few words.
+func skipped(part, short, why string) result {
+	fmt.Println(why)
+	return result{part: part, outcome: "skipped: " + short}
+}
+
+// guard runs f, turning a testenv Fatalf (a panic with a FatalError) into
+// an error; other panics go on.
+func guard(f func() result) (r result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var fe testenv.FatalError
+			if e, ok := p.(error); ok && errors.As(e, &fe) {
+				err = fe
 				return
 			}
-			if m := resultLine.FindStringSubmatch(p.Log()); m != nil {
-				r.peers, _ = strconv.ParseInt(m[2], 10, 64)
-				r.seed, _ = strconv.ParseInt(m[3], 10, 64)
-				r.org, _ = strconv.ParseInt(m[4], 10, 64)
-			}
-			r.ok = testenv.SHA256File(tb, filepath.Join(out, fmt.Sprintf("peer%02d.bin", i))) == want
-			rows[i] = r
-		}()
-	}
-	wg.Wait()
-	sort.Slice(rows, func(a, b int) bool { return rows[a].took < rows[b].took })
-	fmt.Printf("%-7s %9s %14s %16s %12s  %s\n", "peer", "time", "from peers", "from supernode", "from origin", "sha256")
-	var sumPeers, sumSeed int64
-	allOK := true
-	for _, r := range rows {
-		status := "match"
-		if !r.ok {
-			status = "MISMATCH " + r.note
-			allOK = false
+			panic(p)
 		}
-		fmt.Printf("peer%02d  %9s %14s %16s %12s  %s\n", r.i, r.took.Round(time.Millisecond),
-			ratelimit.HumanBytes(r.peers), ratelimit.HumanBytes(r.seed), ratelimit.HumanBytes(r.org), status)
-		sumPeers += r.peers
-		sumSeed += r.seed
-	}
-	served := origin.BytesServed("demo.bin")
-	fmt.Printf("\nall peers: %s from other peers, %s from the supernode (%.0f%% peer-to-peer)\n",
-		ratelimit.HumanBytes(sumPeers), ratelimit.HumanBytes(sumSeed), 100*float64(sumPeers)/float64(max(1, sumPeers+sumSeed)))
-	fmt.Printf("origin served %s for %d downloads of %s (%.2f copies; %.1f%% of origin traffic saved)\n",
-		ratelimit.HumanBytes(served), n, ratelimit.HumanBytes(size), float64(served)/float64(size),
-		100*(1-float64(served)/float64(int64(n)*size)))
-	direct := time.Duration(float64(int64(n)*size) / float64(capBps) * float64(time.Second))
-	fmt.Printf("last peer done after %s; %d direct downloads through the same origin cap would take at least %s\n",
-		rows[len(rows)-1].took.Round(time.Millisecond), n, direct.Round(time.Millisecond))
-	if !allOK {
-		return fmt.Errorf("some peers failed or got wrong bytes")
-	}
-	fmt.Println("every sha256 matches the origin's")
-	return nil
+	}()
+	return f(), nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// copies formats served/size as a number of copies.
+func copies(served, size int64) string {
+	return fmt.Sprintf("%.2f copies", float64(served)/float64(max(size, 1)))
 }

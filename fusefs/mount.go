@@ -25,10 +25,10 @@ type MountOptions struct {
 	Debug bool
 }
 
-// Mount mounts root read-only at mountpoint, replacing a stale Damselfly
+// Mount mounts root (a *Root, an *S3Root) read-only at mountpoint, replacing a stale Damselfly
 // mount left there by a crashed dfmount. Serve the returned server's Wait;
 // Unmount it to stop.
-func Mount(mountpoint string, root *Root, opt MountOptions) (*fuse.Server, error) {
+func Mount(mountpoint string, root fs.InodeEmbedder, opt MountOptions) (*fuse.Server, error) {
 	mnt, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return nil, err

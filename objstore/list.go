@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"slices"
 	"strings"
@@ -40,11 +41,24 @@ func (e Entry) Info(bucket string) ObjectInfo {
 // Entries come page by page: within a page its subdirectories, then its
 // objects; across pages names are not merged or sorted (ReadDir does that).
 // Keys that cannot be a path element (an empty element as in "a//b", ".",
-// "..") and the directory's own marker object (the key equal to prefix) are
+// "..", a NUL byte; ListWithSkips reports them) and the directory's own
+// marker object (the key equal to prefix) are
 // skipped. A name may appear both as an object and as a directory ("a" and
 // "a/b" both exist); the caller chooses. On error the sequence yields it
 // once and stops.
 func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[Entry, error] {
+	return c.ListWithSkips(ctx, bucket, prefix, nil)
+}
+
+// ListWithSkips is List that also reports each key it skips, with why,
+// to skipped (when not nil), so that a caller showing the tree can warn
+// about the objects it leaves out.
+func (c *Client) ListWithSkips(ctx context.Context, bucket, prefix string, skipped func(key, reason string)) iter.Seq2[Entry, error] {
+	skip := func(key, reason string) {
+		if skipped != nil {
+			skipped(key, reason)
+		}
+	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
@@ -62,8 +76,9 @@ func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[Entr
 			}
 			for _, cp := range page.CommonPrefixes {
 				key := aws.ToString(cp.Prefix)
-				name, ok := entryName(prefix, strings.TrimSuffix(key, "/"))
-				if !ok {
+				name, why := entryName(prefix, key, true)
+				if why != "" {
+					skip(key, why)
 					continue
 				}
 				if !yield(Entry{Name: name, Key: key, IsDir: true}, nil) {
@@ -72,8 +87,12 @@ func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[Entr
 			}
 			for _, obj := range page.Contents {
 				key := aws.ToString(obj.Key)
-				name, ok := entryName(prefix, key)
-				if !ok {
+				name, why := entryName(prefix, key, false)
+				if why == reasonMarker {
+					continue // the directory's own marker object: not an entry
+				}
+				if why != "" {
+					skip(key, why)
 					continue
 				}
 				e := Entry{Name: name, Key: key, Size: aws.ToInt64(obj.Size), ETag: normalizeETag(aws.ToString(obj.ETag))}
@@ -114,12 +133,34 @@ func (c *Client) ReadDir(ctx context.Context, bucket, prefix string) ([]Entry, e
 	return out, nil
 }
 
-// entryName returns the path element key adds under prefix, and whether it
-// is one a tree can show.
-func entryName(prefix, key string) (string, bool) {
+// reasonMarker is entryName's reason for the directory's own marker
+// object (the key equal to the prefix), which is skipped silently.
+const reasonMarker = "the directory's own marker object"
+
+// entryName returns the path element key (a common prefix ending in "/"
+// when dir) adds under prefix, or, when it is not one a tree can show, why
+// ("" when it is).
+func entryName(prefix, key string, dir bool) (string, string) {
 	name, ok := strings.CutPrefix(key, prefix)
-	if !ok || name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-		return "", false
+	if !ok {
+		return "", "not under the listed prefix"
 	}
-	return name, true
+	if dir {
+		if name, ok = strings.CutSuffix(name, "/"); !ok {
+			return "", `a common prefix not ending in "/"`
+		}
+	}
+	switch {
+	case name == "" && !dir:
+		return "", reasonMarker
+	case name == "":
+		return "", "an empty path element"
+	case name == "." || name == "..":
+		return "", fmt.Sprintf("a %q path element", name)
+	case strings.Contains(name, "/"):
+		return "", `a "/" inside the name`
+	case strings.ContainsRune(name, 0):
+		return "", "a NUL byte in the name"
+	}
+	return name, ""
 }

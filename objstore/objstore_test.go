@@ -115,21 +115,27 @@ func TestOptionsNeverPrintSecrets(t *testing.T) {
 
 func TestEntryName(t *testing.T) {
 	tests := []struct {
-		prefix, key, name string
-		ok                bool
+		prefix, key string
+		dir         bool
+		name, why   string
 	}{
-		{"a/", "a/b", "b", true},
-		{"", "top", "top", true},
-		{"a/", "a/", "", false},
-		{"a/", "a/.", "", false},
-		{"a/", "a/..", "", false},
-		{"a/", "a/b/c", "", false},
-		{"a/", "b/c", "", false},
+		{"a/", "a/b", false, "b", ""},
+		{"", "top", false, "top", ""},
+		{"a/", "a/b/", true, "b", ""},
+		{"a/", "a/", false, "", reasonMarker},
+		{"a/", "a//", true, "", "an empty path element"},
+		{"a/", "a/./", true, "", `a "." path element`},
+		{"a/", "a/.", false, "", `a "." path element`},
+		{"a/", "a/..", false, "", `a ".." path element`},
+		{"a/", "a/../", true, "", `a ".." path element`},
+		{"a/", "a/b/c", false, "", `a "/" inside the name`},
+		{"a/", "b/c", false, "", "not under the listed prefix"},
+		{"a/", "a/x\x00y", false, "", "a NUL byte in the name"},
 	}
 	for _, tt := range tests {
-		name, ok := entryName(tt.prefix, tt.key)
-		if name != tt.name || ok != tt.ok {
-			t.Errorf("entryName(%q, %q) = %q, %t; want %q, %t", tt.prefix, tt.key, name, ok, tt.name, tt.ok)
+		name, why := entryName(tt.prefix, tt.key, tt.dir)
+		if name != tt.name || why != tt.why {
+			t.Errorf("entryName(%q, %q, %t) = %q, %q; want %q, %q", tt.prefix, tt.key, tt.dir, name, why, tt.name, tt.why)
 		}
 	}
 }

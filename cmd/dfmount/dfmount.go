@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -158,8 +159,8 @@ func run(o *options, rawURL, mnt string) (err error) {
 		if err != nil {
 			return err
 		}
-		if u.IsPrefix() {
-			return fmt.Errorf("%s: mounting an s3 prefix as a tree is not supported yet; give one object's key", u)
+		if u.IsPrefix() && o.kind != "file" {
+			return fmt.Errorf("%s: --type %s does not apply to an s3 prefix (mounted as a tree)", u, o.kind)
 		}
 		// The store's credentials stay in this process: no dfdaemon.
 		o.NoDaemon = true
@@ -221,21 +222,50 @@ func run(o *options, rawURL, mnt string) (err error) {
 
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	entries, err := buildTree(openCtx, o, openers, rawURL)
-	if err != nil {
-		return err
+	var root fs.InodeEmbedder
+	var entries int
+	kind := o.kind
+	if u, _ := objstore.ParseURL(rawURL); isS3 && u.IsPrefix() {
+		// Each object of the tree is a lazy task of its own, opened from
+		// its listing entry (no HEAD) at its first read.
+		openObject := func(ctx context.Context, obj objstore.ObjectInfo) (fusefs.Content, error) {
+			l := lazy
+			l.Object = &obj
+			c, _, err := src.OpenLazy(ctx, p2p.Request{URL: obj.URL().String(), Tag: o.tag}, l)
+			if err == nil {
+				modes.add(c)
+			}
+			return c, err
+		}
+		tree, err := fusefs.NewS3Tree(openCtx, fusefs.S3TreeOptions{Bucket: u.Bucket, Prefix: u.Key,
+			Lister: lazy.ObjectStore, Open: openObject, ReadTimeout: o.readTimeout,
+			Listings: fusefs.DirListings{Dir: fusefs.ListingsDir(o.DataDir, o.s3.Endpoint, u.Bucket, u.Key)}})
+		if err != nil {
+			return err
+		}
+		if tree.Len() == 0 {
+			log.Warnf("%s lists no objects: the mount is empty", u)
+		}
+		tree.Observe(fuseMetrics)
+		root, entries, kind = tree, tree.Len(), "s3 prefix"
+	} else {
+		list, err := buildTree(openCtx, o, openers, rawURL)
+		if err != nil {
+			return err
+		}
+		tree, err := fusefs.NewTree(list, o.readTimeout)
+		if err != nil {
+			return err
+		}
+		tree.Observe(fuseMetrics)
+		root, entries = tree, len(list)
 	}
-	root, err := fusefs.NewTree(entries, o.readTimeout)
-	if err != nil {
-		return err
-	}
-	root.Observe(fuseMetrics)
 	server, err := fusefs.Mount(mnt, root, fusefs.MountOptions{AllowOther: o.allowOther, Debug: o.debugFUSE})
 	if err != nil {
 		return err
 	}
-	log.WithFields(logrus.Fields{"mountpoint": mnt, "url": manifest.RedactURL(rawURL), "type": o.kind,
-		"entries": len(entries), "prefetch": o.prefetch}).Info("mounted")
+	log.WithFields(logrus.Fields{"mountpoint": mnt, "url": manifest.RedactURL(rawURL), "type": kind,
+		"entries": entries, "prefetch": o.prefetch}).Info("mounted")
 	reportReady(nil)
 	go modes.watch(ctx, os.Stderr)
 	go func() {
@@ -391,7 +421,7 @@ func (m *modeWatch) add(c any) {
 	if mc.Mode() == "direct" {
 		m.direct[mc] = true
 		if len(m.direct) == 1 && m.s3 {
-			fmt.Fprintln(os.Stderr, "dfmount: reading the object straight from the store (mode direct, xattr user.damselfly.mode)")
+			fmt.Fprintln(os.Stderr, "dfmount: reading objects straight from the store (mode direct, xattr user.damselfly.mode)")
 		} else if len(m.direct) == 1 {
 			fmt.Fprintln(os.Stderr, "dfmount: no supernode reachable: reading straight from the origin (mode direct, xattr user.damselfly.mode); the mount joins the swarm once a supernode answers")
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -260,6 +261,10 @@ func readAll(mnt string, files []dataFile) (good int, read int64, bad []string) 
 				read += n
 				switch {
 				case err != nil:
+					var pe *fs.PathError
+					if errors.As(err, &pe) {
+						err = pe.Err // the path is f.rel's
+					}
 					bad = append(bad, fmt.Sprintf("%s: %v", f.rel, err))
 				case got != f.sum:
 					bad = append(bad, f.rel+": sha256 differs")

@@ -95,7 +95,7 @@ func fullFile(e *env, c config) result {
 	fmt.Printf("last peer done after %s; %d direct downloads through the same origin cap would take at least %s\n",
 		last.Round(time.Millisecond), n, direct.Round(time.Millisecond))
 
-	r := result{part: fmt.Sprintf("full file, %d peers", n),
+	r := result{part: fmt.Sprintf("%s, %d peers", partFull, n),
 		outcome: fmt.Sprintf("%s each, all done in %s; origin served %s (%s); %.0f%% of peer bytes peer-to-peer; sha256 %d/%d match",
 			ratelimit.HumanBytes(size), last.Round(100*time.Millisecond), ratelimit.HumanBytes(served),
 			copies(served, size), p2pShare, good, n)}

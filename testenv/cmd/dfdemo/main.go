@@ -13,9 +13,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +74,16 @@ type env struct {
 	store  *storeProxy // in front of the S3 store (part 3)
 }
 
+// interrupted is set once Ctrl-C (or SIGTERM) arrived.
+var interrupted atomic.Bool
+
+// Part names in the summary.
+const (
+	partFull  = "full file"
+	partMount = "dfmount, 1 file"
+	partS3    = "S3 prefix, 2 peers"
+)
+
 // result is one line of the final summary. failed marks a wrong sha256 or
 // a part that broke; a skipped part is neither.
 type result struct {
@@ -92,12 +104,17 @@ func run(c config) (err error) {
 	}
 	// Processes run in their own process groups, so Ctrl-C reaches only
 	// this program: stop them, unmount and remove the temp dirs here.
+	// The part running meanwhile fails as its processes go: its output
+	// would be noise, so the parts stop reporting once this starts.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
+		interrupted.Store(true)
+		tb.Logger.SetOutput(io.Discard) // failures of interrupted processes
 		fmt.Fprintf(os.Stderr, "\n%v: stopping processes and unmounting...\n", s)
 		cleanup()
+		fmt.Fprintln(os.Stderr, "stopped")
 		os.Exit(130)
 	}()
 	defer func() {
@@ -121,6 +138,9 @@ func run(c config) (err error) {
 	var results []result
 	part := func(name string, f func() result) {
 		r, perr := guard(f)
+		if interrupted.Load() {
+			select {} // the signal handler cleans up and exits
+		}
 		if perr != nil {
 			r = result{part: name, outcome: "FAILED: " + firstLine(perr.Error()), failed: true}
 			fmt.Printf("%s failed: %v\n", name, perr)
@@ -129,20 +149,20 @@ func run(c config) (err error) {
 	}
 
 	fmt.Printf("\n== 1. full-file P2P: %d dfget peers download one file at once ==\n\n", c.peers)
-	part("full file", func() result { return fullFile(e, c) })
+	part(partFull, func() result { return fullFile(e, c) })
 
 	fmt.Printf("\n== 2. dfmount: a %s file, read at %d scattered places ==\n\n", ratelimit.HumanBytes(c.mountSize), c.mountReads)
 	if c.noMount {
-		results = append(results, skipped("dfmount, 1 file", "--no-mount", "skipped (--no-mount)"))
+		results = append(results, skipped(partMount, "--no-mount", "skipped (--no-mount)"))
 	} else {
-		part("dfmount", func() result { return mountPart(e, c) })
+		part(partMount, func() result { return mountPart(e, c) })
 	}
 
 	fmt.Printf("\n== 3. S3 dataset prefix mounted as a tree by two dfmount peers ==\n\n")
 	if c.noS3 {
-		results = append(results, skipped("S3 prefix, 2 peers", "--no-s3", "skipped (--no-s3)"))
+		results = append(results, skipped(partS3, "--no-s3", "skipped (--no-s3)"))
 	} else {
-		part("S3 prefix", func() result { return s3Part(e) })
+		part(partS3, func() result { return s3Part(e) })
 	}
 
 	fmt.Printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))

@@ -26,7 +26,7 @@ const mountSeed = 1018
 // the supernode, reads a few scattered MiB and prints the time to the
 // first byte and what the origin served against the file size.
 func mountPart(e *env, c config) result {
-	const part = "dfmount, 1 file"
+	const part = partMount
 	if why := fuseUnavailable(); why != "" {
 		return skipped(part, "FUSE unavailable", "dfmount part skipped: FUSE unavailable: "+why)
 	}

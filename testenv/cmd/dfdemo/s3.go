@@ -55,7 +55,7 @@ func seaweedBinary() string {
 // prefix with two dfmount peers (separate data dirs, the demo supernode),
 // lists and reads the whole tree on each and prints what the store served.
 func s3Part(e *env) result {
-	const part = "S3 prefix, 2 peers"
+	const part = partS3
 	if why := fuseUnavailable(); why != "" {
 		return skipped(part, "FUSE unavailable", "S3 part skipped: FUSE unavailable: "+why)
 	}

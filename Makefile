@@ -100,7 +100,16 @@ e2e:
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 30m -v ./testenv/e2e/ ./cmd/dfctl/ 2>&1 | tee /tmp/damselfly-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
 
 # Benchmarks: tables on stdout, JSON and PNG plots under results/.
-bench: deps
+# Debian packages only make bench uses: the dataset scenario's s3fs and
+# rclone mount (installed by the bench target when missing).
+BENCH_DEB_PACKAGES := s3fs rclone
+
+bench: deps seaweedfs
+	@missing=""; for p in $(BENCH_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the bench:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 	$(GO) run ./testenv/cmd/dfbench --out results
 
 clean:

@@ -1,7 +1,7 @@
 // Command dfbench runs Damselfly's benchmark scenarios with real processes on
 // 127.0.0.1 (the target behind `make bench`):
 //
-//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler,mount,container,peers] [--out results/]
+//	go run ./testenv/cmd/dfbench [--quick] [--scenarios swarm,single,scheduler,mount,container,peers,dataset] [--out results/]
 //
 // swarm: N peers (1, 10, 25, 50, 100; --quick: 1, 5, 10) download one file
 // at once through a fresh supernode from an origin capped at u_s, each peer
@@ -32,6 +32,16 @@
 // $HOME/.cache/damselfly/anchors): 10 clients at once on 64 MiB and 256 MiB,
 // one client on 1 GiB (--quick: 16 MiB, 64 MiB, 256 MiB), with the ratios
 // and targets of issue 15 and Damselfly's CPU seconds per GiB.
+//
+// dataset: object storage mounted as files (issue 18), side by side on a
+// real SeaweedFS reached through a counting proxy: dfmount (s3:// object
+// and prefix mounts, direct mode), s3fs and rclone mount (--vfs-cache-mode
+// off), each with its defaults, and a plain S3 client as the baseline:
+// time to mount, cold find of a 2,000-object tree in 3 levels, cold
+// sequential read of a 1 GiB object, 200 cold random 4 KiB reads (p50,
+// p99, store bytes), the 2,000 x 64 KiB files read by 8 workers, and 4
+// mounts reading the tree at once (store bytes); --quick: 256 MiB object,
+// 500 files.
 //
 // It prints a table per scenario and a line per target, writes
 // OUT/<scenario>.json and PNG plots under OUT, and tears down every process
@@ -128,6 +138,11 @@ type options struct {
 
 	peersTimeout time.Duration
 	anchorCache  string
+
+	dsFiles, dsReads, dsWorkers, dsHosts int
+	dsFileSize, dsBig                    byteSize
+	dsSystems                            string
+	dsTimeout                            time.Duration
 }
 
 func main() {
@@ -139,7 +154,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("dfbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.quick, "quick", false, "small run: swarm N=1,5,10 with F=8M, single 256M, mount 512M")
-	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler,mount,container,peers", "comma-separated scenarios to run")
+	fs.StringVar(&o.scenarios, "scenarios", "swarm,single,scheduler,mount,container,peers,dataset", "comma-separated scenarios to run")
 	fs.StringVar(&o.out, "out", "results", "directory for <scenario>.json and PNG plots")
 	fs.StringVar(&o.tmp, "tmp", "", "directory for temporary files (default $TMPDIR or /tmp); single writes its outputs here")
 	fs.StringVar(&o.bin, "bin", "", "use the product binaries (supernode, dfdaemon, dfget, dfmount, df-snapshotter, dfctl) in this directory instead of building ./cmd/... (same as $"+testenv.BinDirEnv+")")
@@ -170,13 +185,21 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.mountReads, "mount-reads", 200, "mount: random 4 KiB reads for time to first byte")
 	fs.IntVar(&o.mountReps, "mount-reps", 3, "mount: repetitions of each sequential read, interleaved (medians reported)")
 	fs.DurationVar(&o.mountTimeout, "mount-timeout", 10*time.Minute, "mount: bound on one sequential read or download")
-	fs.BoolVar(&o.dropCaches, "drop-caches", true, "mount: when posix_fadvise leaves pages cached, echo 3 > /proc/sys/vm/drop_caches (root)")
+	fs.BoolVar(&o.dropCaches, "drop-caches", true, "mount: when posix_fadvise leaves pages cached, echo 3 > /proc/sys/vm/drop_caches (root); dataset: before every measurement")
 	fs.Var(&o.containerBig, "container-file", "container: size of the image's big file (default 256M)")
 	fs.IntVar(&o.containerReps, "container-reps", 5, "container: repetitions of every measurement (medians reported)")
 	o.containerMinChunk = 64 << 10
 	fs.Var(&o.containerMinChunk, "container-min-chunk", "container: --min-chunk-size of the second eStargz image (0 = no second image)")
 	fs.DurationVar(&o.peersTimeout, "peers-timeout", 10*time.Minute, "peers: bound on one row of one system")
 	fs.StringVar(&o.anchorCache, "anchor-cache", "", "peers: cache of built Dragonfly/Kraken binaries (default $HOME/.cache/damselfly/anchors)")
+	fs.IntVar(&o.dsFiles, "dataset-files", 0, "dataset: objects in the tree (3 levels of directories; default 2000; --quick 500)")
+	fs.Var(&o.dsFileSize, "dataset-file-size", "dataset: size of each tree object (default 64K)")
+	fs.Var(&o.dsBig, "dataset-big", "dataset: size of the object read sequentially and at random (default 1G; --quick 256M)")
+	fs.IntVar(&o.dsReads, "dataset-reads", 200, "dataset: cold random 4 KiB reads of the big object")
+	fs.IntVar(&o.dsWorkers, "dataset-workers", 8, "dataset: workers reading the tree's files at once")
+	fs.IntVar(&o.dsHosts, "dataset-hosts", 4, "dataset: mounts (separate processes and data dirs) reading the tree at once; 0 skips")
+	fs.StringVar(&o.dsSystems, "dataset-systems", strings.Join(bench.DatasetSystems, ","), "dataset: systems to compare with the baseline S3 client")
+	fs.DurationVar(&o.dsTimeout, "dataset-timeout", 5*time.Minute, "dataset: bound on one measurement")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -197,11 +220,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	for _, s := range strings.Split(o.scenarios, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "swarm", "single", "scheduler", "mount", "container", "peers":
+		case "swarm", "single", "scheduler", "mount", "container", "peers", "dataset":
 			want[s] = true
 		case "":
 		default:
-			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler, mount, container, peers)\n", s)
+			fmt.Fprintf(stderr, "dfbench: unknown scenario %q (want swarm, single, scheduler, mount, container, peers, dataset)\n", s)
 			return 2
 		}
 	}
@@ -245,7 +268,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if o.bin != "" {
 		os.Setenv(testenv.BinDirEnv, o.bin)
 	}
-	if want["swarm"] || want["single"] || want["mount"] || want["container"] || want["peers"] {
+	if want["swarm"] || want["single"] || want["mount"] || want["container"] || want["peers"] || want["dataset"] {
 		btb, closeBuild := testenv.NewProgramTB(o.tmp)
 		env.Logf("building binaries")
 		err := guardErr(func() { env.BinDir = testenv.BuildBinaries(btb) })
@@ -406,6 +429,28 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		})
 	}
 
+	if want["dataset"] {
+		scenario("dataset", func() error {
+			var systems []string
+			for _, s := range strings.Split(o.dsSystems, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					systems = append(systems, s)
+				}
+			}
+			rep, err := bench.RunDataset(ctx, env, bench.DatasetConfig{Files: o.dsFiles, FileSize: int64(o.dsFileSize),
+				BigSize: int64(o.dsBig), Reads: o.dsReads, Workers: o.dsWorkers, Hosts: o.dsHosts, Systems: systems,
+				Timeout: o.dsTimeout, DropCaches: o.dropCaches})
+			// A partial run still shows what it measured.
+			if len(rep.Systems) > 0 {
+				bench.DatasetTable(rep).Fprint(stdout)
+				bench.PrintTargets(stdout, rep.Targets)
+				targets = append(targets, rep.Targets...)
+				writeOut(stdout, stderr, o.out, "dataset", rep)
+			}
+			return err
+		})
+	}
+
 	fmt.Fprintln(stdout, "\n== targets ==")
 	bench.PrintTargets(stdout, targets)
 	met := 0
@@ -450,6 +495,14 @@ func defaults(o *options) {
 	setSize(&o.singleSize, 1<<30, 256*bench.MiB)
 	setSize(&o.mountSize, 2<<30, 512*bench.MiB)
 	setSize(&o.containerBig, 256*bench.MiB, 256*bench.MiB)
+	setSize(&o.dsFileSize, 64<<10, 64<<10)
+	setSize(&o.dsBig, 1<<30, 256*bench.MiB)
+	if o.dsFiles <= 0 {
+		o.dsFiles = 2000
+		if o.quick {
+			o.dsFiles = 500
+		}
+	}
 }
 
 // scenarioErr carries a scenario's error through guardErr.

@@ -1,0 +1,117 @@
+package bench
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/damselfly-p2p/damselfly/testenv"
+)
+
+func TestDatasetTreeLayout(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 2000; i++ {
+		k := dsTreeKey(i)
+		if seen[k] {
+			t.Fatalf("key %s twice", k)
+		}
+		seen[k] = true
+		if got := strings.Count(path.Dir(k), "/") + 1; got != 3 {
+			t.Fatalf("%s: %d levels of directories, want 3", k, got)
+		}
+	}
+	// 5 + 25 + 200 directories once every leaf has a file.
+	tests := []struct{ files, dirs int }{{1, 3}, {200, 230}, {2000, 230}}
+	for _, tt := range tests {
+		if got := dsTreeDirs(tt.files); got != tt.dirs {
+			t.Errorf("dsTreeDirs(%d) = %d, want %d", tt.files, got, tt.dirs)
+		}
+	}
+}
+
+func dsCell(sec, p99 float64, store int64) *DatasetCell {
+	return &DatasetCell{Sec: sec, P99: p99, StoreBytes: store}
+}
+
+func TestDatasetTargets(t *testing.T) {
+	cfg := DatasetConfig{Files: 2000, FileSize: 64 << 10, BigSize: 1 << 30, Reads: 200, ReadSize: 4096, Workers: 8, Hosts: 4}
+	tree := int64(2000 * 64 << 10)
+	rep := &DatasetReport{Config: cfg, Systems: []*DatasetSystem{
+		{Name: DSBaseline, Cells: map[string]*DatasetCell{DSSeq: dsCell(1, 0, 1<<30), DSRand: dsCell(0.006, 0.009, 1<<20)}},
+		{Name: DSDamselfly, Cells: map[string]*DatasetCell{
+			DSFind:  {NA: errPrefixNotBuilt.Error()},
+			DSSeq:   dsCell(1.4, 0, 1<<30),           // 1.4x: met
+			DSRand:  dsCell(0.008, 0.020, 100*MiB),   // p99 2.2x: not met; bytes 100/500: met
+			DSSmall: {NA: errPrefixNotBuilt.Error()}, // not measured
+			DSHosts: dsCell(3, 0, tree+tree/4)},      // 1.25 copies: met
+		},
+		{Name: DSRclone, Cells: map[string]*DatasetCell{DSFind: dsCell(0.5, 0, 0), DSRand: dsCell(0.011, 0.03, 500*MiB),
+			DSSmall: dsCell(4, 0, tree)}},
+	}}
+	ts := DatasetTargets(rep)
+	if len(ts) != 6 {
+		t.Fatalf("%d targets, want 6: %v", len(ts), ts)
+	}
+	want := []struct {
+		met  bool
+		note string
+	}{
+		{false, "prefix mounts not built"}, // find
+		{true, ""},                         // seq
+		{false, ""},                        // random p99
+		{true, ""},                         // random bytes
+		{false, "prefix mounts not built"}, // small
+		{true, ""},                         // hosts
+	}
+	for i, w := range want {
+		if ts[i].Met != w.met || !strings.Contains(ts[i].Note, w.note) {
+			t.Errorf("target %d %q: met %v note %q, want met %v note containing %q", i, ts[i].Name, ts[i].Met, ts[i].Note, w.met, w.note)
+		}
+	}
+	var buf bytes.Buffer
+	DatasetTable(rep).Fprint(&buf)
+	out := buf.String()
+	for _, s := range []string{"n/a", "1.40", "damselfly: n/a (prefix mounts not built)", "0.20"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+func TestStoreProxyCounts(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 100000)
+	var host string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host = r.Host
+		w.Write(body)
+	}))
+	defer up.Close()
+	tb, closeTB := testenv.NewProgramTB(t.TempDir())
+	defer closeTB()
+	p, err := startStoreProxy(tb, up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		resp, err := http.Get(p.URL + "/bucket/key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if n != int64(len(body)) {
+			t.Fatalf("read %d bytes through the proxy, want %d", n, len(body))
+		}
+	}
+	if b, n := p.snapshot(); b != 3*int64(len(body)) || n != 3 {
+		t.Errorf("proxy counted %d bytes in %d responses, want %d in 3", b, n, 3*len(body))
+	}
+	// The Host the client signed reaches the store unchanged.
+	if want := strings.TrimPrefix(p.URL, "http://"); host != want {
+		t.Errorf("store saw Host %q, want %q", host, want)
+	}
+}

@@ -129,7 +129,15 @@ type s3Tree struct {
 	mu      sync.Mutex
 	inos    map[uint64]string // inode number -> key, to catch collisions
 	skipped int               // keys left out, for capping warnings
+	// offlineUntil is set when the store could not be reached: until
+	// then, directories with a kept listing show it without asking the
+	// store again (each attempt costs the client's retries).
+	offlineUntil time.Time
 }
+
+// offlineRetry is how long a tree found the store unreachable shows kept
+// listings before asking the store again.
+const offlineRetry = 30 * time.Second
 
 // skip logs that key is left out of the tree, and why.
 func (t *s3Tree) skip(key, reason string) {
@@ -172,6 +180,16 @@ func (t *s3Tree) ino(key string) uint64 {
 // reached and a listing was kept, returns that one (with when it was
 // made; zero for a fresh listing).
 func (t *s3Tree) readDir(ctx context.Context, prefix string) ([]objstore.Entry, time.Time, error) {
+	what := objstore.URL{Bucket: t.opts.Bucket, Key: prefix}
+	t.mu.Lock()
+	offline := time.Now().Before(t.offlineUntil)
+	t.mu.Unlock()
+	if offline {
+		if ents, at, ok := t.opts.Listings.Load(prefix); ok {
+			Log.Infof("store unreachable a moment ago; showing the listing of %s kept from %s", what, at.Format(time.RFC3339))
+			return t.clean(prefix, ents, false), at, nil
+		}
+	}
 	lctx, cancel := context.WithTimeout(ctx, t.opts.ListTimeout)
 	defer cancel()
 	var raw []objstore.Entry
@@ -183,9 +201,11 @@ func (t *s3Tree) readDir(ctx context.Context, prefix string) ([]objstore.Entry, 
 		}
 		raw = append(raw, e)
 	}
-	what := objstore.URL{Bucket: t.opts.Bucket, Key: prefix}
 	if err != nil {
 		if t.opts.Listings != nil && unreachable(ctx, err) {
+			t.mu.Lock()
+			t.offlineUntil = time.Now().Add(offlineRetry)
+			t.mu.Unlock()
 			if ents, at, ok := t.opts.Listings.Load(prefix); ok {
 				Log.Warnf("%v; showing the listing of %s kept from %s (offline: only what the data dir holds can be read)",
 					err, what, at.Format(time.RFC3339))

@@ -1,0 +1,363 @@
+//go:build e2e && unix
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/pkg/xattr"
+
+	"github.com/damselfly-p2p/damselfly/fusefs"
+	"github.com/damselfly-p2p/damselfly/testenv"
+)
+
+// storeProxy stands between dfmount and the store, counting what the
+// store serves: object GETs (whole or ranged) and their body bytes, and
+// listings. Requests pass through unchanged (the Host header too, so
+// signatures hold).
+type storeProxy struct {
+	URL               string
+	gets, lists, body atomic.Int64
+	srv               *http.Server
+}
+
+func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &storeProxy{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		r := resp.Request
+		if r.Method == http.MethodGet && !r.URL.Query().Has("list-type") && strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1 {
+			p.gets.Add(1)
+			resp.Body = &countingBody{ReadCloser: resp.Body, n: &p.body}
+		}
+		if r.URL.Query().Has("list-type") {
+			p.lists.Add(1)
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.URL = "http://" + ln.Addr().String()
+	p.srv = &http.Server{Handler: rp}
+	go p.srv.Serve(ln)
+	t.Cleanup(func() { p.srv.Close() })
+	return p
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingBody) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// putPrefixTree stores 2,000 objects under prefix in 3 levels of
+// directories (4 splits, 5 classes each, 2 parts each), sizes 0 to 64 KiB
+// and 3 of several MiB, with 8 concurrent PUTs; it returns key -> sha256.
+func putPrefixTree(t *testing.T, sw *testenv.Seaweed, bucket, prefix string) (sums map[string]string, sizes map[string]int64, total int64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(18, 5))
+	objects := map[string][]byte{}
+	add := func(key string, size int) {
+		data := make([]byte, size)
+		for i := 0; i < size; i += 8 {
+			v := rng.Uint64()
+			for j := 0; j < 8 && i+j < size; j++ {
+				data[i+j] = byte(v >> (8 * j))
+			}
+		}
+		objects[key] = data
+	}
+	small := func() int { return rng.IntN(64<<10 + 1) }
+	for f := range 4 {
+		add(fmt.Sprintf("%sfile-%d.bin", prefix, f), small())
+	}
+	for s := range 4 {
+		split := fmt.Sprintf("%ssplit-%d/", prefix, s)
+		for f := range 4 {
+			add(fmt.Sprintf("%sindex-%d.json", split, f), small())
+		}
+		for c := range 5 {
+			class := fmt.Sprintf("%sclass-%d/", split, c)
+			for f := range 3 {
+				add(fmt.Sprintf("%smeta-%d", class, f), small())
+			}
+			for p := range 2 {
+				part := fmt.Sprintf("%spart-%d/", class, p)
+				for f := range 48 {
+					add(fmt.Sprintf("%simg-%03d.bin", part, f), small())
+				}
+			}
+		}
+	}
+	add(prefix+"split-0/class-0/meta-0", 0)
+	add(prefix+"split-1/big-a.bin", 3<<20+12345)
+	add(prefix+"split-2/class-3/big-b.bin", 5<<20+1)
+	add(prefix+"split-3/class-4/part-1/big-c.bin", 7<<20-7)
+	if len(objects) != 2000+3 {
+		t.Fatalf("tree has %d objects", len(objects))
+	}
+
+	client := s3.New(s3.Options{
+		Region: testenv.SeaweedRegion, BaseEndpoint: aws.String(sw.Endpoint), UsePathStyle: true,
+		Credentials:                credentials.NewStaticCredentialsProvider(sw.AccessKeyID, sw.SecretAccessKey, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	keys := make(chan string)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				var err error
+				for try := 0; try < 5; try++ {
+					_, err = client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+						Body: bytes.NewReader(objects[key]), ContentLength: aws.Int64(int64(len(objects[key])))})
+					if err == nil {
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("put %s: %w", key, err)
+					return
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	for key := range objects {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	sums, sizes = map[string]string{}, map[string]int64{}
+	for key, data := range objects {
+		s := sha256.Sum256(data)
+		sums[key], sizes[key] = hex.EncodeToString(s[:]), int64(len(data))
+		total += int64(len(data))
+	}
+	t.Logf("stored %d objects, %d bytes, in %v", len(objects), total, time.Since(start).Round(time.Millisecond))
+	return sums, sizes, total
+}
+
+// walkTree is `find MNT` and `stat` of every file: path -> size.
+func walkTree(t *testing.T, mnt string) map[string]int64 {
+	t.Helper()
+	got := map[string]int64{}
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(mnt, p)
+			got[rel] = fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", mnt, err)
+	}
+	return got
+}
+
+// readAll reads every file with 8 workers and checks its sha256.
+func readAll(t *testing.T, mnt string, sums map[string]string, prefix string) time.Duration {
+	t.Helper()
+	keys := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	start := time.Now()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				p := filepath.Join(mnt, strings.TrimPrefix(key, prefix))
+				f, err := os.Open(p)
+				if err != nil {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%s: %v", key, err))
+					mu.Unlock()
+					continue
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, f)
+				f.Close()
+				if sum := hex.EncodeToString(h.Sum(nil)); err != nil || sum != sums[key] {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%s: sha256 %s, %v; want %s", key, sum, err, sums[key]))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for key := range sums {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		t.Fatalf("%d files read wrong through %s, e.g. %s", len(bad), mnt, strings.Join(bad[:min(5, len(bad))], "; "))
+	}
+	return time.Since(start)
+}
+
+// TestS3Tree mounts a prefix of 2,000 objects in 3 levels of directories
+// of a real SeaweedFS with dfmount: the mount's tree and sizes equal the
+// store's, walking and stat-ing it fetches no object, every file reads
+// its object's bytes (sha256), a second dfmount with its own data dir
+// reads them too, a remount with the store gone serves the tree and the
+// bytes the data dir holds, and wrong credentials fail the mount with a
+// clear error.
+func TestS3Tree(t *testing.T) {
+	bin := bins(t)
+	const bucket, prefix = "dataset", "train/"
+	sw := testenv.StartSeaweed(t, bucket)
+	sums, sizes, total := putPrefixTree(t, sw, bucket, prefix)
+	proxy := startStoreProxy(t, sw.Endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
+	url := "s3://" + bucket + "/" + prefix
+	common := []string{"--s3-endpoint", proxy.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+		"--no-daemon", "--upload-listen", "127.0.0.1:0", "--prefetch=false"}
+
+	// Mounting lists the top level only.
+	dirA, mntA := t.TempDir(), t.TempDir()
+	start := time.Now()
+	m := startMount(t, bin, url, mntA, append(common, "--data-dir", dirA)...)
+	t.Logf("mounted in %v with %d list requests", time.Since(start).Round(time.Millisecond), proxy.lists.Load())
+	if n := proxy.lists.Load(); n < 1 || n > 2 {
+		t.Errorf("mounting took %d list requests; want the top level's only", n)
+	}
+
+	// find + stat: the tree and sizes equal the store's, no object fetched.
+	start = time.Now()
+	got := walkTree(t, mntA)
+	t.Logf("find + stat of %d files: %v, %d list requests in all", len(got), time.Since(start).Round(time.Millisecond), proxy.lists.Load())
+	if len(got) != len(sizes) {
+		t.Errorf("the mount shows %d files, the store has %d", len(got), len(sizes))
+	}
+	for key, size := range sizes {
+		if s, ok := got[strings.TrimPrefix(key, prefix)]; !ok || s != size {
+			t.Errorf("%s: size %d (shown %t) in the mount, %d in the store", key, s, ok, size)
+		}
+	}
+	if n := proxy.gets.Load(); n != 0 {
+		t.Fatalf("find and stat fetched %d objects; want none", n)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(mntA, "split-1/big-a.bin"), &st); err != nil {
+		t.Fatal(err)
+	}
+	inoA := st.Ino
+
+	// Every file's bytes are the object's; each object is read once.
+	took := readAll(t, mntA, sums, prefix)
+	t.Logf("first mount read %d files (%d bytes) with 8 readers in %v; the store served %d bytes in %d GETs",
+		len(sums), total, took.Round(time.Millisecond), proxy.body.Load(), proxy.gets.Load())
+	if b := proxy.body.Load(); b < total || b > total+total/10 {
+		t.Errorf("the store served %d bytes for %d bytes of objects", b, total)
+	}
+	if mode, err := xattr.Get(filepath.Join(mntA, "split-0/index-0.json"), fusefs.XattrMode); err != nil || string(mode) != "direct" {
+		t.Errorf("mode xattr %q %v, want direct", mode, err)
+	}
+
+	// A second peer with its own data dir reads the tree too.
+	body := proxy.body.Load()
+	dirB, mntB := t.TempDir(), t.TempDir()
+	mB := startMount(t, bin, url, mntB, append(common, "--data-dir", dirB)...)
+	took = readAll(t, mntB, sums, prefix)
+	t.Logf("second mount read every file in %v; the store served %d more bytes (the two mounts: %d bytes for %d bytes of objects)",
+		took.Round(time.Millisecond), proxy.body.Load()-body, proxy.body.Load(), total)
+	stopMount(t, mB)
+
+	// Wrong credentials: a clear error at mount time, nothing mounted.
+	t.Run("wrong credentials", func(t *testing.T) {
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+		mnt := t.TempDir()
+		p := testenv.Start(t, bin, "dfmount", append(common, "--data-dir", t.TempDir(), url, mnt)...)
+		code, err := p.Wait(time.Minute)
+		if err != nil || code == 0 || !strings.Contains(p.Log(), "access denied") || !strings.Contains(p.Log(), "check the credentials") {
+			t.Fatalf("dfmount with a wrong secret: exit %d, %v\n%s", code, err, p.Tail(20))
+		}
+		if strings.Contains(p.Log(), "not-the-secret") {
+			t.Fatal("the log shows the secret")
+		}
+		if _, ok := fusefs.MountedType(mnt); ok {
+			t.Fatal("something is mounted after a refused listing")
+		}
+		t.Logf("wrong secret: %s", strings.TrimSpace(p.Tail(1)))
+	})
+	t.Run("missing bucket", func(t *testing.T) {
+		p := testenv.Start(t, bin, "dfmount", append(common, "--data-dir", t.TempDir(), "s3://no-such-bucket/x/", t.TempDir())...)
+		if code, err := p.Wait(time.Minute); err != nil || code == 0 || !strings.Contains(p.Log(), "not found") {
+			t.Fatalf("dfmount of a missing bucket: exit %d, %v\n%s", code, err, p.Tail(20))
+		}
+	})
+
+	// Remount with the store gone: the kept listings and the stored
+	// pieces serve the tree; inode numbers are those of the first mount.
+	stopMount(t, m)
+	proxy.srv.Close()
+	m = startMount(t, bin, url, mntA, append(common, "--data-dir", dirA)...)
+	if got := walkTree(t, mntA); len(got) != len(sizes) {
+		t.Errorf("offline remount shows %d files, want %d", len(got), len(sizes))
+	}
+	if v, err := xattr.Get(filepath.Join(mntA, "split-2"), fusefs.XattrListing); err != nil || !strings.HasPrefix(string(v), "cached ") {
+		t.Errorf("offline listing xattr %q %v, want cached", v, err)
+	}
+	if err := syscall.Stat(filepath.Join(mntA, "split-1/big-a.bin"), &st); err != nil || st.Ino != inoA {
+		t.Errorf("inode of split-1/big-a.bin: %d on the first mount, %d (%v) on the remount", inoA, st.Ino, err)
+	}
+	took = readAll(t, mntA, sums, prefix)
+	t.Logf("offline remount read every file from the data dir in %v", took.Round(time.Millisecond))
+	stopMount(t, m)
+}

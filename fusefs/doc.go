@@ -1,5 +1,7 @@
 // Package fusefs owns Damselfly's FUSE file systems: read-only go-fuse node
-// trees over a single URL, a dataset manifest or an eStargz layer blob,
+// trees over a single URL, a dataset manifest, an eStargz layer blob or a
+// prefix of an S3 bucket (S3Root: each directory listed at its first use,
+// its objects' contents opened at their first read),
 // whose reads fault in pieces through the peer engine (via the Content
 // interface) and whose attributes and listings come from metadata, so they
 // work offline. It also owns mounting, stale-mount detection and unmounting.
@@ -19,4 +21,7 @@
 //	user.damselfly.source     the URL the file comes from (credentials redacted)
 //	user.damselfly.mode       "p2p" or "direct" (straight from the origin), when
 //	                          the content says (a whole URL's file)
+//
+// and on the directories of an S3 prefix mount user.damselfly.source and
+// user.damselfly.listing ("store" or "cached <time>").
 package fusefs

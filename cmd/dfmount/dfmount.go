@@ -73,6 +73,13 @@ without remounting once one answers.
 s3://BUCKET/KEY mounts one object of an S3-compatible store (--s3-endpoint,
 --s3-region, --s3-path-style; credentials from the standard AWS chain),
 read with ranged GETs pinned to its ETag by the embedded peer.
+s3://BUCKET/PREFIX/ (ending in "/") mounts the prefix as a read-only tree:
+the top level is listed before mounting (wrong credentials fail there),
+every other directory when first looked up or read, and each listing is
+kept for the mount's life (remount to see new objects). stat and find
+fetch no object contents; each file's object is opened at its first read.
+Listings are also kept in --data-dir, so a remount with the store
+unreachable shows the tree and reads what is stored.
 
 --type selects what URL holds:
   file     one file, named after the URL's last path element (default)
@@ -90,6 +97,7 @@ direct).`,
 		Example: `  dfmount https://example.com/data/train.bin /mnt/train --supernode sn1:8002
   dfmount --type dataset https://example.com/ds/manifest.json /mnt/ds --prefetch=false
   dfmount s3://datasets/train.bin /mnt/train --s3-endpoint http://minio:9000 --s3-path-style
+  dfmount s3://datasets/train/ /mnt/train --s3-endpoint http://minio:9000 --s3-path-style
   dfmount -u /mnt/train`,
 		Args:          cobra.RangeArgs(1, 2),
 		SilenceUsage:  true,

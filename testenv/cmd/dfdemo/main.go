@@ -72,6 +72,8 @@ type env struct {
 	origin *testenv.Origin
 	sn     *testenv.Supernode
 	store  *storeProxy // in front of the S3 store (part 3)
+
+	mountFile <-chan mountFile // the file part 2 mounts, once at the origin
 }
 
 // interrupted is set once Ctrl-C (or SIGTERM) arrived.
@@ -127,8 +129,11 @@ func run(c config) (err error) {
 
 	fmt.Printf("building binaries...\n")
 	start := time.Now()
-	e := &env{tb: tb, bin: testenv.BuildBinaries(tb)}
-	e.origin = testenv.NewOrigin(tb, testenv.WithUploadCap(c.originCap))
+	e := &env{tb: tb, origin: testenv.NewOrigin(tb, testenv.WithUploadCap(c.originCap))}
+	if !c.noMount && fuseUnavailable() == "" {
+		e.mountFile = prepareMountFile(e.origin, c)
+	}
+	e.bin = testenv.BuildBinaries(tb)
 	e.store = startStoreProxy(tb)
 	e.sn = testenv.StartSupernode(tb, e.bin, append([]string{"--log-level", "info"},
 		testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)...)

@@ -30,14 +30,14 @@ func mountPart(e *env, c config) result {
 	if why := fuseUnavailable(); why != "" {
 		return skipped(part, "FUSE unavailable", "dfmount part skipped: FUSE unavailable: "+why)
 	}
-	const name = "mount.bin"
-	size := c.mountSize
 	t0 := time.Now()
-	e.origin.AddRandom(name, size, mountSeed)
-	offsets := spreadOffsets(size, c.mountReads)
-	want := expectedRanges(size, mountSeed, offsets, 1<<20)
-	fmt.Printf("file %s, %s (content generated in %s)\n", e.origin.URL(name), ratelimit.HumanBytes(size),
-		time.Since(t0).Round(100*time.Millisecond))
+	mf := <-e.mountFile
+	if mf.err != nil {
+		panic(testenv.FatalError{Msg: "generating the mounted file: " + mf.err.Error()})
+	}
+	name, size, offsets, want := mf.name, c.mountSize, mf.offsets, mf.want
+	fmt.Printf("file %s, %s (content generated in %s, %s of it after part 1)\n", e.origin.URL(name), ratelimit.HumanBytes(size),
+		mf.took.Round(100*time.Millisecond), time.Since(t0).Round(100*time.Millisecond))
 	served0 := e.origin.BytesServed(name)
 
 	mnt := e.tb.TempDir()
@@ -112,6 +112,39 @@ func mountPart(e *env, c config) result {
 			ttfb.Round(time.Millisecond), good, len(offsets))}
 	r.failed = good != len(offsets)
 	return r
+}
+
+// mountFile is the file the mount part reads, prepared in the background
+// while the binaries build: its name at the origin, the offsets of the
+// reads and their expected content.
+type mountFile struct {
+	name    string
+	offsets []int64
+	want    []wantRange
+	took    time.Duration
+	err     error
+}
+
+// prepareMountFile adds the mounted file to the origin (a 1 GiB file is
+// written to disk and hashed: seconds) in the background and sends it on
+// the returned channel.
+func prepareMountFile(o *testenv.Origin, c config) <-chan mountFile {
+	ch := make(chan mountFile, 1)
+	go func() {
+		start := time.Now()
+		mf := mountFile{name: "mount.bin"}
+		defer func() {
+			if r := recover(); r != nil { // AddRandom's Fatalf
+				mf.err = fmt.Errorf("%v", r)
+			}
+			mf.took = time.Since(start)
+			ch <- mf
+		}()
+		o.AddRandom(mf.name, c.mountSize, mountSeed)
+		mf.offsets = spreadOffsets(c.mountSize, c.mountReads)
+		mf.want = expectedRanges(c.mountSize, mountSeed, mf.offsets, 1<<20)
+	}()
+	return ch
 }
 
 // spreadOffsets returns n offsets of 1 MiB reads spread over size bytes,

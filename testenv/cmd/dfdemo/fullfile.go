@@ -96,9 +96,10 @@ func fullFile(e *env, c config) result {
 		last.Round(time.Millisecond), n, direct.Round(time.Millisecond))
 
 	r := result{part: fmt.Sprintf("%s, %d peers", partFull, n),
-		outcome: fmt.Sprintf("%s each, all done in %s; origin served %s (%s); %.0f%% of peer bytes peer-to-peer; sha256 %d/%d match",
-			ratelimit.HumanBytes(size), last.Round(100*time.Millisecond), ratelimit.HumanBytes(served),
-			copies(served, size), p2pShare, good, n)}
+		read:   fmt.Sprintf("%d x %s", n, ratelimit.HumanBytes(size)),
+		served: fmt.Sprintf("%s (%s)", ratelimit.HumanBytes(served), copies(served, size)),
+		sha:    fmt.Sprintf("%d/%d match", good, n),
+		note:   fmt.Sprintf("%.0f%% of peer bytes from other peers; all done in %s", p2pShare, last.Round(100*time.Millisecond))}
 	if good != n {
 		r.failed = true
 		fmt.Println("some peers failed or got wrong bytes")

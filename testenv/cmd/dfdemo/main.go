@@ -82,15 +82,17 @@ var interrupted atomic.Bool
 // Part names in the summary.
 const (
 	partFull  = "full file"
-	partMount = "dfmount, 1 file"
+	partMount = "dfmount, one file"
 	partS3    = "S3 prefix, 2 peers"
 )
 
-// result is one line of the final summary. failed marks a wrong sha256 or
-// a part that broke; a skipped part is neither.
+// result is one row of the final summary: what was read, what the origin
+// or store served for it, a note, and the sha256 checks. failed marks a
+// wrong sha256 or a part that broke; a skipped part is neither (its
+// reason is the note).
 type result struct {
-	part, outcome string
-	failed        bool
+	part, read, served, note, sha string
+	failed                        bool
 }
 
 func run(c config) (err error) {
@@ -147,7 +149,7 @@ func run(c config) (err error) {
 			select {} // the signal handler cleans up and exits
 		}
 		if perr != nil {
-			r = result{part: name, outcome: "FAILED: " + firstLine(perr.Error()), failed: true}
+			r = result{part: name, note: "FAILED: " + firstLine(perr.Error()), failed: true}
 			fmt.Printf("%s failed: %v\n", name, perr)
 		}
 		results = append(results, r)
@@ -171,17 +173,15 @@ func run(c config) (err error) {
 	}
 
 	fmt.Printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))
-	width := 0
-	for _, r := range results {
-		width = max(width, len(r.part))
-	}
+	rows := [][]string{{"part", "read", "origin / store served", "sha256", ""}}
 	failed := 0
 	for _, r := range results {
-		fmt.Printf("%-*s  %s\n", width, r.part, r.outcome)
+		rows = append(rows, []string{r.part, r.read, r.served, r.sha, r.note})
 		if r.failed {
 			failed++
 		}
 	}
+	printTable(rows)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d parts failed (see above)", failed, len(results))
 	}
@@ -192,7 +192,7 @@ func run(c config) (err error) {
 // short says why in a few words.
 func skipped(part, short, why string) result {
 	fmt.Println(why)
-	return result{part: part, outcome: "skipped: " + short}
+	return result{part: part, note: "skipped: " + short}
 }
 
 // guard runs f, turning a testenv Fatalf (a panic with a FatalError) into
@@ -209,6 +209,31 @@ func guard(f func() result) (r result, err error) {
 		}
 	}()
 	return f(), nil
+}
+
+// printTable prints rows in columns two spaces apart (the last one
+// unpadded).
+func printTable(rows [][]string) {
+	var width []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i >= len(width) {
+				width = append(width, 0)
+			}
+			width[i] = max(width[i], len(cell))
+		}
+	}
+	for _, row := range rows {
+		var b strings.Builder
+		for i, cell := range row {
+			if i == len(row)-1 {
+				b.WriteString(cell)
+			} else {
+				fmt.Fprintf(&b, "%-*s  ", width[i], cell)
+			}
+		}
+		fmt.Println(strings.TrimRight(b.String(), " "))
+	}
 }
 
 func firstLine(s string) string {

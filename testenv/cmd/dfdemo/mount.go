@@ -107,9 +107,10 @@ func mountPart(e *env, c config) result {
 		ratelimit.HumanBytes(read), ratelimit.HumanBytes(size), ratelimit.HumanBytes(served), share,
 		ttfb.Round(time.Millisecond), present)
 	r := result{part: part,
-		outcome: fmt.Sprintf("read %s of %s at %d places; origin served %s (%.1f%%); first byte after %s; sha256 %d/%d match",
-			ratelimit.HumanBytes(read), ratelimit.HumanBytes(size), len(offsets), ratelimit.HumanBytes(served), share,
-			ttfb.Round(time.Millisecond), good, len(offsets))}
+		read:   fmt.Sprintf("%s of %s", ratelimit.HumanBytes(read), ratelimit.HumanBytes(size)),
+		served: fmt.Sprintf("%s (%.1f%% of the file)", ratelimit.HumanBytes(served), share),
+		sha:    fmt.Sprintf("%d/%d match", good, len(offsets)),
+		note:   fmt.Sprintf("first byte after %s; %d reads of 1 MiB", ttfb.Round(time.Millisecond), len(offsets))}
 	r.failed = good != len(offsets)
 	return r
 }

@@ -154,12 +154,14 @@ func s3Part(e *env) result {
 	fmt.Printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
 		ratelimit.HumanBytes(served), ratelimit.HumanBytes(total), copies(served, total))
 	good := peers[0].good + peers[1].good
-	r := result{part: part, outcome: fmt.Sprintf("%d files, %s; read %s on A, %s on B; store served %s to A, %s to B (%s); sha256 %d/%d match",
-		len(files), ratelimit.HumanBytes(total), ratelimit.HumanBytes(peers[0].read), ratelimit.HumanBytes(peers[1].read),
-		ratelimit.HumanBytes(peers[0].store.object), ratelimit.HumanBytes(peers[1].store.object), copies(served, total),
-		good, 2*len(files))}
+	r := result{part: part,
+		read: fmt.Sprintf("A %s + B %s", ratelimit.HumanBytes(peers[0].read), ratelimit.HumanBytes(peers[1].read)),
+		served: fmt.Sprintf("A %s + B %s (%s)", ratelimit.HumanBytes(peers[0].store.object),
+			ratelimit.HumanBytes(peers[1].store.object), copies(served, total)),
+		sha:  fmt.Sprintf("%d/%d match", good, 2*len(files)),
+		note: fmt.Sprintf("%d files, %s; find: %d entries", len(files), ratelimit.HumanBytes(total), 1+ndirs+len(tree))}
 	if !treeOK {
-		r.outcome += "; TREE DIFFERS"
+		r.note += "; TREE DIFFERS"
 	}
 	r.failed = good != 2*len(files) || !treeOK
 	return r

@@ -42,6 +42,10 @@ type LazyOptions struct {
 	// then sends no HEAD, so mounting a prefix costs one LIST per
 	// directory, not one HEAD per file.
 	Object *objstore.ObjectInfo
+	// Range, when set, is the content to read (req.URL then only names
+	// the task in logs): the task is named by RangeTaskID and this peer
+	// fetches its pieces from Range directly, as for an s3 object.
+	Range RangeSource
 }
 
 // prefetchQuiet is how long after the last read the background fetch may
@@ -100,6 +104,9 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	}
 	if opt.PrefetchDelay <= 0 {
 		opt.PrefetchDelay = 2 * time.Second
+	}
+	if opt.Range != nil {
+		return p.openLazyRange(ctx, req, opt)
 	}
 	if objstore.IsURL(req.URL) {
 		return p.openLazyS3(ctx, req, opt)
@@ -530,6 +537,7 @@ type direct struct {
 	src     *origin.Client
 	obj     *objstore.Client     // for an s3 object, with oi
 	oi      *objstore.ObjectInfo // the version being read
+	rng     RangeSource          // LazyOptions.Range, when set
 	opened  time.Time
 	want    map[int]int
 	flight  map[int]bool
@@ -565,13 +573,17 @@ func (l *Lazy) openDirect(ctx context.Context, oi *objstore.ObjectInfo) error {
 		// Validators for the task's metadata; pieces come through dr.obj.
 		dr.info = &origin.Info{Length: oi.Size, ETag: oi.ETag, AcceptRanges: true}
 	}
+	if l.opt.Range != nil {
+		dr.rng = l.opt.Range
+		dr.info = &origin.Info{Length: dr.rng.Size(), AcceptRanges: true}
+	}
 	t, err := p.store.Open(ctx, l.id)
 	switch {
 	case err == nil:
 		p.hold(t)
 		ht, release, _ := p.Lookup(l.id)
 		l.t, l.done = ht, release
-		if oi != nil {
+		if oi != nil || dr.rng != nil {
 			l.log.WithField("present", t.Count()).Info("resuming the object from the stored pieces")
 		} else {
 			l.log.WithField("present", t.Count()).Warn("no supernode reachable; serving the stored pieces and fetching the rest straight from the origin")
@@ -601,7 +613,7 @@ func (l *Lazy) openDirect(ctx context.Context, oi *objstore.ObjectInfo) error {
 				manifest.RedactURL(l.req.URL), info.Length, t.Layout())
 		}
 		l.t, l.done = t, release
-		if dr.oi != nil {
+		if dr.oi != nil || dr.rng != nil {
 			l.log.Info("reading the object straight from the store")
 		} else {
 			dr.info = &info
@@ -752,7 +764,9 @@ func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
 	}
 	var data []byte
 	var err error
-	if dr.oi != nil {
+	if dr.rng != nil {
+		data, err = fetchRangePiece(l.ctx, dr.rng, l.t.Layout(), i, lims)
+	} else if dr.oi != nil {
 		data, err = fetchObjectPiece(l.ctx, dr.obj, *dr.oi, l.t.Layout(), i, lims)
 	} else {
 		data, err = dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, l.t.Layout(), i, origin.FillOptions{Limiters: lims})

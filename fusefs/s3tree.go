@@ -51,6 +51,10 @@ type Listings interface {
 	Store(prefix string, entries []objstore.Entry, listed time.Time) error
 }
 
+// PackOpener opens the pack of the small objects of directory dir (see
+// objstore.Pack) for lazy reads.
+type PackOpener func(ctx context.Context, dir objstore.URL, pack *objstore.Pack) (Content, error)
+
 // S3TreeOptions describe a prefix of a bucket to mount as a tree.
 type S3TreeOptions struct {
 	Bucket string
@@ -60,6 +64,11 @@ type S3TreeOptions struct {
 	Lister Lister
 	// Open opens a file's content at its first read.
 	Open ObjectOpener
+	// OpenPack, when set, groups the objects of each directory smaller
+	// than objstore.PackMaxObject into one pack, opened (once) at the
+	// first read of any of them; each of those files reads its range of
+	// the pack. nil: every object is a task of its own.
+	OpenPack PackOpener
 	// ReadTimeout bounds each read (EIO after it); 0 means 30 s.
 	ReadTimeout time.Duration
 	// ListTimeout bounds the listing of one directory (all its pages);
@@ -316,6 +325,13 @@ type s3Dir struct {
 	inos    []uint64
 	byName  map[string]int
 	subdirs uint32
+	pack    *dirPack // the small objects' pack, nil without one
+}
+
+// dirPack is a directory's pack, opened at the first read of a member.
+type dirPack struct {
+	pack *objstore.Pack
+	lc   *lazyContent
 }
 
 var (
@@ -348,7 +364,34 @@ func (d *s3Dir) list(ctx context.Context) error {
 			d.subdirs++
 		}
 	}
+	d.pack = d.tree.newPack(d.prefix, ents)
 	return nil
+}
+
+// newPack returns the pack of the small objects among ents, listed under
+// prefix: nil with no pack opener or fewer than two of them.
+func (t *s3Tree) newPack(prefix string, ents []objstore.Entry) *dirPack {
+	if t.opts.OpenPack == nil {
+		return nil
+	}
+	var small []objstore.ObjectInfo
+	for _, e := range ents {
+		if !e.IsDir && e.Size > 0 && e.Size < objstore.PackMaxObject && e.ETag != "" {
+			small = append(small, e.Info(t.opts.Bucket))
+		}
+	}
+	if len(small) < 2 {
+		return nil
+	}
+	dir := objstore.URL{Bucket: t.opts.Bucket, Key: prefix}
+	pack, err := objstore.NewPack(t.opts.Bucket, small)
+	if err != nil {
+		Log.Warnf("%s: no pack of its small objects (each is read on its own): %v", dir, err)
+		return nil
+	}
+	open := t.opts.OpenPack
+	return &dirPack{pack: pack, lc: &lazyContent{url: dir.String(),
+		open: func(ctx context.Context, _ string) (Content, error) { return open(ctx, dir, pack) }}}
 }
 
 func (d *s3Dir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
@@ -387,7 +430,7 @@ func (d *s3Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ 
 		if e.IsDir {
 			node, mode = &s3Dir{tree: d.tree, prefix: e.Key}, syscall.S_IFDIR
 		} else {
-			node = d.tree.file(e)
+			node = d.tree.file(e, d.pack)
 		}
 		child = d.NewPersistentInode(ctx, node, fs.StableAttr{Mode: mode, Ino: d.inos[i]})
 		d.AddChild(name, child, false)
@@ -401,7 +444,7 @@ func (d *s3Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ 
 
 // file is the node of an object: read-only, its content opened at the
 // first read.
-func (t *s3Tree) file(e objstore.Entry) *fileNode {
+func (t *s3Tree) file(e objstore.Entry, pack *dirPack) *fileNode {
 	info := e.Info(t.opts.Bucket)
 	url := info.URL().String()
 	mtime := e.LastModified
@@ -411,6 +454,11 @@ func (t *s3Tree) file(e objstore.Entry) *fileNode {
 	open := func(ctx context.Context, _ string) (Content, error) { return t.opts.Open(ctx, info) }
 	entry := Entry{Path: e.Key, Mode: 0o444, Size: e.Size, ModTime: mtime, Source: url,
 		Data: URLData(url, e.Size, open, nil)}
+	if pack != nil {
+		if off, size, ok := pack.pack.Member(e.Key); ok && size == e.Size {
+			entry.Data = &packData{pack: pack, off: off, size: size}
+		}
+	}
 	return &fileNode{entry: entry, attr: entry.attr(), timeout: t.opts.ReadTimeout, observer: t.observer}
 }
 
@@ -467,4 +515,46 @@ func (d *s3Dir) Listxattr(ctx context.Context, dest []byte) (_ uint32, errno sys
 		}
 	}
 	return listXattrs(dest, names)
+}
+
+// packData is a file whose bytes are a range of its directory's pack.
+type packData struct {
+	pack      *dirPack
+	off, size int64
+}
+
+var _ Moder = (*packData)(nil)
+
+func (m *packData) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	c, err := m.pack.lc.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if c.Size() != m.pack.pack.Size() {
+		return 0, fmt.Errorf("pack %s: content is %d bytes, the listing says %d", m.pack.pack, c.Size(), m.pack.pack.Size())
+	}
+	if off >= m.size {
+		return 0, nil
+	}
+	return c.ReadAtContext(ctx, p[:min(int64(len(p)), m.size-off)], m.off+off)
+}
+
+// Progress is the file's size once the whole pack is present, else 0
+// (the content says how much of the pack it holds, not where).
+func (m *packData) Progress() (int64, int64) {
+	if c := m.pack.lc.peek(); c != nil && c.Complete() {
+		return m.size, m.size
+	}
+	return 0, m.size
+}
+
+// PassthroughPath is none: the pack's data file holds the file at an
+// offset.
+func (m *packData) PassthroughPath() string { return "" }
+
+func (m *packData) Mode() string {
+	if md, ok := m.pack.lc.peek().(Moder); ok {
+		return md.Mode()
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"os"
 	"path/filepath"
@@ -354,5 +355,83 @@ func TestS3TreeMountErrors(t *testing.T) {
 				t.Fatalf("listing xattr %q, want cached", v)
 			}
 		})
+	}
+}
+
+// openPack opens a pack as its objects' bytes laid out by the pack.
+func (s *fakeStore) openPack(ctx context.Context, dir objstore.URL, pack *objstore.Pack) (Content, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opens["pack:"+dir.Key]++
+	data := make([]byte, pack.Size())
+	n := 0
+	for key, obj := range s.objects {
+		if off, size, ok := pack.Member(key); ok {
+			copy(data[off:off+size], obj)
+			n++
+		}
+	}
+	if n != pack.Len() {
+		return nil, errors.New("pack of unknown objects")
+	}
+	return &objContent{data: data}, nil
+}
+
+// TestS3TreePacks reads the small objects of a directory through its
+// pack: one open per directory, each file its own bytes; large and empty
+// objects are read on their own.
+func TestS3TreePacks(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	l, st := newFakeBucket()
+	for i := 0; i < 30; i++ {
+		key := fmt.Sprintf("p/a/small-%02d", i)
+		st.objects[key] = bytes.Repeat([]byte{byte(i)}, 1000+i*37)
+		l.dirs["p/a/"] = append(l.dirs["p/a/"], obj(key, st.objects[key]))
+	}
+	st.objects["p/a/large"] = make([]byte, objstore.PackMaxObject)
+	l.dirs["p/a/"] = append(l.dirs["p/a/"], obj("p/a/large", st.objects["p/a/large"]))
+	opts := S3TreeOptions{Bucket: "bkt", Prefix: "p/", Lister: l, Open: st.open, OpenPack: st.openPack}
+	root, err := NewS3Tree(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := mountS3(t, root)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(st.objects))
+	for key, data := range st.objects {
+		if key == "p/both" || key == "p/bad/never" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := os.ReadFile(filepath.Join(mnt, strings.TrimPrefix(key, "p/")))
+			if err != nil || !bytes.Equal(got, data) {
+				errs <- fmt.Errorf("read %s: %v (%d bytes, want %d)", key, err, len(got), len(data))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	want := map[string]int{"pack:p/a/": 1, "p/a/large": 1, "p/b.bin": 1, "p/a/c/deep": 1, "p/both/in": 1}
+	for k, n := range want {
+		if st.opens[k] != n {
+			t.Errorf("%s opened %d times, want %d (opens: %v)", k, st.opens[k], n, st.opens)
+		}
+	}
+	for k := range st.opens {
+		if strings.HasPrefix(k, "p/a/small") || k == "p/a/x.txt" {
+			t.Errorf("%s opened on its own; want it read through the pack", k)
+		}
+	}
+	if v, err := xattr.Get(filepath.Join(mnt, "a/small-03"), XattrProgress); err != nil || string(v) != "1111/1111" {
+		t.Errorf("progress of a packed file %q %v", v, err)
 	}
 }

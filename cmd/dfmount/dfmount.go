@@ -48,6 +48,7 @@ type options struct {
 	digest, tocDigest, tag                               string
 	headers, filters, headerHosts                        []string
 	prefetch, background, allowOther, unmount, debugFUSE bool
+	s3Pack                                               bool
 	prefetchLimit                                        cli.Rate
 	readTimeout                                          time.Duration
 	metrics                                              metricsserve.Options
@@ -135,6 +136,7 @@ direct).`,
 		DataDir: filepath.Join(home, ".damselfly", "dfmount"), DataDirHelp: "piece store of the embedded peer",
 		Help: map[string]string{"no-daemon": "always use an embedded peer", "advertise-ip": "IP other peers use to reach the embedded peer"}})
 	o.s3.Register(f)
+	f.BoolVar(&o.s3Pack, "s3-pack", true, "s3 prefix mounts: read the objects under 1 MiB of each directory as one task (a pack), fetched with concurrent GETs")
 	f.BoolVar(&o.background, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log-file", "", "log file (default with --daemon: DATA_DIR/dfmount.log)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount")
@@ -245,9 +247,22 @@ func run(o *options, rawURL, mnt string) (err error) {
 			}
 			return c, err
 		}
-		tree, err := fusefs.NewS3Tree(openCtx, fusefs.S3TreeOptions{Bucket: u.Bucket, Prefix: u.Key,
+		opts := fusefs.S3TreeOptions{Bucket: u.Bucket, Prefix: u.Key,
 			Lister: lazy.ObjectStore, Open: openObject, ReadTimeout: o.readTimeout,
-			Listings: fusefs.DirListings{Dir: fusefs.ListingsDir(o.DataDir, o.s3.Endpoint, u.Bucket, u.Key)}})
+			Listings: fusefs.DirListings{Dir: fusefs.ListingsDir(o.DataDir, o.s3.Endpoint, u.Bucket, u.Key)}}
+		if o.s3Pack {
+			store := lazy.ObjectStore
+			opts.OpenPack = func(ctx context.Context, dir objstore.URL, pack *objstore.Pack) (fusefs.Content, error) {
+				l := lazy
+				l.Range = pack.WithClient(store)
+				c, _, err := src.OpenLazy(ctx, p2p.Request{URL: dir.String(), Tag: o.tag}, l)
+				if err == nil {
+					modes.add(c)
+				}
+				return c, err
+			}
+		}
+		tree, err := fusefs.NewS3Tree(openCtx, opts)
 		if err != nil {
 			return err
 		}

@@ -58,13 +58,16 @@ type DatasetConfig struct {
 // Names of the systems of the dataset scenario.
 const (
 	DSDamselfly = "damselfly"
-	DSS3fs      = "s3fs"
-	DSRclone    = "rclone"
-	DSBaseline  = "baseline"
+	// DSDamselflyLazy is dfmount with --prefetch=false: only what reads
+	// touch is fetched (sequential and random reads only).
+	DSDamselflyLazy = "damselfly-lazy"
+	DSS3fs          = "s3fs"
+	DSRclone        = "rclone"
+	DSBaseline      = "baseline"
 )
 
 // DatasetSystems are the mounts the scenario knows, in table order.
-var DatasetSystems = []string{DSDamselfly, DSS3fs, DSRclone}
+var DatasetSystems = []string{DSDamselfly, DSDamselflyLazy, DSS3fs, DSRclone}
 
 // Measurements of the dataset scenario, in table order.
 const (
@@ -152,6 +155,8 @@ type dsMounter struct {
 	args func(target, mnt, dataDir string, sn *testenv.Supernode) (bin string, args, env []string, root string)
 	// term: unmount by SIGTERM to the process (else umount(2)).
 	term bool
+	// kinds are the measurements it makes (nil: all).
+	kinds []string
 }
 
 // dsRun is what RunDataset's measurements share.
@@ -250,21 +255,27 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 	rcloneEnv := []string{"RCLONE_CONFIG_DSBENCH_TYPE=s3", "RCLONE_CONFIG_DSBENCH_PROVIDER=SeaweedFS",
 		"RCLONE_CONFIG_DSBENCH_ACCESS_KEY_ID=" + sw.AccessKeyID, "RCLONE_CONFIG_DSBENCH_SECRET_ACCESS_KEY=" + sw.SecretAccessKey,
 		"RCLONE_CONFIG_DSBENCH_ENDPOINT=" + r.proxy.URL, "RCLONE_CONFIG_DSBENCH_ENV_AUTH=false"}
+	dfmountArgs := func(extra ...string) func(target, mnt, dataDir string, sn *testenv.Supernode) (string, []string, []string, string) {
+		return func(target, mnt, dataDir string, sn *testenv.Supernode) (string, []string, []string, string) {
+			a := []string{"s3://" + dsBucket + "/" + target, mnt, "--s3-endpoint", r.proxy.URL, "--s3-path-style",
+				"--data-dir", dataDir, "--upload-listen", "127.0.0.1:0"}
+			if sn != nil {
+				a = append(a, "--supernode", sn.Addr)
+			}
+			root := mnt
+			if !strings.HasSuffix(target, "/") {
+				root = filepath.Join(mnt, path.Base(target))
+			}
+			return filepath.Join(env.BinDir, "dfmount"), append(a, extra...), awsEnv, root
+		}
+	}
 	mounters := map[string]*dsMounter{
 		DSDamselfly: {name: DSDamselfly, term: true,
-			how: "dfmount s3://B/KEY|s3://B/PREFIX/ MNT --s3-endpoint PROXY --s3-path-style --data-dir FRESH (no supernode: direct mode; defaults: prefetch on)",
-			args: func(target, mnt, dataDir string, sn *testenv.Supernode) (string, []string, []string, string) {
-				a := []string{"s3://" + dsBucket + "/" + target, mnt, "--s3-endpoint", r.proxy.URL, "--s3-path-style",
-					"--data-dir", dataDir, "--upload-listen", "127.0.0.1:0"}
-				if sn != nil {
-					a = append(a, "--supernode", sn.Addr)
-				}
-				root := mnt
-				if !strings.HasSuffix(target, "/") {
-					root = filepath.Join(mnt, path.Base(target))
-				}
-				return filepath.Join(env.BinDir, "dfmount"), a, awsEnv, root
-			}},
+			how:  "dfmount s3://B/KEY|s3://B/PREFIX/ MNT --s3-endpoint PROXY --s3-path-style --data-dir FRESH (no supernode: direct mode; defaults: prefetch on)",
+			args: dfmountArgs()},
+		DSDamselflyLazy: {name: DSDamselflyLazy, term: true, kinds: []string{DSSeq, DSRand},
+			how:  "the same with --prefetch=false (sequential and random reads only)",
+			args: dfmountArgs("--prefetch=false")},
 		DSS3fs: {name: DSS3fs,
 			how: "s3fs BUCKET[:/PREFIX] MNT -f -o url=PROXY,use_path_request_style,passwd_file=F (defaults otherwise)",
 			args: func(target, mnt, _ string, _ *testenv.Supernode) (string, []string, []string, string) {
@@ -303,7 +314,7 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 		}
 		sys := &DatasetSystem{Name: name, How: m.how, Cells: map[string]*DatasetCell{}}
 		rep.Systems = append(rep.Systems, sys)
-		if name != DSDamselfly {
+		if name == DSS3fs || name == DSRclone {
 			if _, err := exec.LookPath(m.name); err != nil {
 				for _, k := range []string{DSMountPrefix, DSMountObject, DSFind, DSSeq, DSRand, DSSmall, DSHosts} {
 					sys.Cells[k] = &DatasetCell{NA: "n/a (" + m.name + " not installed)"}
@@ -312,7 +323,11 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 				continue
 			}
 		}
-		for _, kind := range []string{DSFind, DSSeq, DSRand, DSSmall, DSHosts} {
+		kinds := m.kinds
+		if kinds == nil {
+			kinds = []string{DSFind, DSSeq, DSRand, DSSmall, DSHosts}
+		}
+		for _, kind := range kinds {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
@@ -650,6 +665,7 @@ type dsMount struct {
 	proc      *dsProc
 	mnt, root string
 	term      bool
+	once      sync.Once
 }
 
 // mount mounts target with m in tb's scope (a fresh mount point and data
@@ -674,11 +690,20 @@ func (r *dsRun) mount(ctx context.Context, tb testenv.TB, m *dsMounter, target s
 	}
 	secs := time.Since(start).Seconds()
 	mt := &dsMount{proc: p, mnt: mnt, root: root, term: m.term}
-	tb.Cleanup(mt.unmount)
+	tb.Cleanup(func() { r.unmount(mt) })
 	return mt, secs, nil
 }
 
-func (m *dsMount) unmount() { unmountFUSE(m.proc, m.mnt, m.term) }
+// unmount stops a mount once (later calls wait for the first) and logs a
+// process that had to be killed.
+func (r *dsRun) unmount(m *dsMount) {
+	m.once.Do(func() {
+		unmountFUSE(m.proc, m.mnt, m.term)
+		if m.proc.slowExit {
+			r.env.Logf("dataset: %s did not exit within 15s of being unmounted; killed:\n%s", m.proc.name, m.proc.tail(5))
+		}
+	})
+}
 
 // measure runs one measurement of a mounted system in a scope of its own.
 func (r *dsRun) measure(ctx context.Context, sys *DatasetSystem, m *dsMounter, kind string) {
@@ -689,7 +714,13 @@ func (r *dsRun) measure(ctx context.Context, sys *DatasetSystem, m *dsMounter, k
 		c.NA = "n/a (" + err.Error() + ")"
 		return
 	}
-	defer closeScope()
+	defer func() {
+		t := time.Now()
+		closeScope()
+		if d := time.Since(t); d > 5*time.Second {
+			r.env.Logf("dataset: %s %s: teardown took %v", sys.Name, kind, d.Round(time.Second))
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	r.drop()
@@ -811,6 +842,15 @@ func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *Datas
 		}
 		mounts = append(mounts, mt)
 	}
+	// Stopped at once, not one after the other at scope close.
+	defer func() {
+		var wg sync.WaitGroup
+		for _, mt := range mounts {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.unmount(mt) }()
+		}
+		wg.Wait()
+	}()
 	return r.span(c, func() error {
 		var wg sync.WaitGroup
 		errs := make([]error, len(mounts))
@@ -839,11 +879,12 @@ func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *Datas
 // with several hosts, the store serving about one copy (at most 1.5).
 func DatasetTargets(rep *DatasetReport) []Target {
 	var ts []Target
+	df := DSDamselfly
 	add := func(name, kind, other string, val func(a, b *DatasetCell) float64, want float64, detail func(a, b *DatasetCell) string) {
-		a, b := rep.Cell(DSDamselfly, kind), rep.Cell(other, kind)
+		a, b := rep.Cell(df, kind), rep.Cell(other, kind)
 		if a == nil || b == nil {
 			why := "not measured"
-			for _, sys := range []string{DSDamselfly, other} {
+			for _, sys := range []string{df, other} {
 				if s := rep.System(sys); s != nil && s.Cells[kind] != nil && s.Cells[kind].NA != "" {
 					why = sys + ": " + s.Cells[kind].NA
 					break
@@ -862,12 +903,15 @@ func DatasetTargets(rep *DatasetReport) []Target {
 	cfg := rep.Config
 	add("dataset: cold find of the tree no slower than rclone (<= 1.00x)", DSFind, DSRclone, ratio, 1, secs)
 	add(fmt.Sprintf("dataset: cold sequential read of %s <= 1.5x one GET", fmtMiB(cfg.BigSize)), DSSeq, DSBaseline, ratio, 1.5, secs)
-	add(fmt.Sprintf("dataset: %d cold random reads p99 <= 2x one range GET's p99", cfg.Reads), DSRand, DSBaseline,
-		func(a, b *DatasetCell) float64 { return a.P99 / b.P99 }, 2,
-		func(a, b *DatasetCell) string { return fmt.Sprintf("%s vs %s", fmtMs(a.P99), fmtMs(b.P99)) })
-	add(fmt.Sprintf("dataset: store bytes for the %d random reads <= 1/4 of rclone's (<= 0.25x)", cfg.Reads), DSRand, DSRclone,
-		func(a, b *DatasetCell) float64 { return float64(a.StoreBytes) / math.Max(1, float64(b.StoreBytes)) }, 0.25,
-		func(a, b *DatasetCell) string { return fmtMiB(a.StoreBytes) + " vs " + fmtMiB(b.StoreBytes) })
+	random := func(suffix string) {
+		add(fmt.Sprintf("dataset: %d cold random reads p99 <= 2x one range GET's p99%s", cfg.Reads, suffix), DSRand, DSBaseline,
+			func(a, b *DatasetCell) float64 { return a.P99 / b.P99 }, 2,
+			func(a, b *DatasetCell) string { return fmt.Sprintf("%s vs %s", fmtMs(a.P99), fmtMs(b.P99)) })
+		add(fmt.Sprintf("dataset: store bytes for the %d random reads <= 1/4 of rclone's (<= 0.25x)%s", cfg.Reads, suffix), DSRand, DSRclone,
+			func(a, b *DatasetCell) float64 { return float64(a.StoreBytes) / math.Max(1, float64(b.StoreBytes)) }, 0.25,
+			func(a, b *DatasetCell) string { return fmtMiB(a.StoreBytes) + " vs " + fmtMiB(b.StoreBytes) })
+	}
+	random("")
 	add(fmt.Sprintf("dataset: %d files read by %d workers in <= half of rclone's time (<= 0.50x)", cfg.Files, cfg.Workers),
 		DSSmall, DSRclone, ratio, 0.5, secs)
 	if cfg.Hosts > 1 {
@@ -878,6 +922,10 @@ func DatasetTargets(rep *DatasetReport) []Target {
 				return fmt.Sprintf("%s for a %s tree", fmtMiB(a.StoreBytes), fmtMiB(int64(tree)))
 			})
 	}
+	if rep.System(DSDamselflyLazy) != nil {
+		df = DSDamselflyLazy
+		random(", --prefetch=false")
+	}
 	return ts
 }
 
@@ -885,10 +933,15 @@ func DatasetTargets(rep *DatasetReport) []Target {
 // per system, then Damselfly's ratios to the baseline and to rclone.
 func DatasetTable(rep *DatasetReport) *Table {
 	cfg := rep.Config
-	cols := []string{DSDamselfly, DSS3fs, DSRclone, DSBaseline}
+	var cols []string
+	for _, name := range append(append([]string(nil), DatasetSystems...), DSBaseline) {
+		if rep.System(name) != nil {
+			cols = append(cols, name)
+		}
+	}
 	t := &Table{Title: fmt.Sprintf("dataset: object storage mounted (SeaweedFS on loopback; %d x %s tree in 3 levels, %s object)",
 		cfg.Files, fmtKiB(cfg.FileSize), fmtMiB(cfg.BigSize)),
-		Header: []string{"measurement", "damselfly", "s3fs", "rclone", "baseline", "df/baseline", "df/rclone"}}
+		Header: append(append([]string{"measurement"}, cols...), "df/baseline", "df/rclone")}
 	type rowSpec struct {
 		label, kind string
 		val         func(c *DatasetCell) (string, float64)
@@ -946,6 +999,7 @@ func DatasetTable(rep *DatasetReport) *Table {
 		cells = append(cells, r(DSBaseline), r(DSRclone))
 		t.Rows = append(t.Rows, cells)
 	}
+	t.Notes = append(t.Notes, "df/baseline, df/rclone: damselfly's (defaults) figure over the other's; \"-\": not measured")
 	for _, s := range rep.Systems {
 		seen := map[string]bool{}
 		for _, k := range []string{DSMountPrefix, DSMountObject, DSFind, DSSeq, DSRand, DSSmall, DSHosts} {

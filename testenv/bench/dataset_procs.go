@@ -31,6 +31,9 @@ type dsProc struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
+	// slowExit is set when the process did not exit within 15 s of being
+	// asked to and was killed.
+	slowExit bool
 }
 
 // dsSpawner starts children from one goroutine locked to its thread, so
@@ -171,6 +174,7 @@ func unmountFUSE(p *dsProc, mnt string, term bool) {
 		exec.Command("fusermount", "-u", mnt).Run()
 	}
 	if !p.wait(15 * time.Second) {
+		p.slowExit = true
 		p.kill()
 	}
 	detachMount(mnt)

@@ -23,7 +23,7 @@ func fullFile(e *env, c config) result {
 	const name = "demo.bin"
 	tb, origin, n, size := e.tb, e.origin, c.peers, c.size
 	want := origin.AddRandom(name, size, 42)
-	fmt.Printf("file %s, %s, %d pieces of %s, sha256 %s\n\n", origin.URL(name), ratelimit.HumanBytes(size),
+	printf("file %s, %s, %d pieces of %s, sha256 %s\n\n", origin.URL(name), ratelimit.HumanBytes(size),
 		manifest.NewLayout(size).NumPieces(), ratelimit.HumanBytes(manifest.PieceSizeFor(size)), want[:16])
 
 	out := tb.TempDir()
@@ -32,7 +32,7 @@ func fullFile(e *env, c config) result {
 	for i := range procs {
 		procs[i] = testenv.Dfget(tb, e.bin, e.sn.Addr, origin.URL(name), filepath.Join(out, fmt.Sprintf("peer%02d.bin", i)))
 	}
-	fmt.Printf("%d peers downloading at once...\n\n", n)
+	printf("%d peers downloading at once...\n\n", n)
 	type row struct {
 		i                int
 		took             time.Duration
@@ -68,7 +68,7 @@ func fullFile(e *env, c config) result {
 	}
 	wg.Wait()
 	sort.Slice(rows, func(a, b int) bool { return rows[a].took < rows[b].took })
-	fmt.Printf("%-7s %9s %14s %16s %12s  %s\n", "peer", "time", "from peers", "from supernode", "from origin", "sha256")
+	printf("%-7s %9s %14s %16s %12s  %s\n", "peer", "time", "from peers", "from supernode", "from origin", "sha256")
 	var sumPeers, sumSeed int64
 	good := 0
 	for _, r := range rows {
@@ -78,21 +78,21 @@ func fullFile(e *env, c config) result {
 		} else {
 			status = "MISMATCH " + r.note
 		}
-		fmt.Printf("peer%02d  %9s %14s %16s %12s  %s\n", r.i, r.took.Round(time.Millisecond),
+		printf("peer%02d  %9s %14s %16s %12s  %s\n", r.i, r.took.Round(time.Millisecond),
 			ratelimit.HumanBytes(r.peers), ratelimit.HumanBytes(r.seed), ratelimit.HumanBytes(r.org), status)
 		sumPeers += r.peers
 		sumSeed += r.seed
 	}
 	served := origin.BytesServed(name)
 	p2pShare := 100 * float64(sumPeers) / float64(max(1, sumPeers+sumSeed))
-	fmt.Printf("\nall peers: %s from other peers, %s from the supernode (%.0f%% peer-to-peer)\n",
+	printf("\nall peers: %s from other peers, %s from the supernode (%.0f%% peer-to-peer)\n",
 		ratelimit.HumanBytes(sumPeers), ratelimit.HumanBytes(sumSeed), p2pShare)
-	fmt.Printf("origin served %s for %d downloads of %s (%s; %.1f%% of origin traffic saved)\n",
+	printf("origin served %s for %d downloads of %s (%s; %.1f%% of origin traffic saved)\n",
 		ratelimit.HumanBytes(served), n, ratelimit.HumanBytes(size), copies(served, size),
 		100*(1-float64(served)/float64(int64(n)*size)))
 	last := rows[len(rows)-1].took
 	direct := time.Duration(float64(int64(n)*size) / float64(c.originCap) * float64(time.Second))
-	fmt.Printf("last peer done after %s; %d direct downloads through the same origin cap would take at least %s\n",
+	printf("last peer done after %s; %d direct downloads through the same origin cap would take at least %s\n",
 		last.Round(time.Millisecond), n, direct.Round(time.Millisecond))
 
 	r := result{part: fmt.Sprintf("%s, %d peers", partFull, n),
@@ -102,9 +102,9 @@ func fullFile(e *env, c config) result {
 		note:   fmt.Sprintf("%.0f%% of peer bytes from other peers; all done in %s", p2pShare, last.Round(100*time.Millisecond))}
 	if good != n {
 		r.failed = true
-		fmt.Println("some peers failed or got wrong bytes")
+		printLine("some peers failed or got wrong bytes")
 	} else {
-		fmt.Println("every sha256 matches the origin's")
+		printLine("every sha256 matches the origin's")
 	}
 	return r
 }

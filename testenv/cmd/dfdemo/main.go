@@ -132,7 +132,7 @@ func run(c config) (err error) {
 		cleanup()
 	}()
 
-	fmt.Printf("building binaries...\n")
+	printf("building binaries...\n")
 	start := time.Now()
 	e := &env{tb: tb, origin: testenv.NewOrigin(tb, testenv.WithUploadCap(c.originCap))}
 	// The 1 GiB file of part 2 is written while the binaries build, and
@@ -149,10 +149,10 @@ func run(c config) (err error) {
 	e.store = startStoreProxy(tb)
 	e.sn = testenv.StartSupernode(tb, e.bin, append([]string{"--log-level", "info"},
 		testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)...)
-	fmt.Printf("origin    http://%s  (upload capped at %s/s)\n", e.origin.Addr(), ratelimit.HumanBytes(c.originCap))
-	fmt.Printf("supernode %s\n", e.sn.Addr)
+	printf("origin    http://%s  (upload capped at %s/s)\n", e.origin.Addr(), ratelimit.HumanBytes(c.originCap))
+	printf("supernode %s\n", e.sn.Addr)
 	if mf := e.mountFile; mf != nil && mf.err == nil {
-		fmt.Printf("(the %s file of part 2 was written to the origin in %s, while the binaries built)\n",
+		printf("(the %s file of part 2 was written to the origin in %s, while the binaries built)\n",
 			ratelimit.HumanBytes(c.mountSize), mf.took.Round(100*time.Millisecond))
 	}
 
@@ -164,29 +164,29 @@ func run(c config) (err error) {
 		}
 		if perr != nil {
 			r = result{part: name, note: "FAILED: " + firstLine(perr.Error()), failed: true}
-			fmt.Printf("%s failed: %v\n", name, perr)
+			printf("%s failed: %v\n", name, perr)
 		}
 		results = append(results, r)
 	}
 
-	fmt.Printf("\n== 1. full-file P2P: %d dfget peers download one file at once ==\n\n", c.peers)
+	printf("\n== 1. full-file P2P: %d dfget peers download one file at once ==\n\n", c.peers)
 	part(partFull, func() result { return fullFile(e, c) })
 
-	fmt.Printf("\n== 2. dfmount: a %s file, read at %d scattered places ==\n\n", ratelimit.HumanBytes(c.mountSize), c.mountReads)
+	printf("\n== 2. dfmount: a %s file, read at %d scattered places ==\n\n", ratelimit.HumanBytes(c.mountSize), c.mountReads)
 	if c.noMount {
 		results = append(results, skipped(partMount, "--no-mount", "skipped (--no-mount)"))
 	} else {
 		part(partMount, func() result { return mountPart(e, c) })
 	}
 
-	fmt.Printf("\n== 3. S3 dataset prefix mounted as a tree by two dfmount peers ==\n\n")
+	printf("\n== 3. S3 dataset prefix mounted as a tree by two dfmount peers ==\n\n")
 	if c.noS3 {
 		results = append(results, skipped(partS3, "--no-s3", "skipped (--no-s3)"))
 	} else {
 		part(partS3, func() result { return s3Part(e) })
 	}
 
-	fmt.Printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))
+	printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))
 	rows := [][]string{{"part", "read", "origin / store served", "sha256", ""}}
 	failed := 0
 	for _, r := range results {
@@ -205,7 +205,7 @@ func run(c config) (err error) {
 // skipped prints why a part is skipped and returns its summary line:
 // short says why in a few words.
 func skipped(part, short, why string) result {
-	fmt.Println(why)
+	printLine(why)
 	return result{part: part, note: "skipped: " + short}
 }
 
@@ -246,7 +246,7 @@ func printTable(rows [][]string) {
 				fmt.Fprintf(&b, "%-*s  ", width[i], cell)
 			}
 		}
-		fmt.Println(strings.TrimRight(b.String(), " "))
+		printLine(strings.TrimRight(b.String(), " "))
 	}
 }
 
@@ -258,4 +258,19 @@ func firstLine(s string) string {
 // copies formats served/size as a number of copies.
 func copies(served, size int64) string {
 	return fmt.Sprintf("%.2f copies", float64(served)/float64(max(size, 1)))
+}
+
+// printf and printLine write to stdout, unless Ctrl-C arrived: the part
+// running then fails as its processes are stopped, and its report would
+// only mislead.
+func printf(format string, args ...any) {
+	if !interrupted.Load() {
+		fmt.Printf(format, args...)
+	}
+}
+
+func printLine(args ...any) {
+	if !interrupted.Load() {
+		fmt.Println(args...)
+	}
 }

@@ -38,7 +38,7 @@ func mountPart(e *env, c config) result {
 		panic(testenv.FatalError{Msg: "generating the mounted file: " + mf.err.Error()})
 	}
 	name, size, offsets, want := mf.name, c.mountSize, mf.offsets, mf.want
-	fmt.Printf("file %s, %s\n", e.origin.URL(name), ratelimit.HumanBytes(size))
+	printf("file %s, %s\n", e.origin.URL(name), ratelimit.HumanBytes(size))
 	served0 := e.origin.BytesServed(name)
 
 	mnt := e.tb.TempDir()
@@ -50,14 +50,14 @@ func mountPart(e *env, c config) result {
 		}
 		panic(testenv.FatalError{Msg: err.Error()})
 	}
-	fmt.Printf("dfmount %s %s --supernode %s --prefetch=false: mounted in %s\n",
+	printf("dfmount %s %s --supernode %s --prefetch=false: mounted in %s\n",
 		e.origin.URL(name), mnt, e.sn.Addr, m.took.Round(time.Millisecond))
 	file := filepath.Join(mnt, name)
 	fi, err := os.Stat(file)
 	if err != nil {
 		panic(testenv.FatalError{Msg: fmt.Sprintf("stat through the mount: %v", err)})
 	}
-	fmt.Printf("ls -l: %s %d bytes, mode %s\n\n", name, fi.Size(), xattr(file, fusefs.XattrMode))
+	printf("ls -l: %s %d bytes, mode %s\n\n", name, fi.Size(), xattr(file, fusefs.XattrMode))
 
 	f, err := os.Open(file)
 	if err != nil {
@@ -73,8 +73,8 @@ func mountPart(e *env, c config) result {
 	if err != nil {
 		panic(testenv.FatalError{Msg: fmt.Sprintf("read through the mount at %d: %v", offsets[0], err)})
 	}
-	fmt.Printf("first byte (offset %d) after %s\n", offsets[0], ttfb.Round(time.Millisecond))
-	fmt.Printf("%-14s %9s  %s\n", "offset", "time", "sha256 of 1 MiB")
+	printf("first byte (offset %d) after %s\n", offsets[0], ttfb.Round(time.Millisecond))
+	printf("%-14s %9s  %s\n", "offset", "time", "sha256 of 1 MiB")
 	good := 0
 	var read int64
 	buf := make([]byte, 1<<20)
@@ -93,18 +93,18 @@ func mountPart(e *env, c config) result {
 		default:
 			good++
 		}
-		fmt.Printf("%-14d %9s  %s  %s\n", off, took.Round(time.Millisecond), got[:16], status)
+		printf("%-14d %9s  %s  %s\n", off, took.Round(time.Millisecond), got[:16], status)
 	}
 	served := e.origin.BytesServed(name) - served0
 	present := progress(file)
 	f.Close()
 	if err := m.stop(); err != nil {
-		fmt.Printf("unmount: %v\n", err)
+		printf("unmount: %v\n", err)
 	} else {
-		fmt.Println("unmounted")
+		printLine("unmounted")
 	}
 	share := 100 * float64(served) / float64(size)
-	fmt.Printf("\nread %s of %s: origin served %s (%.1f%% of the file), first byte after %s; %s\n",
+	printf("\nread %s of %s: origin served %s (%.1f%% of the file), first byte after %s; %s\n",
 		ratelimit.HumanBytes(read), ratelimit.HumanBytes(size), ratelimit.HumanBytes(served), share,
 		ttfb.Round(time.Millisecond), present)
 	r := result{part: part,

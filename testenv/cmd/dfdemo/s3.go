@@ -70,11 +70,11 @@ func s3Part(e *env) result {
 	if err := e.store.setStore(sw.Endpoint); err != nil {
 		panic(testenv.FatalError{Msg: err.Error()})
 	}
-	fmt.Printf("SeaweedFS S3 at %s (up in %s); peers reach it through a counting proxy at %s\n",
+	printf("SeaweedFS S3 at %s (up in %s); peers reach it through a counting proxy at %s\n",
 		sw.Endpoint, time.Since(start).Round(100*time.Millisecond), e.store.URL())
 
 	files, total := putDataset(e.tb, sw)
-	fmt.Printf("put s3://%s/%s: %d directories x %d files of 64 KiB-1 MiB, %s\n",
+	printf("put s3://%s/%s: %d directories x %d files of 64 KiB-1 MiB, %s\n",
 		bucket, prefix, dirs, filesPerDir, ratelimit.HumanBytes(total))
 
 	// The peers sign with the store's credentials from the environment,
@@ -85,7 +85,7 @@ func s3Part(e *env) result {
 	src := "s3://" + bucket + "/" + prefix
 	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL(), "--s3-path-style",
 		"--s3-region", testenv.SeaweedRegion, "--prefetch=false"}
-	fmt.Printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style (x2, separate data dirs)\n\n",
+	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style (x2, separate data dirs)\n\n",
 		src, e.sn.Addr, e.store.URL())
 
 	type peer struct {
@@ -109,7 +109,7 @@ func s3Part(e *env) result {
 			panic(testenv.FatalError{Msg: err.Error()})
 		}
 		p.m = m
-		fmt.Printf("%s mounted %s in %s\n", p.name, m.mnt, m.took.Round(time.Millisecond))
+		printf("%s mounted %s in %s\n", p.name, m.mnt, m.took.Round(time.Millisecond))
 	}
 
 	// The listing, as `find MNT | wc -l` would do it, on peer A.
@@ -121,16 +121,16 @@ func s3Part(e *env) result {
 		panic(testenv.FatalError{Msg: fmt.Sprintf("listing the mount: %v", err)})
 	}
 	listed := e.store.snap().sub(before)
-	fmt.Printf("find %s | wc -l: %d (%d directories, %d files) in %s; the store sent %s of listings and %s of file contents for it\n",
+	printf("find %s | wc -l: %d (%d directories, %d files) in %s; the store sent %s of listings and %s of file contents for it\n",
 		peers[0].m.mnt, 1+ndirs+len(tree), ndirs, len(tree), listTook.Round(time.Millisecond),
 		ratelimit.HumanBytes(listed.other), ratelimit.HumanBytes(listed.object))
 	treeOK := true
 	if diff := compareTree(files, tree); diff != "" {
 		treeOK = false
-		fmt.Printf("TREE DIFFERS from the store's: %s\n", diff)
+		printf("TREE DIFFERS from the store's: %s\n", diff)
 	}
 
-	fmt.Printf("\n%-7s %7s %10s %9s %14s  %s\n", "peer", "files", "read", "time", "store served", "sha256")
+	printf("\n%-7s %7s %10s %9s %14s  %s\n", "peer", "files", "read", "time", "store served", "sha256")
 	for _, p := range peers {
 		before := e.store.snap()
 		start := time.Now()
@@ -142,16 +142,16 @@ func s3Part(e *env) result {
 		if len(bad) > 0 {
 			status = fmt.Sprintf("%d BAD: %s", len(bad), strings.Join(bad[:min(len(bad), 3)], "; "))
 		}
-		fmt.Printf("%-7s %7d %10s %9s %14s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
+		printf("%-7s %7d %10s %9s %14s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
 			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), status)
 	}
 	for _, p := range peers {
 		if err := p.m.stop(); err != nil {
-			fmt.Printf("%s unmount: %v\n", p.name, err)
+			printf("%s unmount: %v\n", p.name, err)
 		}
 	}
 	served := peers[0].store.object + peers[1].store.object
-	fmt.Printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
+	printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
 		ratelimit.HumanBytes(served), ratelimit.HumanBytes(total), copies(served, total))
 	good := peers[0].good + peers[1].good
 	r := result{part: part,

@@ -10,10 +10,15 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
+
+// maxIdleConnsPerHost is how many idle connections to the store the
+// default HTTP client keeps.
+const maxIdleConnsPerHost = 128
 
 // DefaultRegion is the region used when neither Options nor the AWS chain
 // (AWS_REGION, the shared config file) gives one.
@@ -105,6 +110,16 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
+	}
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok && opts.HTTPClient == nil {
+		// Reads of many small objects (a pack's pieces) keep dozens of
+		// GETs in flight: keep that many connections open between them
+		// instead of the SDK's 10, which would make every burst open and
+		// close connections.
+		cfg.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, maxIdleConnsPerHost)
+			tr.MaxIdleConns = max(tr.MaxIdleConns, 2*maxIdleConnsPerHost)
+		})
 	}
 	if cfg.Credentials != nil && !opts.Anonymous {
 		cfg.Credentials = aws.NewCredentialsCache(chainProvider{cfg.Credentials})

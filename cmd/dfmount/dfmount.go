@@ -255,6 +255,11 @@ func run(o *options, rawURL, mnt string) (err error) {
 			opts.OpenPack = func(ctx context.Context, dir objstore.URL, pack *objstore.Pack) (fusefs.Content, error) {
 				l := lazy
 				l.Range = pack.WithClient(store)
+				// A read of one small file of a directory predicts reads of
+				// its neighbours (a data loader reads them all): the
+				// prefetch of the pack starts at once, keeping a slot free
+				// for reads, instead of waiting for the reads to pause.
+				l.PrefetchDelay = time.Millisecond
 				c, _, err := src.OpenLazy(ctx, p2p.Request{URL: dir.String(), Tag: o.tag}, l)
 				if err == nil {
 					modes.add(c)

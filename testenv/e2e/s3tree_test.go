@@ -52,6 +52,12 @@ func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
 	}
 	p := &storeProxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	// As many kept connections as clients keep requests in flight, so
+	// that the proxy does not add connection setups of its own.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
+	rp.Transport = tr
+	t.Cleanup(tr.CloseIdleConnections)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r := resp.Request
 		if r.Method == http.MethodGet && !r.URL.Query().Has("list-type") && strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1 {
@@ -360,4 +366,146 @@ func TestS3Tree(t *testing.T) {
 	took = readAll(t, mntA, sums, prefix)
 	t.Logf("offline remount read every file from the data dir in %v", took.Round(time.Millisecond))
 	stopMount(t, m)
+}
+
+// TestS3TreeSmallFiles measures (logs, asserts nothing about time) reading
+// 2,000 objects of 64 KiB in 10 directories through a cold prefix mount
+// with 8 readers, with packs (the default) and without, against reading
+// one 128 MiB object through a cold mount; every read is checked.
+func TestS3TreeSmallFiles(t *testing.T) {
+	bin := bins(t)
+	const bucket = "small"
+	sw := testenv.StartSeaweed(t, bucket)
+	client := s3.New(s3.Options{
+		Region: testenv.SeaweedRegion, BaseEndpoint: aws.String(sw.Endpoint), UsePathStyle: true,
+		Credentials:                credentials.NewStaticCredentialsProvider(sw.AccessKeyID, sw.SecretAccessKey, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	rng := rand.New(rand.NewPCG(18, 6))
+	sums := map[string]string{}
+	objects := map[string][]byte{}
+	for d := range 10 {
+		for f := range 200 {
+			data := make([]byte, 64<<10)
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			key := fmt.Sprintf("files/d%d/f%03d.bin", d, f)
+			objects[key] = data
+			s := sha256.Sum256(data)
+			sums[key] = hex.EncodeToString(s[:])
+		}
+	}
+	big := make([]byte, 128<<20)
+	for i := 0; i < len(big); i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8; j++ {
+			big[i+j] = byte(v >> (8 * j))
+		}
+	}
+	objects["big/one.bin"] = big
+	bigSum := sha256.Sum256(big)
+	keys := make(chan string)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				var err error
+				for try := 0; try < 5; try++ {
+					if _, err = client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+						Body: bytes.NewReader(objects[key]), ContentLength: aws.Int64(int64(len(objects[key])))}); err == nil {
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				if err != nil {
+					failed.Store(fmt.Errorf("put %s: %w", key, err))
+				}
+			}
+		}()
+	}
+	for key := range objects {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	proxy := startStoreProxy(t, sw.Endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
+	common := []string{"--s3-endpoint", proxy.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+		"--no-daemon", "--upload-listen", "127.0.0.1:0"}
+	const smallBytes = 2000 * 64 << 10
+
+	// One 128 MiB object, read sequentially through a cold mount.
+	mnt := t.TempDir()
+	m := startMount(t, bin, "s3://"+bucket+"/big/", mnt, append(common, "--data-dir", t.TempDir())...)
+	start := time.Now()
+	if got := sha256Of(t, filepath.Join(mnt, "one.bin")); got != hex.EncodeToString(bigSum[:]) {
+		t.Fatalf("one.bin: sha256 %s through the mount", got)
+	}
+	bigTook := time.Since(start)
+	stopMount(t, m)
+	bigRate := float64(len(big)) / bigTook.Seconds()
+	t.Logf("one 128 MiB object, cold, 1 reader: %v (%.0f MiB/s)", bigTook.Round(time.Millisecond), bigRate/(1<<20))
+
+	// Baseline: the same 2,000 GETs straight from this process, 64 at
+	// once, through the proxy (what the store and proxy can do).
+	direct := s3.New(s3.Options{
+		Region: testenv.SeaweedRegion, BaseEndpoint: aws.String(proxy.URL), UsePathStyle: true,
+		Credentials:                credentials.NewStaticCredentialsProvider(sw.AccessKeyID, sw.SecretAccessKey, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		HTTPClient:                 &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}},
+	})
+	start = time.Now()
+	keys = make(chan string)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				out, err := direct.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+				if err != nil {
+					failed.Store(err)
+					continue
+				}
+				io.Copy(io.Discard, out.Body)
+				out.Body.Close()
+			}
+		}()
+	}
+	for key := range sums {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("baseline: the 2,000 objects with 64 concurrent GETs from the test process: %v", time.Since(start).Round(time.Millisecond))
+
+	smallSums := map[string]string{}
+	for k, v := range sums {
+		smallSums[k] = v
+	}
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"packs", nil}, {"no packs", []string{"--s3-pack=false"}}} {
+		mnt := t.TempDir()
+		body, gets := proxy.body.Load(), proxy.gets.Load()
+		m := startMount(t, bin, "s3://"+bucket+"/files/", mnt, append(append(common, mode.args...), "--data-dir", t.TempDir())...)
+		took := readAll(t, mnt, smallSums, "files/")
+		stopMount(t, m)
+		rate := float64(smallBytes) / took.Seconds()
+		t.Logf("2,000 x 64 KiB, cold, 8 readers, %s: %v (%.0f MiB/s, %.2f x the 128 MiB object's throughput); the store served %d bytes in %d GETs",
+			mode.name, took.Round(time.Millisecond), rate/(1<<20), rate/bigRate, proxy.body.Load()-body, proxy.gets.Load()-gets)
+	}
 }

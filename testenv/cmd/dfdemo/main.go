@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +37,7 @@ type config struct {
 	mountReads int
 	noMount    bool
 	noS3       bool
+	s3Pack     string // --s3-pack for the S3 peers, "" for dfmount's default
 }
 
 func main() {
@@ -47,6 +51,7 @@ func main() {
 	flag.IntVar(&c.mountReads, "mount-reads", 4, "scattered 1 MiB reads through the mount")
 	flag.BoolVar(&c.noMount, "no-mount", false, "skip the dfmount part")
 	flag.BoolVar(&c.noS3, "no-s3", false, "skip the S3 dataset part")
+	flag.StringVar(&c.s3Pack, "s3-pack", "", "pass --s3-pack=VALUE (true or false) to the S3 dfmount peers (default: dfmount's default)")
 	flag.Parse()
 	c.size, c.mountSize = sizeMiB<<20, mountMiB<<20
 	var err error
@@ -72,6 +77,7 @@ type env struct {
 	origin *testenv.Origin
 	sn     *testenv.Supernode
 	store  *storeProxy // in front of the S3 store (part 3)
+	snS3   bool        // the supernode takes the store's presigned URLs
 
 	mountFile *mountFile // the file part 2 mounts, nil without FUSE or with --no-mount
 }
@@ -147,8 +153,14 @@ func run(c config) (err error) {
 		e.mountFile = &mf
 	}
 	e.store = startStoreProxy(tb)
-	e.sn = testenv.StartSupernode(tb, e.bin, append([]string{"--log-level", "info"},
-		testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)...)
+	snArgs := append([]string{"--log-level", "info"}, testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)
+	if e.snS3 = hasFlag(e.bin, "supernode", "--s3-endpoint"); e.snS3 {
+		// The store (through the counting proxy) is one whose presigned
+		// URLs peers may register, so that the seed fetches each object
+		// once for the swarm.
+		snArgs = append(snArgs, "--s3-endpoint", e.store.URL())
+	}
+	e.sn = testenv.StartSupernode(tb, e.bin, snArgs...)
 	printf("origin    http://%s  (upload capped at %s/s)\n", e.origin.Addr(), ratelimit.HumanBytes(c.originCap))
 	printf("supernode %s\n", e.sn.Addr)
 	if mf := e.mountFile; mf != nil && mf.err == nil {
@@ -183,7 +195,7 @@ func run(c config) (err error) {
 	if c.noS3 {
 		results = append(results, skipped(partS3, "--no-s3", "skipped (--no-s3)"))
 	} else {
-		part(partS3, func() result { return s3Part(e) })
+		part(partS3, func() result { return s3Part(e, c) })
 	}
 
 	printf("\n== summary (%s in all) ==\n\n", time.Since(start).Round(100*time.Millisecond))
@@ -223,6 +235,12 @@ func guard(f func() result) (r result, err error) {
 		}
 	}()
 	return f(), nil
+}
+
+// hasFlag reports whether binDir/name --help lists flag.
+func hasFlag(binDir, name, flag string) bool {
+	out, _ := exec.Command(filepath.Join(binDir, name), "--help").CombinedOutput()
+	return regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(flag) + `\b`).Match(out)
 }
 
 // printTable prints rows in columns two spaces apart (the last one

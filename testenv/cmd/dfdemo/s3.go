@@ -54,7 +54,7 @@ func seaweedBinary() string {
 // s3Part starts SeaweedFS, puts a small dataset under a prefix, mounts the
 // prefix with two dfmount peers (separate data dirs, the demo supernode),
 // lists and reads the whole tree on each and prints what the store served.
-func s3Part(e *env) result {
+func s3Part(e *env, c config) result {
 	const part = partS3
 	if why := fuseUnavailable(); why != "" {
 		return skipped(part, "FUSE unavailable", "S3 part skipped: FUSE unavailable: "+why)
@@ -85,8 +85,18 @@ func s3Part(e *env) result {
 	src := "s3://" + bucket + "/" + prefix
 	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL(), "--s3-path-style",
 		"--s3-region", testenv.SeaweedRegion, "--prefetch=false"}
-	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style (x2, separate data dirs)\n\n",
-		src, e.sn.Addr, e.store.URL())
+	var packArg string
+	if c.s3Pack != "" {
+		packArg = " --s3-pack=" + c.s3Pack
+		args = append(args, strings.TrimSpace(packArg))
+	}
+	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style%s (x2, separate data dirs)\n",
+		src, e.sn.Addr, e.store.URL(), packArg)
+	if e.snS3 {
+		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed may fetch objects once for both peers\n\n", e.store.URL())
+	} else {
+		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n\n")
+	}
 
 	type peer struct {
 		name  string

@@ -47,6 +47,9 @@ type DatasetConfig struct {
 	// Systems are the mounts to compare, of DatasetSystems; the baseline
 	// always runs.
 	Systems []string `json:"systems"`
+	// Reps is how many times every measurement is made, the systems
+	// interleaved in each repetition (medians reported; 0: 1).
+	Reps int `json:"reps"`
 	// Timeout bounds one measurement (0: 5 minutes).
 	Timeout time.Duration `json:"timeoutNs"`
 	// DropCaches empties the page cache before every measurement (root
@@ -96,14 +99,20 @@ type DatasetCell struct {
 	Count int64 `json:"count"`
 	// NA says why the measurement was not made ("" when it was).
 	NA string `json:"na,omitempty"`
+	// Samples (in a summary of several runs) are the runs' Sec; Failed
+	// counts the runs without a measurement.
+	Samples []float64 `json:"samplesSec,omitempty"`
+	Failed  int       `json:"failedRuns,omitempty"`
 }
 
 // DatasetSystem is one system's measurements.
 type DatasetSystem struct {
 	Name string `json:"name"`
 	// How shows the command (credentials left out).
-	How   string                  `json:"how"`
-	Cells map[string]*DatasetCell `json:"cells"`
+	How string `json:"how"`
+	// Cells are the medians over Runs (each run's cells by measurement).
+	Cells map[string]*DatasetCell   `json:"cells"`
+	Runs  []map[string]*DatasetCell `json:"runs"`
 }
 
 // DatasetReport is the dataset scenario's result.
@@ -208,6 +217,9 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Minute
 	}
+	if cfg.Reps <= 0 {
+		cfg.Reps = 1
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = 18
 	}
@@ -300,45 +312,107 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 	rep.Versions["rclone"] = versionLine("rclone", "version")
 	rep.Versions["seaweedfs"] = testenv.SeaweedVersion
 
-	// The baseline first: its random reads are the reference bytes.
 	base := &DatasetSystem{Name: DSBaseline, Cells: map[string]*DatasetCell{},
 		How: "aws-sdk-go-v2 S3 client in dfbench: ListObjectsV2 (no delimiter), one GET, ranged GETs, GETs by 8 goroutines (bodies discarded)"}
 	rep.Systems = append(rep.Systems, base)
-	if err := r.baseline(ctx, base); err != nil {
-		return rep, fmt.Errorf("dataset baseline: %w", err)
-	}
+	var missing = map[string]string{}
 	for _, name := range cfg.Systems {
 		m := mounters[name]
 		if m == nil {
 			return rep, fmt.Errorf("dataset: unknown system %q (want %s)", name, strings.Join(DatasetSystems, ", "))
 		}
-		sys := &DatasetSystem{Name: name, How: m.how, Cells: map[string]*DatasetCell{}}
-		rep.Systems = append(rep.Systems, sys)
+		rep.Systems = append(rep.Systems, &DatasetSystem{Name: name, How: m.how, Cells: map[string]*DatasetCell{}})
 		if name == DSS3fs || name == DSRclone {
 			if _, err := exec.LookPath(m.name); err != nil {
-				for _, k := range []string{DSMountPrefix, DSMountObject, DSFind, DSSeq, DSRand, DSSmall, DSHosts} {
-					sys.Cells[k] = &DatasetCell{NA: "n/a (" + m.name + " not installed)"}
-				}
+				missing[name] = "n/a (" + m.name + " not installed)"
 				r.errs = append(r.errs, fmt.Errorf("%s: %w", m.name, err))
-				continue
 			}
-		}
-		kinds := m.kinds
-		if kinds == nil {
-			kinds = []string{DSFind, DSSeq, DSRand, DSSmall, DSHosts}
-		}
-		for _, kind := range kinds {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			if kind == DSHosts && cfg.Hosts <= 0 {
-				continue
-			}
-			r.measure(ctx, sys, m, kind)
 		}
 	}
-	rep.Targets = DatasetTargets(rep)
+	// Every repetition measures all systems, so that drifts of a shared
+	// machine touch them alike.
+	defer func() {
+		for _, s := range rep.Systems {
+			s.Cells = summarizeRuns(s.Runs)
+		}
+		rep.Targets = DatasetTargets(rep)
+	}()
+	for i := 0; i < cfg.Reps; i++ {
+		if cfg.Reps > 1 {
+			env.Logf("dataset: repetition %d of %d", i+1, cfg.Reps)
+		}
+		// The baseline first: its random reads are the reference bytes.
+		cells := map[string]*DatasetCell{}
+		base.Runs = append(base.Runs, cells)
+		if err := r.baseline(ctx, cells); err != nil {
+			return rep, fmt.Errorf("dataset baseline: %w", err)
+		}
+		for _, sys := range rep.Systems[1:] {
+			m := mounters[sys.Name]
+			cells := map[string]*DatasetCell{}
+			sys.Runs = append(sys.Runs, cells)
+			kinds := m.kinds
+			if kinds == nil {
+				kinds = []string{DSFind, DSSeq, DSRand, DSSmall, DSHosts}
+			}
+			for _, kind := range kinds {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				if kind == DSHosts && cfg.Hosts <= 0 {
+					continue
+				}
+				if na := missing[sys.Name]; na != "" {
+					cells[kind] = &DatasetCell{NA: na}
+					continue
+				}
+				r.measure(ctx, sys.Name, cells, m, kind)
+			}
+		}
+	}
 	return rep, errors.Join(r.errs...)
+}
+
+// summarizeRuns returns, per measurement, the medians over the runs that
+// made it (the first run's cell when there is one run; the first run's
+// "n/a" when none made it).
+func summarizeRuns(runs []map[string]*DatasetCell) map[string]*DatasetCell {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	out := map[string]*DatasetCell{}
+	for _, run := range runs {
+		for kind := range run {
+			if out[kind] != nil {
+				continue
+			}
+			var ok []*DatasetCell
+			var na *DatasetCell
+			for _, r := range runs {
+				switch c := r[kind]; {
+				case c == nil:
+				case c.NA != "":
+					if na == nil {
+						na = c
+					}
+				default:
+					ok = append(ok, c)
+				}
+			}
+			if len(ok) == 0 {
+				out[kind] = na
+				continue
+			}
+			var sec, p99, b, n []float64
+			for _, c := range ok {
+				sec, p99 = append(sec, c.Sec), append(p99, c.P99)
+				b, n = append(b, float64(c.StoreBytes)), append(n, float64(c.StoreResponses))
+			}
+			out[kind] = &DatasetCell{Sec: median(sec), P99: median(p99), StoreBytes: int64(median(b)),
+				StoreResponses: int64(median(n)), Count: ok[0].Count, Samples: sec, Failed: len(runs) - len(ok)}
+		}
+	}
+	return out
 }
 
 // dsClient returns an S3 client of sw's identity for endpoint.
@@ -473,14 +547,14 @@ func (r *dsRun) span(c *DatasetCell, f func() error) error {
 }
 
 // baseline measures the plain S3 client.
-func (r *dsRun) baseline(ctx context.Context, sys *DatasetSystem) error {
+func (r *dsRun) baseline(ctx context.Context, cells map[string]*DatasetCell) error {
 	cfg := r.cfg
 	ctx, cancel := context.WithTimeout(ctx, 4*cfg.Timeout)
 	defer cancel()
 	// find: a recursive listing.
 	r.drop()
 	c := &DatasetCell{}
-	sys.Cells[DSFind] = c
+	cells[DSFind] = c
 	if err := r.span(c, func() error {
 		p := s3.NewListObjectsV2Paginator(r.client, &s3.ListObjectsV2Input{Bucket: aws.String(dsBucket), Prefix: aws.String(dsPrefix)})
 		for p.HasMorePages() {
@@ -502,7 +576,7 @@ func (r *dsRun) baseline(ctx context.Context, sys *DatasetSystem) error {
 	// seq: one GET of the big object.
 	r.drop()
 	c = &DatasetCell{}
-	sys.Cells[DSSeq] = c
+	cells[DSSeq] = c
 	if err := r.span(c, func() error {
 		out, err := r.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(dsBucket), Key: aws.String(dsBigKey)})
 		if err != nil {
@@ -522,7 +596,7 @@ func (r *dsRun) baseline(ctx context.Context, sys *DatasetSystem) error {
 	// rand: one ranged GET per read.
 	r.drop()
 	c = &DatasetCell{}
-	sys.Cells[DSRand] = c
+	cells[DSRand] = c
 	r.want = make([][]byte, len(r.offsets))
 	if err := r.span(c, func() error {
 		for i, off := range r.offsets {
@@ -552,7 +626,7 @@ func (r *dsRun) baseline(ctx context.Context, sys *DatasetSystem) error {
 	// small: Workers goroutines GET every file.
 	r.drop()
 	c = &DatasetCell{}
-	sys.Cells[DSSmall] = c
+	cells[DSSmall] = c
 	if err := r.span(c, func() error {
 		n, err := r.readAll(ctx, func(i int) (io.ReadCloser, error) {
 			out, err := r.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(dsBucket), Key: aws.String(dsPrefix + r.keys[i])})
@@ -572,7 +646,7 @@ func (r *dsRun) baseline(ctx context.Context, sys *DatasetSystem) error {
 	if cfg.Hosts > 0 {
 		r.drop()
 		c = &DatasetCell{}
-		sys.Cells[DSHosts] = c
+		cells[DSHosts] = c
 		if err := r.span(c, func() error {
 			var wg sync.WaitGroup
 			errs := make([]error, cfg.Hosts)
@@ -706,9 +780,9 @@ func (r *dsRun) unmount(m *dsMount) {
 }
 
 // measure runs one measurement of a mounted system in a scope of its own.
-func (r *dsRun) measure(ctx context.Context, sys *DatasetSystem, m *dsMounter, kind string) {
+func (r *dsRun) measure(ctx context.Context, sysName string, cells map[string]*DatasetCell, m *dsMounter, kind string) {
 	c := &DatasetCell{}
-	sys.Cells[kind] = c
+	cells[kind] = c
 	tb, closeScope, err := r.env.Scope()
 	if err != nil {
 		c.NA = "n/a (" + err.Error() + ")"
@@ -718,19 +792,19 @@ func (r *dsRun) measure(ctx context.Context, sys *DatasetSystem, m *dsMounter, k
 		t := time.Now()
 		closeScope()
 		if d := time.Since(t); d > 5*time.Second {
-			r.env.Logf("dataset: %s %s: teardown took %v", sys.Name, kind, d.Round(time.Second))
+			r.env.Logf("dataset: %s %s: teardown took %v", sysName, kind, d.Round(time.Second))
 		}
 	}()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	r.drop()
-	err = r.measureIn(ctx, tb, sys, m, kind, c)
+	err = r.measureIn(ctx, tb, cells, m, kind, c)
 	if errors.Is(err, errPrefixNotBuilt) {
 		c.NA = errPrefixNotBuilt.Error()
 		if kind == DSFind {
-			sys.Cells[DSMountPrefix] = &DatasetCell{NA: c.NA}
+			cells[DSMountPrefix] = &DatasetCell{NA: c.NA}
 		}
-		r.env.Logf("dataset: %s %s: %s", sys.Name, kind, c.NA)
+		r.env.Logf("dataset: %s %s: %s", sysName, kind, c.NA)
 		return
 	}
 	if err != nil {
@@ -739,15 +813,15 @@ func (r *dsRun) measure(ctx context.Context, sys *DatasetSystem, m *dsMounter, k
 			msg = msg[:160] + "..."
 		}
 		c.NA = "n/a (failed: " + msg + ")"
-		r.errs = append(r.errs, fmt.Errorf("%s %s: %w", sys.Name, kind, err))
-		r.env.Logf("dataset: %s %s failed: %v", sys.Name, kind, err)
+		r.errs = append(r.errs, fmt.Errorf("%s %s: %w", sysName, kind, err))
+		r.env.Logf("dataset: %s %s failed: %v", sysName, kind, err)
 		return
 	}
-	r.env.Logf("dataset: %s %s: %.3fs (p99 %.3fs), store %s in %d responses, count %d", sys.Name, kind, c.Sec, c.P99,
+	r.env.Logf("dataset: %s %s: %.3fs (p99 %.3fs), store %s in %d responses, count %d", sysName, kind, c.Sec, c.P99,
 		fmtMiB(c.StoreBytes), c.StoreResponses, c.Count)
 }
 
-func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, sys *DatasetSystem, m *dsMounter, kind string, c *DatasetCell) error {
+func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, cells map[string]*DatasetCell, m *dsMounter, kind string, c *DatasetCell) error {
 	cfg := r.cfg
 	target := dsBigKey
 	if kind == DSFind || kind == DSSmall || kind == DSHosts {
@@ -765,9 +839,9 @@ func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, sys *DatasetSystem
 	mc := &DatasetCell{Sec: secs, StoreBytes: b1 - b0, StoreResponses: n1 - n0}
 	switch kind {
 	case DSFind:
-		sys.Cells[DSMountPrefix] = mc
+		cells[DSMountPrefix] = mc
 	case DSSeq:
-		sys.Cells[DSMountObject] = mc
+		cells[DSMountObject] = mc
 	}
 	switch kind {
 	case DSFind:
@@ -939,8 +1013,12 @@ func DatasetTable(rep *DatasetReport) *Table {
 			cols = append(cols, name)
 		}
 	}
-	t := &Table{Title: fmt.Sprintf("dataset: object storage mounted (SeaweedFS on loopback; %d x %s tree in 3 levels, %s object)",
-		cfg.Files, fmtKiB(cfg.FileSize), fmtMiB(cfg.BigSize)),
+	runs := ""
+	if cfg.Reps > 1 {
+		runs = fmt.Sprintf("; medians of %d runs", cfg.Reps)
+	}
+	t := &Table{Title: fmt.Sprintf("dataset: object storage mounted (SeaweedFS on loopback; %d x %s tree in 3 levels, %s object%s)",
+		cfg.Files, fmtKiB(cfg.FileSize), fmtMiB(cfg.BigSize), runs),
 		Header: append(append([]string{"measurement"}, cols...), "df/baseline", "df/rclone")}
 	type rowSpec struct {
 		label, kind string
@@ -1006,6 +1084,8 @@ func DatasetTable(rep *DatasetReport) *Table {
 			if c := s.Cells[k]; c != nil && c.NA != "" && !seen[c.NA] {
 				seen[c.NA] = true
 				t.Notes = append(t.Notes, fmt.Sprintf("%s: %s", s.Name, c.NA))
+			} else if c != nil && c.Failed > 0 {
+				t.Notes = append(t.Notes, fmt.Sprintf("%s %s: median of the %d runs that succeeded (%d failed)", s.Name, k, len(c.Samples), c.Failed))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -113,5 +114,28 @@ func TestStoreProxyCounts(t *testing.T) {
 	// The Host the client signed reaches the store unchanged.
 	if want := strings.TrimPrefix(p.URL, "http://"); host != want {
 		t.Errorf("store saw Host %q, want %q", host, want)
+	}
+}
+
+func TestSummarizeRuns(t *testing.T) {
+	na := &DatasetCell{NA: "n/a (failed: x)"}
+	runs := []map[string]*DatasetCell{
+		{DSSeq: {Sec: 3, StoreBytes: 30, StoreResponses: 3, Count: 7}, DSFind: na, DSRand: {Sec: 0.1, P99: 0.3}},
+		{DSSeq: {Sec: 1, StoreBytes: 10, StoreResponses: 1, Count: 7}, DSFind: na, DSRand: na},
+		{DSSeq: {Sec: 2, StoreBytes: 20, StoreResponses: 2, Count: 7}, DSFind: na, DSRand: {Sec: 0.2, P99: 0.5}},
+	}
+	got := summarizeRuns(runs)
+	if c := got[DSSeq]; c.Sec != 2 || c.StoreBytes != 20 || c.StoreResponses != 2 || c.Count != 7 || len(c.Samples) != 3 || c.Failed != 0 {
+		t.Errorf("seq summary %+v, want the medians 2s, 20 bytes, 2 responses of 3 runs", c)
+	}
+	if c := got[DSFind]; c != na {
+		t.Errorf("find summary %+v, want the n/a", c)
+	}
+	if c := got[DSRand]; math.Abs(c.Sec-0.15) > 1e-9 || math.Abs(c.P99-0.4) > 1e-9 || c.Failed != 1 {
+		t.Errorf("rand summary %+v, want p50 0.15 p99 0.4 with 1 failed run", c)
+	}
+	one := []map[string]*DatasetCell{{DSSeq: {Sec: 5}}}
+	if got := summarizeRuns(one); got[DSSeq] != one[0][DSSeq] {
+		t.Errorf("one run: summary is not the run's cell")
 	}
 }

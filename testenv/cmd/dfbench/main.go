@@ -139,10 +139,10 @@ type options struct {
 	peersTimeout time.Duration
 	anchorCache  string
 
-	dsFiles, dsReads, dsWorkers, dsHosts int
-	dsFileSize, dsBig                    byteSize
-	dsSystems                            string
-	dsTimeout                            time.Duration
+	dsFiles, dsReads, dsWorkers, dsHosts, dsReps int
+	dsFileSize, dsBig                            byteSize
+	dsSystems                                    string
+	dsTimeout                                    time.Duration
 }
 
 func main() {
@@ -199,6 +199,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.dsWorkers, "dataset-workers", 8, "dataset: workers reading the tree's files at once")
 	fs.IntVar(&o.dsHosts, "dataset-hosts", 4, "dataset: mounts (separate processes and data dirs) reading the tree at once; 0 skips")
 	fs.StringVar(&o.dsSystems, "dataset-systems", strings.Join(bench.DatasetSystems, ","), "dataset: systems to compare with the baseline S3 client")
+	fs.IntVar(&o.dsReps, "dataset-reps", 1, "dataset: repetitions of every measurement, the systems interleaved (medians reported)")
 	fs.DurationVar(&o.dsTimeout, "dataset-timeout", 5*time.Minute, "dataset: bound on one measurement")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -439,7 +440,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			}
 			rep, err := bench.RunDataset(ctx, env, bench.DatasetConfig{Files: o.dsFiles, FileSize: int64(o.dsFileSize),
 				BigSize: int64(o.dsBig), Reads: o.dsReads, Workers: o.dsWorkers, Hosts: o.dsHosts, Systems: systems,
-				Timeout: o.dsTimeout, DropCaches: o.dropCaches})
+				Reps: o.dsReps, Timeout: o.dsTimeout, DropCaches: o.dropCaches})
 			// A partial run still shows what it measured.
 			if len(rep.Systems) > 0 {
 				bench.DatasetTable(rep).Fprint(stdout)

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -183,6 +184,8 @@ type dsRun struct {
 	drops   int
 	dropErr error
 	errs    []error
+	// snS3: the supernode has --s3-endpoint.
+	snS3 bool
 }
 
 // RunDataset measures object storage mounted as files (issue 18), against
@@ -308,6 +311,8 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 				return "rclone", []string{"mount", src, mnt, "--vfs-cache-mode", "off", "--config", rcloneConf}, rcloneEnv, root
 			}},
 	}
+	r.snS3 = helpHas(filepath.Join(env.BinDir, "supernode"), "--s3-endpoint")
+	rep.Versions["supernode --s3-endpoint"] = fmt.Sprint(r.snS3)
 	rep.Versions["s3fs"] = versionLine("s3fs", "--version")
 	rep.Versions["rclone"] = versionLine("rclone", "version")
 	rep.Versions["seaweedfs"] = testenv.SeaweedVersion
@@ -901,8 +906,17 @@ func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, cells map[string]*
 func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *DatasetCell) error {
 	var sn *testenv.Supernode
 	if m.name == DSDamselfly {
+		// The store (through the proxy) is an origin the supernode's seed
+		// may fetch from; with --s3-endpoint (where the supernode has it)
+		// peers may register its presigned URLs, so that the seed fetches
+		// each object once for the swarm.
+		u, _ := url.Parse(r.proxy.URL)
+		args := append([]string{"--log-level", "warn"}, testenv.AllowOrigins(u.Host)...)
+		if r.snS3 {
+			args = append(args, "--s3-endpoint", r.proxy.URL)
+		}
 		if err := guard(func() error {
-			sn = testenv.StartSupernode(tb, r.env.BinDir, "--log-level", "warn")
+			sn = testenv.StartSupernode(tb, r.env.BinDir, args...)
 			return nil
 		}); err != nil {
 			return err
@@ -1104,7 +1118,8 @@ func DatasetTable(rep *DatasetReport) *Table {
 		"baseline: find = ListObjectsV2 pages, sequential = one GET, random = one ranged GET per read, files = one GET each (bodies discarded);",
 		"mount rows: start of the process to a live FUSE mount (the find and sequential measurements' mounts); every measurement its own fresh mount;",
 		"random reads: page-aligned, each in a different piece of the object, fd POSIX_FADV_RANDOM, store bytes during the 200 reads (a prefetch included);",
-		fmt.Sprintf("%s: one mount each (Damselfly: one supernode), every file read through every mount at once, %d workers each;", hosts, cfg.Workers),
+		fmt.Sprintf("%s: one mount each (Damselfly: one supernode%s), every file read through every mount at once, %d workers each;", hosts,
+			map[string]string{"true": " with --s3-endpoint PROXY", "false": " without --s3-endpoint (it has no such flag)"}[rep.Versions["supernode --s3-endpoint"]], cfg.Workers),
 		"cold: "+rep.Evict+".")
 	return t
 }

@@ -260,3 +260,16 @@ func versionLine(name string, args ...string) string {
 	l, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(l)
 }
+
+// helpHas reports whether bin's --help names flag.
+func helpHas(bin, flag string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput()
+	for _, f := range strings.Fields(string(out)) {
+		if strings.TrimRight(f, ",=") == flag {
+			return true
+		}
+	}
+	return false
+}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
@@ -140,7 +141,7 @@ func s3Part(e *env, c config) result {
 		printf("TREE DIFFERS from the store's: %s\n", diff)
 	}
 
-	printf("\n%-7s %7s %10s %9s %14s  %s\n", "peer", "files", "read", "time", "store served", "sha256")
+	printf("\n%-7s %7s %10s %9s %14s  %-6s  %s\n", "peer", "files", "read", "time", "store served", "mode", "sha256")
 	for _, p := range peers {
 		before := e.store.snap()
 		start := time.Now()
@@ -152,15 +153,18 @@ func s3Part(e *env, c config) result {
 		if len(bad) > 0 {
 			status = fmt.Sprintf("%d BAD: %s", len(bad), strings.Join(bad[:min(len(bad), 3)], "; "))
 		}
-		printf("%-7s %7d %10s %9s %14s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
-			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), status)
+		// How the mount got the first file: p2p (through the supernode)
+		// or direct (from the store).
+		mode := xattr(filepath.Join(p.m.mnt, files[0].rel), fusefs.XattrMode)
+		printf("%-7s %7d %10s %9s %14s  %-6s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
+			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), mode, status)
 	}
 	for _, p := range peers {
 		if err := p.m.stop(); err != nil {
 			printf("%s unmount: %v\n", p.name, err)
 		}
 	}
-	served := peers[0].store.object + peers[1].store.object
+	served := listed.object + peers[0].store.object + peers[1].store.object
 	printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
 		ratelimit.HumanBytes(served), ratelimit.HumanBytes(total), copies(served, total))
 	good := peers[0].good + peers[1].good

@@ -318,7 +318,8 @@ type s3Dir struct {
 	tree   *s3Tree
 	prefix string // "" or ending in "/"
 
-	mu      sync.Mutex // held while listing: concurrent first uses share one
+	listMu  sync.Mutex // held while listing: concurrent first uses share one
+	mu      sync.Mutex // guards the fields below
 	listed  bool
 	cached  time.Time // when the kept listing shown was made; zero: from the store
 	entries []objstore.Entry
@@ -345,26 +346,33 @@ var (
 // list lists the directory unless it was: a failure is not kept, so the
 // next use tries again.
 func (d *s3Dir) list(ctx context.Context) error {
+	d.listMu.Lock()
+	defer d.listMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.listed {
+	listed := d.listed
+	d.mu.Unlock()
+	if listed {
 		return nil
 	}
 	ents, cached, err := d.tree.readDir(ctx, d.prefix)
 	if err != nil {
 		return err
 	}
-	d.entries, d.cached, d.listed = ents, cached, true
-	d.byName = make(map[string]int, len(ents))
-	d.inos = make([]uint64, len(ents))
+	byName := make(map[string]int, len(ents))
+	inos := make([]uint64, len(ents))
+	var subdirs uint32
 	for i, e := range ents {
-		d.byName[e.Name] = i
-		d.inos[i] = d.tree.ino(e.Key)
+		byName[e.Name] = i
+		inos[i] = d.tree.ino(e.Key)
 		if e.IsDir {
-			d.subdirs++
+			subdirs++
 		}
 	}
-	d.pack = d.tree.newPack(d.prefix, ents)
+	pack := d.tree.newPack(d.prefix, ents)
+	d.mu.Lock()
+	d.entries, d.cached, d.byName, d.inos, d.subdirs, d.pack = ents, cached, byName, inos, subdirs, pack
+	d.listed = true
+	d.mu.Unlock()
 	return nil
 }
 

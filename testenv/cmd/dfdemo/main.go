@@ -240,7 +240,7 @@ func guard(f func() result) (r result, err error) {
 // hasFlag reports whether binDir/name --help lists flag.
 func hasFlag(binDir, name, flag string) bool {
 	out, _ := exec.Command(filepath.Join(binDir, name), "--help").CombinedOutput()
-	return regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(flag) + `\b`).Match(out)
+	return regexp.MustCompile(`(?m)(^|\s)` + regexp.QuoteMeta(flag) + `(\s|=|$)`).Match(out)
 }
 
 // printTable prints rows in columns two spaces apart (the last one

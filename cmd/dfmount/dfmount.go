@@ -80,7 +80,9 @@ every other directory when first looked up or read, and each listing is
 kept for the mount's life (remount to see new objects). stat and find
 fetch no object contents; each file's object is opened at its first read.
 Listings are also kept in --data-dir, so a remount with the store
-unreachable shows the tree and reads what is stored.
+unreachable shows the tree and reads what is stored. With --s3-pack (on),
+the objects under 1 MiB of each directory are one task (a pack, fetched
+with concurrent GETs) instead of one task each.
 
 --type selects what URL holds:
   file     one file, named after the URL's last path element (default)

@@ -59,8 +59,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo failed: --origin-cap:", err)
 		os.Exit(2)
 	}
-	if c.peers < 1 || c.size < 1 || c.mountSize < 2<<20 || c.mountReads < 1 {
-		fmt.Fprintln(os.Stderr, "demo failed: --peers, --size, --mount-reads must be positive, --mount-size at least 2")
+	if c.peers < 1 || c.size < 1 || c.mountReads < 1 || c.mountSize < int64(c.mountReads)*(2<<20) {
+		fmt.Fprintln(os.Stderr, "demo failed: --peers, --size, --mount-reads must be positive, --mount-size at least 2 x --mount-reads")
 		os.Exit(2)
 	}
 	if err := run(c); err != nil {

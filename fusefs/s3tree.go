@@ -95,9 +95,12 @@ var (
 	_ = (fs.NodeListxattrer)((*S3Root)(nil))
 )
 
-// NewS3Tree lists the prefix's top level (so that refused credentials or a
-// missing bucket fail here, before anything is mounted) and returns the
-// root of a tree that lists the rest as it is walked.
+// NewS3Tree starts listing the prefix's top level and returns once its
+// first entry arrived (so that refused credentials or a missing bucket
+// fail here, before anything is mounted, while a top level of 100,000
+// objects lists on in the background: reading the root waits for it), or
+// once the listing ended. The tree lists every other directory as it is
+// walked.
 func NewS3Tree(ctx context.Context, opts S3TreeOptions) (*S3Root, error) {
 	if opts.Bucket == "" || opts.Lister == nil || opts.Open == nil {
 		return nil, errors.New("s3 tree: bucket, lister and opener are required")
@@ -113,8 +116,31 @@ func NewS3Tree(ctx context.Context, opts S3TreeOptions) (*S3Root, error) {
 	}
 	t := &s3Tree{opts: opts, mounted: time.Now(), inos: map[uint64]string{}}
 	r := &S3Root{s3Dir{tree: t, prefix: opts.Prefix}}
-	if err := r.list(ctx); err != nil {
-		return nil, err
+	first := make(chan struct{})
+	signal := sync.OnceFunc(func() { close(first) })
+	done := make(chan error, 1)
+	go func() {
+		err := r.listWith(context.WithoutCancel(ctx), signal)
+		select {
+		case <-first:
+			if err != nil {
+				Log.Warnf("list the top level: %v; reading the root tries again", err)
+			}
+		default:
+		}
+		if err == nil && r.Len() == 0 {
+			Log.Warnf("%s lists no objects: the mount is empty", objstore.URL{Bucket: opts.Bucket, Key: opts.Prefix})
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+	case <-first:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("list %s: %w", objstore.URL{Bucket: opts.Bucket, Key: opts.Prefix}, ctx.Err())
 	}
 	return r, nil
 }
@@ -122,7 +148,8 @@ func NewS3Tree(ctx context.Context, opts S3TreeOptions) (*S3Root, error) {
 // Observe makes o see every read of the tree's files. Call it before Mount.
 func (r *S3Root) Observe(o Observer) { r.tree.observer = o }
 
-// Len is the number of entries of the top level.
+// Len is the number of entries of the top level, 0 while it is being
+// listed.
 func (r *S3Root) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -188,7 +215,9 @@ func (t *s3Tree) ino(key string) uint64 {
 // readDir lists prefix from the store, or, when the store cannot be
 // reached and a listing was kept, returns that one (with when it was
 // made; zero for a fresh listing).
-func (t *s3Tree) readDir(ctx context.Context, prefix string) ([]objstore.Entry, time.Time, error) {
+//
+// first, when not nil, is called once the first entry arrived.
+func (t *s3Tree) readDir(ctx context.Context, prefix string, first func()) ([]objstore.Entry, time.Time, error) {
 	what := objstore.URL{Bucket: t.opts.Bucket, Key: prefix}
 	t.mu.Lock()
 	offline := time.Now().Before(t.offlineUntil)
@@ -209,6 +238,9 @@ func (t *s3Tree) readDir(ctx context.Context, prefix string) ([]objstore.Entry, 
 			break
 		}
 		raw = append(raw, e)
+		if first != nil && len(raw) == 1 {
+			first()
+		}
 	}
 	if err != nil {
 		if t.opts.Listings != nil && unreachable(ctx, err) {
@@ -345,7 +377,10 @@ var (
 
 // list lists the directory unless it was: a failure is not kept, so the
 // next use tries again.
-func (d *s3Dir) list(ctx context.Context) error {
+func (d *s3Dir) list(ctx context.Context) error { return d.listWith(ctx, nil) }
+
+// listWith is list calling first once the first entry arrived.
+func (d *s3Dir) listWith(ctx context.Context, first func()) error {
 	d.listMu.Lock()
 	defer d.listMu.Unlock()
 	d.mu.Lock()
@@ -354,7 +389,7 @@ func (d *s3Dir) list(ctx context.Context) error {
 	if listed {
 		return nil
 	}
-	ents, cached, err := d.tree.readDir(ctx, d.prefix)
+	ents, cached, err := d.tree.readDir(ctx, d.prefix, first)
 	if err != nil {
 		return err
 	}

@@ -21,31 +21,41 @@ import (
 )
 
 // fakeLister serves canned listings per prefix, counting them; err, when
-// set for a prefix, fails its listing after a first page.
+// set for a prefix, fails its listing.
 type fakeLister struct {
 	mu    sync.Mutex
 	dirs  map[string][]objstore.Entry
 	err   map[string]error
 	lists map[string]int
-	skips []string
+	// gate, when set for a prefix, holds its listing after the first
+	// entry until it is closed.
+	gate map[string]chan struct{}
 }
 
 func (f *fakeLister) ListWithSkips(ctx context.Context, bucket, prefix string, skipped func(key, reason string)) iter.Seq2[objstore.Entry, error] {
 	return func(yield func(objstore.Entry, error) bool) {
 		f.mu.Lock()
 		f.lists[prefix]++
-		ents, err := f.dirs[prefix], f.err[prefix]
+		ents, err, gate := f.dirs[prefix], f.err[prefix], f.gate[prefix]
 		f.mu.Unlock()
 		if skipped != nil && prefix == "p/" {
 			skipped("p//x", "an empty path element")
 		}
 		for i, e := range ents {
-			if err != nil && i == 1 {
-				yield(objstore.Entry{}, err)
+			if err != nil {
+				yield(objstore.Entry{}, err) // as a refused first page
 				return
 			}
 			if !yield(e, nil) {
 				return
+			}
+			if i == 0 && gate != nil {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					yield(objstore.Entry{}, ctx.Err())
+					return
+				}
 			}
 		}
 		if err != nil {
@@ -319,7 +329,11 @@ func TestS3TreeMountErrors(t *testing.T) {
 	// A first mount keeps its listings.
 	l, st := newFakeBucket()
 	opts := S3TreeOptions{Bucket: "bkt", Prefix: "p", Lister: l, Open: st.open, Listings: keep}
-	if _, err := NewS3Tree(context.Background(), opts); err != nil {
+	first, err := NewS3Tree(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.list(context.Background()); err != nil { // the whole top level, kept
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -346,6 +360,9 @@ func TestS3TreeMountErrors(t *testing.T) {
 				return
 			}
 			if err != nil {
+				t.Fatal(err)
+			}
+			if err := root.list(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			if root.Len() != 5 {
@@ -433,5 +450,49 @@ func TestS3TreePacks(t *testing.T) {
 	}
 	if v, err := xattr.Get(filepath.Join(mnt, "a/small-03"), XattrProgress); err != nil || string(v) != "1111/1111" {
 		t.Errorf("progress of a packed file %q %v", v, err)
+	}
+}
+
+// TestS3TreeLargeTopLevel: a top level of 100,000 objects mounts once its
+// first page arrived; reading the root waits for the rest.
+func TestS3TreeLargeTopLevel(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	const n = 100_000
+	ents := make([]objstore.Entry, n)
+	for i := range ents {
+		ents[i] = obj(fmt.Sprintf("big/obj-%06d", i), make([]byte, i%7))
+	}
+	gate := make(chan struct{})
+	l := &fakeLister{lists: map[string]int{}, err: map[string]error{},
+		dirs: map[string][]objstore.Entry{"big/": ents}, gate: map[string]chan struct{}{"big/": gate}}
+	st := &fakeStore{opens: map[string]int{}}
+	made := make(chan *S3Root, 1)
+	go func() {
+		root, err := NewS3Tree(context.Background(), S3TreeOptions{Bucket: "bkt", Prefix: "big/", Lister: l, Open: st.open})
+		if err != nil {
+			t.Error(err)
+		}
+		made <- root
+	}()
+	var root *S3Root
+	select {
+	case root = <-made:
+	case <-time.After(10 * time.Second):
+		close(gate)
+		t.Fatal("NewS3Tree waited for the whole top level")
+	}
+	if root == nil {
+		t.FailNow()
+	}
+	mnt := mountS3(t, root)
+	close(gate)
+	names, err := os.ReadDir(mnt)
+	if err != nil || len(names) != n {
+		t.Fatalf("the root shows %d entries (%v), want %d", len(names), err, n)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "obj-099999")); err != nil || fi.Size() != 99999%7 {
+		t.Fatalf("stat of the last object: %v %v", fi, err)
 	}
 }

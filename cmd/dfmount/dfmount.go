@@ -273,11 +273,8 @@ func run(o *options, rawURL, mnt string) (err error) {
 		if err != nil {
 			return err
 		}
-		if tree.Len() == 0 {
-			log.Warnf("%s lists no objects: the mount is empty", u)
-		}
 		tree.Observe(fuseMetrics)
-		root, entries, kind = tree, tree.Len(), "s3 prefix"
+		root, entries, kind = tree, tree.Len(), "s3 prefix" // entries: 0 while the top level lists on
 	} else {
 		list, err := buildTree(openCtx, o, openers, rawURL)
 		if err != nil {

@@ -75,8 +75,8 @@ s3://BUCKET/KEY mounts one object of an S3-compatible store (--s3-endpoint,
 --s3-region, --s3-path-style; credentials from the standard AWS chain),
 read with ranged GETs pinned to its ETag by the embedded peer.
 s3://BUCKET/PREFIX/ (ending in "/") mounts the prefix as a read-only tree:
-the top level is listed before mounting (wrong credentials fail there),
-every other directory when first looked up or read, and each listing is
+the top level's first page is listed before mounting (wrong credentials
+fail there), every other directory when first looked up or read, and each listing is
 kept for the mount's life (remount to see new objects). stat and find
 fetch no object contents; each file's object is opened at its first read.
 Listings are also kept in --data-dir, so a remount with the store

@@ -27,6 +27,11 @@ const XattrListing = "user.damselfly.listing"
 // maxNameLen is the longest file name Linux accepts (NAME_MAX), in bytes.
 const maxNameLen = 255
 
+// MaxDirEntries bounds the entries of one directory of an s3 prefix
+// mount: a listing that goes on past it (a hostile or broken store, or a
+// directory too large to hold in memory) fails with EIO.
+const MaxDirEntries = 4 << 20
+
 // maxSkipWarnings caps the warnings one mount logs about keys it leaves
 // out, so that a hostile listing cannot flood the log.
 const maxSkipWarnings = 50
@@ -236,6 +241,9 @@ func (t *s3Tree) readDir(ctx context.Context, prefix string, first func()) ([]ob
 		if lerr != nil {
 			err = lerr
 			break
+		}
+		if len(raw) >= MaxDirEntries {
+			return nil, time.Time{}, fmt.Errorf("list %s: more than %d entries in one directory; refusing to hold them", what, MaxDirEntries)
 		}
 		raw = append(raw, e)
 		if first != nil && len(raw) == 1 {

@@ -67,7 +67,9 @@ func (c *Client) ListWithSkips(ctx context.Context, bucket, prefix string, skipp
 		if c.pageSize > 0 {
 			in.MaxKeys = aws.Int32(c.pageSize)
 		}
-		pages := s3.NewListObjectsV2Paginator(c.s3, in)
+		// A store sending the same continuation token again would loop
+		// forever: stop there.
+		pages := s3.NewListObjectsV2Paginator(c.s3, in, func(o *s3.ListObjectsV2PaginatorOptions) { o.StopOnDuplicateToken = true })
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {

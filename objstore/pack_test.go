@@ -127,3 +127,33 @@ func TestPack(t *testing.T) {
 		}
 	}
 }
+
+// TestListStopsOnRepeatedToken: a store that sends the same continuation
+// token again does not make a listing loop forever.
+func TestListStopsOnRepeatedToken(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bkt</Name><Prefix>d/</Prefix>`+
+			`<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>`+
+			`<Contents><Key>d/k%d</Key><Size>1</Size><ETag>"e"</ETag></Contents></ListBucketResult>`, n)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(context.Background(), Options{Endpoint: srv.URL, PathStyle: true, Region: "us-east-1", AccessKeyID: "AKID", SecretAccessKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range c.List(context.Background(), "bkt", "d/") {
+		if err != nil {
+			break
+		}
+		if n++; n > 10 {
+			t.Fatal("the listing goes on and on")
+		}
+	}
+	if n != 2 || requests.Load() != 2 {
+		t.Errorf("listed %d entries in %d requests; want the 2 pages before the repeated token", n, requests.Load())
+	}
+}

@@ -77,6 +77,9 @@ type Client struct {
 	s3       *s3.Client
 	pageSize int32
 	region   string
+	// background bounds the GETs of background fetches (see
+	// WithBackground) in flight at once, across all packs.
+	background chan struct{}
 }
 
 // New returns a client for the store opts describes. It loads the AWS
@@ -136,7 +139,8 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		// to validate; do not log that they were skipped.
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	return &Client{s3: client, pageSize: opts.ListPageSize, region: cfg.Region}, nil
+	return &Client{s3: client, pageSize: opts.ListPageSize, region: cfg.Region,
+		background: make(chan struct{}, maxBackgroundGets)}, nil
 }
 
 // Region returns the region requests are signed for.

@@ -23,6 +23,21 @@ const PackMaxObject = 1 << 20
 // packFetchers is how many GETs one GetRange of a pack runs at once.
 const packFetchers = 16
 
+// maxBackgroundGets is how many GETs of background fetches (prefetch) one
+// Client keeps in flight at once, across all packs: enough to keep a store
+// busy, few enough that a mount prefetching many directories does not
+// bury the store (and the reads waiting behind it) under thousands of
+// requests. GETs for reads are not counted.
+const maxBackgroundGets = 64
+
+type backgroundKey struct{}
+
+// WithBackground marks ctx as that of a background fetch (a prefetch):
+// the pack GETs made with it share the client's background slots.
+func WithBackground(ctx context.Context) context.Context {
+	return context.WithValue(ctx, backgroundKey{}, true)
+}
+
 // Pack is the concatenation, in key order, of the small objects of one
 // directory level: one task for all of them instead of one per object.
 // Its identity depends only on the bucket and each object's key, ETag and
@@ -182,6 +197,14 @@ feed:
 // fetch reads len(dst) bytes of o from offset from into dst: the whole
 // object with one GET when dst is all of it.
 func (p *Pack) fetch(ctx context.Context, o ObjectInfo, from int64, dst []byte) error {
+	if bg, _ := ctx.Value(backgroundKey{}).(bool); bg && p.client.background != nil {
+		select {
+		case p.client.background <- struct{}{}:
+			defer func() { <-p.client.background }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	length := int64(len(dst))
 	if from == 0 && length == o.Size {
 		length = -1 // to the end: the whole object

@@ -765,7 +765,7 @@ func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
 	var data []byte
 	var err error
 	if dr.rng != nil {
-		data, err = fetchRangePiece(l.ctx, dr.rng, l.t.Layout(), i, lims)
+		data, err = fetchRangePiece(l.ctx, dr.rng, l.t.Layout(), i, prefetch, lims)
 	} else if dr.oi != nil {
 		data, err = fetchObjectPiece(l.ctx, dr.obj, *dr.oi, l.t.Layout(), i, lims)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 )
 
@@ -50,8 +51,13 @@ func (p *Peer) openLazyRange(ctx context.Context, req Request, opt LazyOptions) 
 	return l, nil
 }
 
-// fetchRangePiece reads piece i of src within the rate limits lims.
-func fetchRangePiece(ctx context.Context, src RangeSource, lay manifest.Layout, i int, lims []*ratelimit.Limiter) ([]byte, error) {
+// fetchRangePiece reads piece i of src within the rate limits lims; a
+// prefetch says so to the source (objstore.WithBackground), which may then
+// hold it behind reads.
+func fetchRangePiece(ctx context.Context, src RangeSource, lay manifest.Layout, i int, prefetch bool, lims []*ratelimit.Limiter) ([]byte, error) {
+	if prefetch {
+		ctx = objstore.WithBackground(ctx)
+	}
 	off, n := lay.PieceRange(i)
 	body, err := src.GetRange(ctx, off, n)
 	if err != nil {

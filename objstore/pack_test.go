@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // rangeStore serves ranged GETs of canned objects of bucket bkt, checking
@@ -155,5 +156,71 @@ func TestListStopsOnRepeatedToken(t *testing.T) {
 	}
 	if n != 2 || requests.Load() != 2 {
 		t.Errorf("listed %d entries in %d requests; want the 2 pages before the repeated token", n, requests.Load())
+	}
+}
+
+// TestPackBackgroundSlots: background GETs of many packs stay within the
+// client's slots, and a read's GETs do not wait behind them.
+func TestPackBackgroundSlots(t *testing.T) {
+	objects := map[string][]byte{}
+	var infos []ObjectInfo
+	for i := range 160 {
+		key := fmt.Sprintf("d/%03d", i)
+		objects[key] = []byte{byte(i)}
+		infos = append(infos, ObjectInfo{Bucket: "bkt", Key: key, Size: 1, ETag: "etag-" + key})
+	}
+	var inFlight, most atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.URL.Path, "/bkt/")
+		if key != "d/159" { // the read's object is served at once
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-release
+		}
+		w.Header().Set("Content-Length", "1")
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(objects[key])
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(context.Background(), Options{Endpoint: srv.URL, PathStyle: true, Region: "us-east-1", AccessKeyID: "AKID", SecretAccessKey: "s",
+		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPack("bkt", infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = p.WithClient(c)
+	bg := WithBackground(context.Background())
+	done := make(chan error, 10)
+	for i := range 9 { // 9 background ranges of 16 objects: 144 GETs
+		go func() {
+			_, err := p.GetRange(bg, int64(16*i), 16)
+			done <- err
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); inFlight.Load() < maxBackgroundGets && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if m := most.Load(); m != maxBackgroundGets {
+		t.Errorf("%d background GETs in flight at most, want %d", m, maxBackgroundGets)
+	}
+	body, err := p.GetRange(context.Background(), 159, 1)
+	if err != nil {
+		t.Fatalf("a read behind blocked background GETs: %v", err)
+	}
+	if b, _ := io.ReadAll(body); len(b) != 1 || b[0] != 159 {
+		t.Errorf("read %v", b)
+	}
+	close(release)
+	for range 9 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

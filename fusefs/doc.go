@@ -1,7 +1,8 @@
 // Package fusefs owns Damselfly's FUSE file systems: read-only go-fuse node
 // trees over a single URL, a dataset manifest, an eStargz layer blob or a
 // prefix of an S3 bucket (S3Root: each directory listed at its first use,
-// its objects' contents opened at their first read),
+// its objects' contents opened at their first read, its small objects read
+// through one pack per directory),
 // whose reads fault in pieces through the peer engine (via the Content
 // interface) and whose attributes and listings come from metadata, so they
 // work offline. It also owns mounting, stale-mount detection and unmounting.

@@ -76,10 +76,13 @@ type download struct {
 	unsynced      []int
 	bad           []wire.ParentReport
 	servedBy      map[string]bool // parents that served stored pieces
-	seedDone      bool
-	seedErr       string
-	lastGain      time.Time
-	storeErr      error
+	// sealed is the last sealed digest list from the supernode, presented
+	// to the task's next owner after a failover (sealed.go).
+	sealed   *wire.SealedDigests
+	seedDone bool
+	seedErr  string
+	lastGain time.Time
+	storeErr error
 
 	// ctx and wg scope the watchers of this run; release lets the peer
 	// know the download no longer uses the task.
@@ -102,6 +105,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 	d.cred.set(reg.TaskCredential)
 	d.addParents(reg.Parents)
 	d.applyDigests(reg.Digests)
+	d.keepSealedLocked(reg.Digests, reg.Seal, reg)
 	d.seedDone = reg.SeedDone
 	c.reused.Store(t.BytesPresent())
 	// Everything already present is news for the scheduler.

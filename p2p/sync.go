@@ -72,6 +72,7 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 	d.cred.set(resp.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(resp.Digests)
+	d.keepSealedLocked(resp.Digests, resp.Seal, nil)
 	d.seedDone = resp.SeedDone
 	d.seedErr = resp.SeedError
 	d.mu.Unlock()
@@ -82,7 +83,10 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 // registerAgain re-registers after a supernode restart and queues every
 // present piece for the next sync.
 func (d *download) registerAgain(ctx context.Context) {
-	reg, err := d.p.register(ctx, d.id, d.req)
+	d.mu.Lock()
+	sealed := d.sealed
+	d.mu.Unlock()
+	reg, err := d.p.registerSealed(ctx, d.id, d.req, sealed)
 	if err != nil {
 		d.log.WithError(err).Warn("register again")
 		return
@@ -96,6 +100,7 @@ func (d *download) registerAgain(ctx context.Context) {
 	d.cred.set(reg.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(reg.Digests)
+	d.keepSealedLocked(reg.Digests, reg.Seal, reg)
 	d.unsynced = d.unsynced[:0]
 	for i := 0; i < d.layout.NumPieces(); i++ {
 		if d.t.Has(i) {
@@ -142,13 +147,20 @@ func (d *download) applyDigests(ds []string) {
 			d.known++
 		}
 	}
-	// The seed holds exactly the pieces whose digests it published.
 	if seed := d.seedParent(); seed != nil {
-		for i, sum := range d.digests {
-			if !sum.IsZero() && !seed.bitmap.Has(i) {
-				seed.bitmap.Set(i)
-				seed.count++
-			}
+		d.markSeedLocked(seed)
+	}
+}
+
+// markSeedLocked marks in the seed's piece map every piece whose digest
+// is known: the seed serves those, holding them or (after a failover,
+// for digests it vouches for without holding the pieces) fetching them
+// on demand or naming the peers that hold them. Caller holds d.mu.
+func (d *download) markSeedLocked(seed *parent) {
+	for i, sum := range d.digests {
+		if !sum.IsZero() && !seed.bitmap.Has(i) {
+			seed.bitmap.Set(i)
+			seed.count++
 		}
 	}
 }

@@ -79,6 +79,16 @@ type PieceFetcher interface {
 	FetchPiece(ctx context.Context, taskID string, n int) error
 }
 
+// Redirector is implemented by Tasks that may send a child asking for a
+// piece they lack to peers holding it (the seed after a failover, for
+// pieces it vouches for but does not hold) rather than fetch it on demand.
+type Redirector interface {
+	// HeldElsewhere returns holders of piece n of taskID as
+	// "<peerID> <uploadAddr>" (none: serve or fetch it here); child is
+	// the asking peer as "<peerID> <uploadAddr>", or "".
+	HeldElsewhere(taskID string, n int, child string) []string
+}
+
 // Relayer is implemented by Tasks that serve pieces they are still fetching.
 type Relayer interface {
 	// Relay returns a stream of piece n of taskID, which follows the
@@ -270,6 +280,18 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	if n >= t.NumPieces() {
 		http.Error(w, "no such piece", http.StatusNotFound)
 		return
+	}
+	if rd, ok := s.tasks.(Redirector); ok && !t.Has(n) && r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" {
+		// Answered like a piece just served to enough children: the
+		// child asks the holders, and asks here again (urgent) only once
+		// they are all gone.
+		if holders := rd.HeldElsewhere(taskID, n, child); len(holders) > 0 {
+			s.busy.Add(1)
+			w.Header().Set(BusyHeader, "piece")
+			w.Header().Set(HoldersHeader, strings.Join(holders, ","))
+			http.Error(w, "piece held by other peers; fetch it from them", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	if f, ok := s.tasks.(PieceFetcher); ok && !t.Has(n) {
 		if err := f.FetchPiece(r.Context(), taskID, n); err != nil {

@@ -1,0 +1,250 @@
+package supernode
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/damselfly-p2p/damselfly/cache"
+	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/trust"
+	"github.com/damselfly-p2p/damselfly/wire"
+)
+
+// Failover without fetching the file again. Every digest list the seed
+// hands out (RegisterResponse, SyncResponse) carries a seal: an HMAC over
+// the task ID, its layout, the origin's validators and the list, under a
+// key only supernodes hold (Config.SealSecret, else the admin token when
+// it differs from the cluster token; without either nothing is sealed and
+// nothing adopted). Peers keep the last sealed list of each download and
+// present it when they register again with the task's next owner.
+//
+// The new owner verifies the seal and that the content version (length,
+// piece size, ETag, Last-Modified) is its own, then adopts the digests as
+// vouched: it publishes them to every peer of the task (so that nobody
+// stalls for lack of a digest), its fill does not fetch vouched pieces,
+// and a vouched piece it lacks is fetched from the origin only when a
+// child asks for it and no live peer holds it (children asking while
+// holders exist are sent to them, see HeldElsewhere). Such a seed may stay
+// partial (state on-demand) for as long as it lives; a piece it fetches
+// for a vouched digest must match that digest, or the seed fails (the
+// origin's content changed).
+//
+// A peer cannot make the seed vouch for bytes no supernode vouched for: it
+// cannot forge or alter a seal; replaying a list sealed for the same task
+// and content version gives the same digests. Peers that serve corrupt
+// pieces are caught by the digest as before.
+
+// maxPendingVouch bounds the sealed lists kept for a task whose layout is
+// not known yet (all peers of a failed-over task register at once).
+const maxPendingVouch = 8
+
+// vouchState is a seed task's digests adopted from sealed lists. Guarded
+// by the seed task's mu.
+type vouchState struct {
+	sums    []cache.Sum           // per piece, zero when not vouched for
+	pending []trust.SealedContent // verified, waiting for the layout
+}
+
+// sealKeyFor is the seal key of cfg (the absent key when no secret only
+// supernodes hold is configured).
+func sealKeyFor(cfg Config) (trust.SealKey, error) {
+	secret := cfg.SealSecret
+	if secret.IsZero() && !cfg.AdminToken.IsZero() && !cfg.AdminToken.Equal(cfg.ClusterToken) {
+		secret = cfg.AdminToken
+	}
+	if secret.IsZero() {
+		return trust.SealKey{}, nil
+	}
+	k, err := trust.DeriveSealKey(secret)
+	if err != nil {
+		return trust.SealKey{}, fmt.Errorf("supernode: %w", err)
+	}
+	return k, nil
+}
+
+// errSealLayout refuses a sealed list whose length does not fit its layout.
+var errSealLayout = errors.New("sealed digest list does not fit its layout")
+
+// offerSealed verifies a sealed digest list a peer presented for task id
+// and adopts it into st (now, or once st's layout is known). A list that
+// does not verify is logged and ignored: the registration goes on.
+func (s *seeder) offerSealed(st *seedTask, peerID string, sd *wire.SealedDigests) {
+	if sd == nil {
+		return
+	}
+	c := trust.SealedContent{TaskID: st.id, Length: sd.Length, PieceSize: sd.PieceSize, ETag: sd.ETag,
+		LastModified: sd.LastModified, Digests: sd.Digests}
+	err := s.seal.Verify(c, sd.Seal)
+	if err == nil {
+		l := manifest.Layout{Length: sd.Length, PieceSize: sd.PieceSize}
+		if l.Validate() != nil || l.NumPieces() != len(sd.Digests) {
+			err = errSealLayout
+		}
+	}
+	log := s.logFor(st).WithField("peer", peerID)
+	if err != nil {
+		if errors.Is(err, trust.ErrNoSealKey) {
+			log.Debug("seed: a peer presented sealed digests; no seal key here, ignored")
+		} else {
+			log.WithError(err).Warn("seed: refused a sealed digest list")
+		}
+		return
+	}
+	c.Digests = append([]string(nil), sd.Digests...)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.task == nil {
+		if len(st.vouch.pending) < maxPendingVouch {
+			st.vouch.pending = append(st.vouch.pending, c)
+		}
+		return
+	}
+	st.adoptLocked(st.task, c, log)
+}
+
+// adoptPendingLocked adopts the lists offered before t's layout was known.
+// Caller holds st.mu.
+func (st *seedTask) adoptPendingLocked(t *cache.Task, log logrus.FieldLogger) {
+	for _, c := range st.vouch.pending {
+		st.adoptLocked(t, c, log)
+	}
+	st.vouch.pending = nil
+}
+
+// adoptLocked merges a verified list into the vouched digests when it is
+// of t's content version and agrees with every digest known here. Caller
+// holds st.mu.
+func (st *seedTask) adoptLocked(t *cache.Task, c trust.SealedContent, log logrus.FieldLogger) {
+	m := t.Meta()
+	if c.Length != m.Length || c.PieceSize != m.PieceSize || c.ETag != m.ETag || c.LastModified != m.LastModified {
+		log.Info("seed: sealed digests are of another content version; not adopted")
+		return
+	}
+	n := t.NumPieces()
+	if len(c.Digests) != n {
+		return
+	}
+	sums := make([]cache.Sum, n)
+	for i, d := range c.Digests {
+		if d == "" {
+			continue
+		}
+		sum, err := cache.ParseSum(d)
+		if err != nil {
+			return // sealed by a supernode, so never; refuse the whole list
+		}
+		own, ok := t.PieceDigest(i)
+		if ok && own != sum || i < len(st.vouch.sums) && !st.vouch.sums[i].IsZero() && st.vouch.sums[i] != sum {
+			log.WithField("piece", i).Warn("seed: sealed digests disagree with known ones; not adopted")
+			return
+		}
+		sums[i] = sum
+	}
+	if len(st.vouch.sums) != n {
+		st.vouch.sums = make([]cache.Sum, n)
+	}
+	added := 0
+	for i, sum := range sums {
+		if !sum.IsZero() && st.vouch.sums[i].IsZero() {
+			st.vouch.sums[i] = sum
+			if !t.Has(i) {
+				added++
+			}
+		}
+	}
+	if added > 0 {
+		log.WithField("pieces", added).Info("seed: adopted sealed digests; pieces peers hold are not fetched from the origin")
+	}
+}
+
+// vouchedLocked returns the vouched digest of piece i (zero: none).
+// Caller holds st.mu.
+func (st *seedTask) vouchedLocked(i int) cache.Sum {
+	if i < 0 || i >= len(st.vouch.sums) {
+		return cache.Sum{}
+	}
+	return st.vouch.sums[i]
+}
+
+func (st *seedTask) vouched(i int) cache.Sum {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.vouchedLocked(i)
+}
+
+// onlyVouchedMissing reports whether every piece t lacks has a vouched
+// digest (and at least one is missing): the seed is partial by design.
+func (st *seedTask) onlyVouchedMissing(t *cache.Task) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	missing := 0
+	for i := 0; i < t.NumPieces(); i++ {
+		if t.Has(i) {
+			continue
+		}
+		if st.vouchedLocked(i).IsZero() {
+			return false
+		}
+		missing++
+	}
+	return missing > 0
+}
+
+// dropVouched forgets the vouched digests (the content changed).
+func (st *seedTask) dropVouched() {
+	st.mu.Lock()
+	st.vouch = vouchState{}
+	st.mu.Unlock()
+}
+
+// published is the digest list the seed hands out for t: its own digests,
+// and the vouched ones for pieces it lacks; n counts the known ones and
+// seal vouches for the list ("" without a seal key).
+func (s *seeder) published(st *seedTask, t *cache.Task) (ds []string, n int, seal string) {
+	ds = make([]string, t.NumPieces())
+	st.mu.Lock()
+	for i := range ds {
+		if d, ok := t.PieceDigest(i); ok {
+			ds[i] = d.String()
+		} else if v := st.vouchedLocked(i); !v.IsZero() {
+			ds[i] = v.String()
+		}
+		if ds[i] != "" {
+			n++
+		}
+	}
+	st.mu.Unlock()
+	if n > 0 && !s.seal.IsZero() {
+		m := t.Meta()
+		seal = s.seal.Seal(trust.SealedContent{TaskID: st.id, Length: m.Length, PieceSize: m.PieceSize,
+			ETag: m.ETag, LastModified: m.LastModified, Digests: ds})
+	}
+	return ds, n, seal
+}
+
+// maxRedirectHolders is how many holders a child asking the seed for a
+// vouched piece it lacks is sent to.
+const maxRedirectHolders = 4
+
+// HeldElsewhere implements upload.Redirector: a child asking for a piece
+// the seed lacks but vouches for is sent to live peers holding it, so the
+// origin is not asked for bytes the swarm has.
+func (k seedTasks) HeldElsewhere(taskID string, n int, child string) []string {
+	st := k.s.get(taskID)
+	if st == nil || k.s.holdersOf == nil {
+		return nil
+	}
+	_, t, _ := st.snapshot()
+	if t == nil || t.Has(n) || st.vouched(n).IsZero() {
+		return nil
+	}
+	childID, _, _ := strings.Cut(child, " ")
+	var out []string
+	for _, p := range k.s.holdersOf(taskID, n, childID, maxRedirectHolders) {
+		out = append(out, p.PeerID+" "+p.Addr)
+	}
+	return out
+}

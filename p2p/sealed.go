@@ -3,28 +3,36 @@ package p2p
 import "github.com/damselfly-p2p/damselfly/wire"
 
 // keepSealedLocked keeps the last digest list the supernode sealed for
-// this download (ds with seal; reg, when not nil, the registration it came
-// with, for the content version the seal covers). After a failover the
-// download presents it when it registers with the task's next owner,
-// which then adopts the digests instead of fetching the pieces peers hold
-// to vouch for them (supernode/vouch.go). The peer cannot make the seal
-// say anything else: only supernodes hold its key. Caller holds d.mu (or
-// owns d exclusively).
+// this download (ds with seal; reg, when not nil, is the registration
+// answer they came with, which gives the content version the seal
+// covers). After a failover the download presents it when it registers
+// with the task's next owner, which then adopts the digests instead of
+// fetching the pieces peers hold to vouch for them (supernode/vouch.go).
+// The peer cannot make a seal say anything else: only supernodes hold its
+// key. Caller holds d.mu (or owns d exclusively).
 func (d *download) keepSealedLocked(ds []string, seal string, reg *wire.RegisterResponse) {
-	if reg != nil {
-		if reg.Seal == "" || len(ds) != d.layout.NumPieces() {
-			// A supernode without a seal key: what was kept is still
-			// the best list to present.
-			return
-		}
-		d.sealed = &wire.SealedDigests{Length: reg.Length, PieceSize: reg.PieceSize, ETag: reg.ETag,
-			LastModified: reg.LastModified, Digests: ds, Seal: seal}
-		return
+	var next wire.SealedDigests
+	if d.sealed != nil {
+		next = *d.sealed
 	}
-	if seal == "" || d.sealed == nil || len(ds) != d.layout.NumPieces() {
-		return
+	if reg != nil && (reg.Length != next.Length || reg.PieceSize != next.PieceSize ||
+		reg.ETag != next.ETag || reg.LastModified != next.LastModified) {
+		next = wire.SealedDigests{Length: reg.Length, PieceSize: reg.PieceSize, ETag: reg.ETag, LastModified: reg.LastModified}
 	}
-	next := *d.sealed
-	next.Digests, next.Seal = ds, seal
+	if seal != "" && len(ds) == d.layout.NumPieces() {
+		next.Digests, next.Seal = ds, seal
+	}
 	d.sealed = &next
+}
+
+// sealedToPresent is the sealed list to present when registering again
+// (nil: none kept).
+func (d *download) sealedToPresent() *wire.SealedDigests {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sealed == nil || d.sealed.Seal == "" {
+		return nil
+	}
+	c := *d.sealed
+	return &c
 }

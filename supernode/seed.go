@@ -253,6 +253,9 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 			return nil, nil
 		}
 		st.setClaim(n, true)
+		if !st.vouched(n).IsZero() {
+			s.logFor(st).WithField("piece", n).Info("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
+		}
 		defer st.setClaim(n, false)
 		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
@@ -355,6 +358,7 @@ func (s *seeder) run(st *seedTask) {
 	}
 	st.mu.Lock()
 	st.task, st.info, st.lastValidated = t, info, time.Now()
+	failover := len(st.vouch.pending) > 0
 	st.adoptPendingLocked(t, log)
 	switch {
 	case t.Complete():
@@ -372,6 +376,17 @@ func (s *seeder) run(st *seedTask) {
 	case t.Complete():
 		log.WithField("bytes", t.Meta().Length).Info("seed: serving cached copy")
 	case fill:
+		if failover && info.AcceptRanges {
+			// Registered by a peer presenting sealed digests: the other
+			// peers of the task are registering again too, some with
+			// newer lists; give them a moment before the fill picks
+			// pieces (vouch.go).
+			select {
+			case <-time.After(vouchSettle):
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		s.fill(st, t, info)
 	default:
 		log.Info("seed: on demand (lazy registration); fetching pieces as peers ask")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -46,7 +47,20 @@ const maxPendingVouch = 8
 type vouchState struct {
 	sums    []cache.Sum           // per piece, zero when not vouched for
 	pending []trust.SealedContent // verified, waiting for the layout
+	since   time.Time             // first adoption
 }
+
+// vouchGrace is how long after the first adoption a vouched piece that no
+// peer is known to hold yet is not fetched on demand: the peers that
+// registered again re-report their pieces on their next sync (at once,
+// then every 250 ms), so a child asking meanwhile is told to ask again.
+const vouchGrace = time.Second
+
+// vouchSettle is how long the fill of a task first registered with a
+// sealed list waits for the lists of the task's other peers, which
+// register again within a sync interval or two of each other: the list
+// of the first may lack the newest digests.
+const vouchSettle = 500 * time.Millisecond
 
 // sealKeyFor is the seal key of cfg (the absent key when no secret only
 // supernodes hold is configured).
@@ -155,6 +169,9 @@ func (st *seedTask) adoptLocked(t *cache.Task, c trust.SealedContent, log logrus
 			}
 		}
 	}
+	if st.vouch.since.IsZero() {
+		st.vouch.since = time.Now()
+	}
 	if added > 0 {
 		log.WithField("pieces", added).Info("seed: adopted sealed digests; pieces peers hold are not fetched from the origin")
 	}
@@ -232,19 +249,25 @@ const maxRedirectHolders = 4
 // HeldElsewhere implements upload.Redirector: a child asking for a piece
 // the seed lacks but vouches for is sent to live peers holding it, so the
 // origin is not asked for bytes the swarm has.
-func (k seedTasks) HeldElsewhere(taskID string, n int, child string) []string {
+func (k seedTasks) HeldElsewhere(taskID string, n int, child string) ([]string, bool) {
 	st := k.s.get(taskID)
 	if st == nil || k.s.holdersOf == nil {
-		return nil
+		return nil, false
 	}
 	_, t, _ := st.snapshot()
-	if t == nil || t.Has(n) || st.vouched(n).IsZero() {
-		return nil
+	if t == nil || t.Has(n) {
+		return nil, false
+	}
+	st.mu.Lock()
+	vouched, since := !st.vouchedLocked(n).IsZero(), st.vouch.since
+	st.mu.Unlock()
+	if !vouched {
+		return nil, false
 	}
 	childID, _, _ := strings.Cut(child, " ")
 	var out []string
 	for _, p := range k.s.holdersOf(taskID, n, childID, maxRedirectHolders) {
 		out = append(out, p.PeerID+" "+p.Addr)
 	}
-	return out
+	return out, len(out) > 0 || time.Since(since) < vouchGrace
 }

@@ -81,6 +81,7 @@ func TestFailoverAdoptsSealedDigests(t *testing.T) {
 	want := pieceDigests(t, size, 21)
 	// The holder registers again (as after a failover) and re-reports
 	// every piece but the last.
+	adopted := time.Now()
 	reg := next.register(t, wire.RegisterRequest{PeerID: "holder", Host: peerHost("holder", 1), URL: url, Sealed: sealed})
 	if !slices.Equal(reg.Digests, want) {
 		t.Fatalf("new owner published %q, want every digest %q", reg.Digests, want)
@@ -113,8 +114,18 @@ func TestFailoverAdoptsSealedDigests(t *testing.T) {
 		t.Fatalf("held piece: status %d busy %q holders %q; want 503 naming the holder", a.status,
 			a.header.Get("X-Damselfly-Busy"), a.header.Get("X-Damselfly-Holders"))
 	}
-	// The piece nobody holds: fetched on demand, under its vouched digest.
+	// The piece nobody holds: right after the adoption (peers are still
+	// re-reporting) the child is told to ask again; then it is fetched on
+	// demand, under its vouched digest.
 	last := np - 1
+	if time.Since(adopted) < 800*time.Millisecond {
+		a = pieceGet(t, next, reg.TaskID, last, "child 127.0.0.1:2", false)
+		if a.status != http.StatusServiceUnavailable || a.header.Get("X-Damselfly-Busy") != "piece" || a.header.Get("X-Damselfly-Holders") != "" {
+			t.Fatalf("unheld piece within the grace: status %d busy %q holders %q; want 503 naming nobody", a.status,
+				a.header.Get("X-Damselfly-Busy"), a.header.Get("X-Damselfly-Holders"))
+		}
+	}
+	time.Sleep(time.Until(adopted.Add(1100 * time.Millisecond)))
 	a = pieceGet(t, next, reg.TaskID, last, "child 127.0.0.1:2", false)
 	_, lastLen := l.PieceRange(last)
 	if a.status != http.StatusOK || int64(len(a.body)) != lastLen || a.header.Get("X-Damselfly-Piece-Digest") != want[last] {

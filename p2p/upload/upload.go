@@ -84,9 +84,11 @@ type PieceFetcher interface {
 // pieces it vouches for but does not hold) rather than fetch it on demand.
 type Redirector interface {
 	// HeldElsewhere returns holders of piece n of taskID as
-	// "<peerID> <uploadAddr>" (none: serve or fetch it here); child is
-	// the asking peer as "<peerID> <uploadAddr>", or "".
-	HeldElsewhere(taskID string, n int, child string) []string
+	// "<peerID> <uploadAddr>" and redirect true when the child should
+	// not get the piece here now: ask the holders, or (none named) ask
+	// again shortly. child is the asking peer as "<peerID> <uploadAddr>",
+	// or "".
+	HeldElsewhere(taskID string, n int, child string) (holders []string, redirect bool)
 }
 
 // Relayer is implemented by Tasks that serve pieces they are still fetching.
@@ -284,8 +286,9 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	if rd, ok := s.tasks.(Redirector); ok && !t.Has(n) && r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" {
 		// Answered like a piece just served to enough children: the
 		// child asks the holders, and asks here again (urgent) only once
-		// they are all gone.
-		if holders := rd.HeldElsewhere(taskID, n, child); len(holders) > 0 {
+		// they are all gone; with no holder named, it asks here again
+		// shortly.
+		if holders, redirect := rd.HeldElsewhere(taskID, n, child); redirect {
 			s.busy.Add(1)
 			w.Header().Set(BusyHeader, "piece")
 			w.Header().Set(HoldersHeader, strings.Join(holders, ","))

@@ -101,7 +101,8 @@ func TestFailoverAdoptsSealedDigests(t *testing.T) {
 	if !slices.Equal(child.Digests, want) {
 		t.Fatalf("newcomer got %q, want every digest", child.Digests)
 	}
-	time.Sleep(300 * time.Millisecond) // a fill, if any, would be under way
+	// The fill (after its settle) finds nothing to fetch.
+	waitFor(t, "the seed's fill to end", func() bool { return next.taskStatus(t, reg.TaskID).State != "fetching" })
 	if ts := next.taskStatus(t, reg.TaskID); ts.BytesFromOrigin != 0 || ts.State != "on-demand" {
 		t.Errorf("seed state %q fetched %d bytes from the origin; want on-demand and none: every piece was vouched for",
 			ts.State, ts.BytesFromOrigin)

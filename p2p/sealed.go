@@ -18,9 +18,15 @@ func (d *download) keepSealedLocked(ds []string, seal string, reg *wire.Register
 	if reg != nil && (reg.Length != next.Length || reg.PieceSize != next.PieceSize ||
 		reg.ETag != next.ETag || reg.LastModified != next.LastModified) {
 		next = wire.SealedDigests{Length: reg.Length, PieceSize: reg.PieceSize, ETag: reg.ETag, LastModified: reg.LastModified}
+		d.pieceSeals = nil // of another content version
 	}
 	if seal != "" && len(ds) == d.layout.NumPieces() {
 		next.Digests, next.Seal = ds, seal
+		for i := range d.pieceSeals {
+			if ds[i] != "" {
+				delete(d.pieceSeals, i) // the list covers it now
+			}
+		}
 	}
 	d.sealed = &next
 }
@@ -30,9 +36,38 @@ func (d *download) keepSealedLocked(ds []string, seal string, reg *wire.Register
 func (d *download) sealedToPresent() *wire.SealedDigests {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.sealed == nil || d.sealed.Seal == "" {
+	if d.sealed == nil || d.sealed.Seal == "" && len(d.pieceSeals) == 0 {
 		return nil
 	}
 	c := *d.sealed
+	c.Pieces = nil
+	for _, p := range d.pieceSeals {
+		c.Pieces = append(c.Pieces, p)
+	}
 	return &c
+}
+
+// noteHeaderSeal remembers the seal the seed sent with piece i's digest,
+// until the piece is stored (keepPieceSealLocked) or fetched again.
+func (d *download) noteHeaderSeal(i int, digest, seal string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.headerSeals == nil {
+		d.headerSeals = map[int]wire.SealedPiece{}
+	}
+	d.headerSeals[i] = wire.SealedPiece{Piece: i, Digest: digest, Seal: seal}
+}
+
+// keepPieceSealLocked keeps the seal of piece i, stored under the digest
+// the seed sent with it, for sealedToPresent. Caller holds d.mu.
+func (d *download) keepPieceSealLocked(i int) {
+	p, ok := d.headerSeals[i]
+	delete(d.headerSeals, i)
+	if !ok || d.digests[i].String() != p.Digest {
+		return
+	}
+	if d.pieceSeals == nil {
+		d.pieceSeals = map[int]wire.SealedPiece{}
+	}
+	d.pieceSeals[i] = p
 }

@@ -254,7 +254,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		}
 		st.setClaim(n, true)
 		if !st.vouched(n).IsZero() {
-			s.logFor(st).WithField("piece", n).Info("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
+			s.logFor(st).WithField("piece", n).Debug("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
 		}
 		defer st.setClaim(n, false)
 		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, origin.FillOptions{

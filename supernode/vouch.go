@@ -89,34 +89,79 @@ func (s *seeder) offerSealed(st *seedTask, peerID string, sd *wire.SealedDigests
 	if sd == nil {
 		return
 	}
-	c := trust.SealedContent{TaskID: st.id, Length: sd.Length, PieceSize: sd.PieceSize, ETag: sd.ETag,
-		LastModified: sd.LastModified, Digests: sd.Digests}
-	err := s.seal.Verify(c, sd.Seal)
-	if err == nil {
-		l := manifest.Layout{Length: sd.Length, PieceSize: sd.PieceSize}
-		if l.Validate() != nil || l.NumPieces() != len(sd.Digests) {
-			err = errSealLayout
-		}
-	}
 	log := s.logFor(st).WithField("peer", peerID)
-	if err != nil {
-		if errors.Is(err, trust.ErrNoSealKey) {
-			log.Debug("seed: a peer presented sealed digests; no seal key here, ignored")
-		} else {
-			log.WithError(err).Warn("seed: refused a sealed digest list")
-		}
+	if s.seal.IsZero() {
+		log.Debug("seed: a peer presented sealed digests; no seal key here, ignored")
 		return
 	}
-	c.Digests = append([]string(nil), sd.Digests...)
+	c, err := s.verifySealed(st.id, sd)
+	if err != nil {
+		log.WithError(err).Warn("seed: refused sealed digests")
+	}
+	if c == nil {
+		return
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.task == nil {
 		if len(st.vouch.pending) < maxPendingVouch {
-			st.vouch.pending = append(st.vouch.pending, c)
+			st.vouch.pending = append(st.vouch.pending, *c)
 		}
 		return
 	}
-	st.adoptLocked(st.task, c, log)
+	st.adoptLocked(st.task, *c, log)
+}
+
+// verifySealed checks a presented list and its single pieces and returns
+// the digests whose seals verify as one list (nil: none). err tells what
+// was refused.
+func (s *seeder) verifySealed(id string, sd *wire.SealedDigests) (*trust.SealedContent, error) {
+	c := trust.SealedContent{TaskID: id, Length: sd.Length, PieceSize: sd.PieceSize, ETag: sd.ETag,
+		LastModified: sd.LastModified}
+	l := manifest.Layout{Length: sd.Length, PieceSize: sd.PieceSize}
+	if l.Validate() != nil || l.NumPieces() > trust.MaxSealedDigests {
+		return nil, errSealLayout
+	}
+	np := l.NumPieces()
+	ds := make([]string, np)
+	var errs []error
+	found := 0
+	if sd.Seal != "" || len(sd.Digests) > 0 {
+		list := c
+		list.Digests = sd.Digests
+		switch err := s.seal.Verify(list, sd.Seal); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("digest list: %w", err))
+		case len(sd.Digests) != np:
+			errs = append(errs, fmt.Errorf("digest list: %w", errSealLayout))
+		default:
+			copy(ds, sd.Digests)
+			found++
+		}
+	}
+	bad := 0
+	for k, p := range sd.Pieces {
+		if k >= np {
+			break // more than one per piece: the rest is noise
+		}
+		if p.Piece < 0 || p.Piece >= np || s.seal.VerifyPiece(c, p.Piece, p.Digest, p.Seal) != nil {
+			bad++
+			continue
+		}
+		if ds[p.Piece] == "" {
+			ds[p.Piece] = p.Digest
+			found++
+		}
+	}
+	if bad > 0 {
+		errs = append(errs, fmt.Errorf("%d piece seals: %w", bad, trust.ErrBadSeal))
+	}
+	err := errors.Join(errs...)
+	if found == 0 {
+		return nil, err
+	}
+	c.Digests = ds
+	return &c, err
 }
 
 // adoptPendingLocked adopts the lists offered before t's layout was known.
@@ -240,6 +285,21 @@ func (s *seeder) published(st *seedTask, t *cache.Task) (ds []string, n int, sea
 			ETag: m.ETag, LastModified: m.LastModified, Digests: ds})
 	}
 	return ds, n, seal
+}
+
+// PieceSeal implements upload.PieceSealer.
+func (k seedTasks) PieceSeal(taskID string, n int, digest string) string {
+	st := k.s.get(taskID)
+	if st == nil || k.s.seal.IsZero() {
+		return ""
+	}
+	_, t, _ := st.snapshot()
+	if t == nil {
+		return ""
+	}
+	m := t.Meta()
+	return k.s.seal.SealPiece(trust.SealedContent{TaskID: taskID, Length: m.Length, PieceSize: m.PieceSize,
+		ETag: m.ETag, LastModified: m.LastModified}, n, digest)
 }
 
 // maxRedirectHolders is how many holders a child asking the seed for a

@@ -216,3 +216,42 @@ func TestFailoverRefusesBadSeals(t *testing.T) {
 		})
 	}
 }
+
+// TestFailoverPieceSeals: a digest a child got with a piece from the
+// seed (before the next sealed list) comes with the piece's own seal; the
+// next owner adopts it alone, and refuses a piece seal presented for
+// another piece, another digest or forged.
+func TestFailoverPieceSeals(t *testing.T) {
+	const size = 4<<20 + 77
+	origin := testenv.NewOrigin(t)
+	origin.AddRandom("f.bin", size, 41)
+	url := origin.URL("f.bin")
+	first := startNode(t, supernode.Config{SealSecret: secret(t, sealSecret)})
+	list := sealedList(t, first, url)
+	want := pieceDigests(t, size, 41)
+	reg := first.register(t, wire.RegisterRequest{PeerID: "child", Host: peerHost("child", 3), URL: url})
+	a := pieceGet(t, first, reg.TaskID, 0, "child 127.0.0.1:3", true)
+	seal := a.header.Get("X-Damselfly-Piece-Seal")
+	if a.status != http.StatusOK || seal == "" {
+		t.Fatalf("piece from the seed: status %d, seal %q; want a sealed digest with it", a.status, seal)
+	}
+	first.stop()
+
+	next := startNode(t, supernode.Config{SealSecret: secret(t, sealSecret)})
+	presented := &wire.SealedDigests{Length: list.Length, PieceSize: list.PieceSize, ETag: list.ETag,
+		LastModified: list.LastModified, Pieces: []wire.SealedPiece{
+			{Piece: 0, Digest: want[0], Seal: seal},
+			{Piece: 1, Digest: want[1], Seal: seal},                                               // another piece's seal
+			{Piece: 2, Digest: want[0], Seal: seal},                                               // another piece's seal and digest
+			{Piece: 3, Digest: want[3], Seal: "dfs1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, // forged
+		}}
+	got := next.register(t, wire.RegisterRequest{PeerID: "child", Host: peerHost("child", 3), URL: url, Sealed: presented})
+	for i, d := range got.Digests {
+		if i == 0 && d != want[0] {
+			t.Errorf("piece 0: published %q, want the sealed digest %s", d, want[0])
+		}
+		if i > 0 && d != "" {
+			t.Errorf("piece %d: published %q before the seed fetched it: a bad piece seal was adopted", i, d)
+		}
+	}
+}

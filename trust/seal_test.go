@@ -73,3 +73,43 @@ func TestSeal(t *testing.T) {
 		t.Errorf("seal key printed as %q", got)
 	}
 }
+
+func TestSealPiece(t *testing.T) {
+	k, err := DeriveSealKey(mustSecret(t, "admin-token-0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := SealedContent{TaskID: "task-a", Length: 3 << 20, PieceSize: 1 << 20, ETag: `"v1"`}
+	seal := k.SealPiece(c, 2, "sha256:cc")
+	if err := k.VerifyPiece(c, 2, "sha256:cc", seal); err != nil {
+		t.Fatalf("genuine piece seal refused: %v", err)
+	}
+	other := c
+	other.TaskID = "task-b"
+	list := c
+	list.Digests = []string{"", "", "sha256:cc"}
+	for _, tc := range []struct {
+		name   string
+		key    SealKey
+		c      SealedContent
+		i      int
+		digest string
+		seal   string
+		want   error
+	}{
+		{"other piece", k, c, 1, "sha256:cc", seal, ErrBadSeal},
+		{"other digest", k, c, 2, "sha256:cd", seal, ErrBadSeal},
+		{"other task", k, other, 2, "sha256:cc", seal, ErrBadSeal},
+		{"a list's seal", k, c, 2, "sha256:cc", k.Seal(list), ErrBadSeal},
+		{"forged", k, c, 2, "sha256:cc", "dfs1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ErrBadSeal},
+		{"no key", SealKey{}, c, 2, "sha256:cc", seal, ErrNoSealKey},
+	} {
+		if err := tc.key.VerifyPiece(tc.c, tc.i, tc.digest, tc.seal); !errors.Is(err, tc.want) {
+			t.Errorf("%s: VerifyPiece = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Nor does a piece's seal verify as a list's.
+	if err := k.Verify(list, seal); !errors.Is(err, ErrBadSeal) {
+		t.Errorf("a piece's seal verified as a list's: %v", err)
+	}
+}

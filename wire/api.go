@@ -182,6 +182,16 @@ type SealedDigests struct {
 	LastModified string   `json:"lastModified,omitempty"`
 	Digests      []string `json:"digests"`
 	Seal         string   `json:"seal"`
+	// Pieces are digests the peer got with pieces from the seed (its
+	// PieceSealHeader) after the last list, each sealed alone.
+	Pieces []SealedPiece `json:"pieces,omitempty"`
+}
+
+// SealedPiece is one piece's digest, sealed alone (see SealedDigests).
+type SealedPiece struct {
+	Piece  int    `json:"piece"`
+	Digest string `json:"digest"`
+	Seal   string `json:"seal"`
 }
 
 // HeartbeatRequest keeps a peer (and the tasks it seeds) alive.

@@ -91,6 +91,17 @@ type Redirector interface {
 	HeldElsewhere(taskID string, n int, child string) (holders []string, redirect bool)
 }
 
+// PieceSealer is implemented by Tasks that vouch for the digests of the
+// pieces they serve toward other supernodes (the seed): the seal goes in
+// PieceSealHeader next to DigestHeader.
+type PieceSealer interface {
+	PieceSeal(taskID string, n int, digest string) string
+}
+
+// PieceSealHeader carries a served piece's sealed digest (see PieceSealer
+// and wire.SealedPiece).
+const PieceSealHeader = "X-Damselfly-Piece-Seal"
+
 // Relayer is implemented by Tasks that serve pieces they are still fetching.
 type Relayer interface {
 	// Relay returns a stream of piece n of taskID, which follows the
@@ -341,6 +352,13 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		}
 	}
 	t.Touch()
+	if ps, ok := s.tasks.(PieceSealer); ok && relay == nil {
+		if d, ok := t.PieceDigest(n); ok {
+			if seal := ps.PieceSeal(taskID, n, d.String()); seal != "" {
+				w.Header().Set(PieceSealHeader, seal)
+			}
+		}
+	}
 	var sent atomic.Int64
 	if relay != nil {
 		s.serveRelay(w, r, n, relay, relaySize, &sent)

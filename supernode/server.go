@@ -209,6 +209,9 @@ func New(cfg Config) (*Supernode, error) {
 		cancel()
 		return nil, err
 	}
+	if s.seeds.seal.IsZero() && !cfg.ClusterToken.IsZero() {
+		cfg.Log.Info("no admin token distinct from the cluster token: digest lists are not sealed, so after a failover the next owner's seed fetches the whole file again")
+	}
 	// Holders the scheduler no longer knows (they left) neither count
 	// towards a piece's fan-out nor are named to children.
 	uploadOpts := []upload.Option{upload.WithSlots(cfg.SeedUploadSlots), upload.WithLogger(cfg.Log),

@@ -1,12 +1,14 @@
 package supernode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -330,4 +332,27 @@ func (k seedTasks) HeldElsewhere(taskID string, n int, child string) ([]string, 
 		out = append(out, p.PeerID+" "+p.Addr)
 	}
 	return out, len(out) > 0 || time.Since(since) < vouchGrace
+}
+
+// fetchVouched makes the seed hold the pieces it only vouches for (a
+// preheat wants the whole content here), OriginConcurrency at a time.
+func (s *seeder) fetchVouched(ctx context.Context, st *seedTask) error {
+	_, t, _ := st.snapshot()
+	if t == nil {
+		return nil
+	}
+	var todo []int
+	st.mu.Lock()
+	for i := 0; i < t.NumPieces(); i++ {
+		if !t.Has(i) && !st.vouchedLocked(i).IsZero() {
+			todo = append(todo, i)
+		}
+	}
+	st.mu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, s.concurrency))
+	for _, i := range todo {
+		g.Go(func() error { return s.fetchPiece(gctx, st, i) })
+	}
+	return g.Wait()
 }

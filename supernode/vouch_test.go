@@ -150,6 +150,14 @@ func TestFailoverAdoptsSealedDigests(t *testing.T) {
 		t.Errorf("seed fetched %d bytes (origin served %d), want %d: the three pieces asked for, once each",
 			ts.BytesFromOrigin, origin.BytesServed("f.bin"), wantOrigin)
 	}
+	// A preheat wants the whole file on the seed: it fetches the rest,
+	// each piece once.
+	if st := waitPreheat(t, next, startPreheat(t, next, map[string]any{"url": url}).ID); st.State != wire.PreheatSuccess {
+		t.Fatalf("preheat of a partial seed: %+v", st)
+	}
+	if ts := next.taskStatus(t, reg.TaskID); ts.State != "done" || ts.BytesFromOrigin != size {
+		t.Errorf("after the preheat: seed %q with %d bytes from the origin, want done with the file once (%d)", ts.State, ts.BytesFromOrigin, size)
+	}
 }
 
 // TestFailoverRefusesBadSeals: a peer presenting a sealed list that a

@@ -198,7 +198,9 @@ var errSeedBusy = errors.New("the seed has --max-open-tasks tasks open, all busy
 func (s *seeder) startFill(st *seedTask) {
 	st.mu.Lock()
 	st.lazy = false
-	if st.filling || st.task == nil || st.state != stateOnDemand {
+	if st.filling || st.task == nil || st.state != stateOnDemand ||
+		st.info.AcceptRanges && st.onlyVouchedMissingLocked(st.task) {
+		// (Partial after a failover: the fill would fetch nothing.)
 		st.mu.Unlock()
 		return
 	}

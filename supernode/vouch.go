@@ -244,6 +244,10 @@ func (st *seedTask) vouched(i int) cache.Sum {
 func (st *seedTask) onlyVouchedMissing(t *cache.Task) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	return st.onlyVouchedMissingLocked(t)
+}
+
+func (st *seedTask) onlyVouchedMissingLocked(t *cache.Task) bool {
 	missing := 0
 	for i := 0; i < t.NumPieces(); i++ {
 		if t.Has(i) {

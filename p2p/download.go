@@ -76,10 +76,17 @@ type download struct {
 	unsynced      []int
 	bad           []wire.ParentReport
 	servedBy      map[string]bool // parents that served stored pieces
-	seedDone      bool
-	seedErr       string
-	lastGain      time.Time
-	storeErr      error
+	// sealed is the last sealed digest list from the supernode, presented
+	// to the task's next owner after a failover (sealed.go).
+	sealed *wire.SealedDigests
+	// pieceSeals are digests learnt with pieces from the seed, each
+	// sealed alone (PieceSealHeader), that no kept list covers yet;
+	// headerSeals holds the seal of a piece being fetched from the seed.
+	pieceSeals, headerSeals map[int]wire.SealedPiece
+	seedDone                bool
+	seedErr                 string
+	lastGain                time.Time
+	storeErr                error
 
 	// ctx and wg scope the watchers of this run; release lets the peer
 	// know the download no longer uses the task.
@@ -102,6 +109,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 	d.cred.set(reg.TaskCredential)
 	d.addParents(reg.Parents)
 	d.applyDigests(reg.Digests)
+	d.keepSealedLocked(reg.Digests, reg.Seal, reg)
 	d.seedDone = reg.SeedDone
 	c.reused.Store(t.BytesPresent())
 	// Everything already present is news for the scheduler.
@@ -294,10 +302,12 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		return
 	}
 	want := d.digests[i]
+	fromHeader := false
 	if want.IsZero() && par.seed && !digest.IsZero() {
 		want = digest
 		d.digests[i] = digest
 		d.known++
+		fromHeader = true
 	}
 	if want.IsZero() {
 		return
@@ -308,6 +318,9 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 	switch {
 	case werr == nil:
 		stored = true
+		if fromHeader {
+			d.keepPieceSealLocked(i)
+		}
 		delete(d.bypass, i)
 		delete(d.heldBy, i)
 		d.unsynced = append(d.unsynced, i)
@@ -409,6 +422,9 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	}
 	if h := resp.Header.Get(DigestHeader); h != "" {
 		sum, _ = cache.ParseSum(h)
+		if seal := resp.Header.Get(upload.PieceSealHeader); seal != "" && par.seed {
+			d.noteHeaderSeal(i, h, seal)
+		}
 	}
 	return buf, sum, resp.StatusCode, "", nil, end, nil
 }

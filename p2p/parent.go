@@ -157,7 +157,12 @@ func (d *download) addParents(ps []wire.Parent) []*parent {
 		}
 		if old := d.parents[ap.PeerID]; old != nil {
 			if ap.Seed && old.addr != ap.Addr {
+				// Another supernode's seed (a failover): it holds
+				// other pieces; its map is learnt afresh.
 				old.addr = ap.Addr
+				old.bitmap, old.count = manifest.NewBitmap(d.layout.NumPieces()), 0
+				old.relaying, old.relayCount = nil, 0
+				d.markSeedLocked(old)
 			}
 			continue
 		}
@@ -220,6 +225,9 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 				}
 			}
 			have = par.count
+			if par.seed {
+				d.markSeedLocked(par)
+			}
 			d.mu.Unlock()
 			d.poke()
 		}

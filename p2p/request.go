@@ -158,8 +158,15 @@ func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *cou
 }
 
 func (p *Peer) register(ctx context.Context, taskID string, req Request) (*wire.RegisterResponse, error) {
+	return p.registerSealed(ctx, taskID, req, nil)
+}
+
+// registerSealed registers, presenting sealed (when not nil): the last
+// sealed digest list the peer got for the task (sealed.go).
+func (p *Peer) registerSealed(ctx context.Context, taskID string, req Request, sealed *wire.SealedDigests) (*wire.RegisterResponse, error) {
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL)})
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL),
+		Sealed: sealed})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {

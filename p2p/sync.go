@@ -46,7 +46,18 @@ func (d *download) syncLoop(ctx context.Context) {
 }
 
 // syncOnce sends one SyncRequest. Reports are put back when it fails.
+// When the supernode forgot the peer, the peer registers again and syncs
+// at once, re-reporting every piece it holds: the new owner then knows
+// where pieces are before children ask its seed for them.
 func (d *download) syncOnce(ctx context.Context, done bool) {
+	if d.syncOnceOrRegister(ctx, done) {
+		d.syncOnceOrRegister(ctx, done)
+	}
+}
+
+// syncOnceOrRegister is syncOnce without the sync that follows a
+// registration; it returns true when it registered again.
+func (d *download) syncOnceOrRegister(ctx context.Context, done bool) bool {
 	d.mu.Lock()
 	req := wire.SyncRequest{PeerID: d.p.id, TaskID: d.id, Finished: d.unsynced, KnownDigests: d.known,
 		BadParents: d.bad, Done: done, WantParents: !done && d.wantParents(),
@@ -63,39 +74,43 @@ func (d *download) syncOnce(ctx context.Context, done bool) {
 		d.mu.Unlock()
 		if wire.IsCode(err, wire.CodeUnknownPeer) || wire.IsCode(err, wire.CodeUnknownTask) {
 			d.log.Info("supernode forgot this peer (restarted?); registering again")
-			d.registerAgain(ctx)
+			return d.registerAgain(ctx)
 		} else if ctx.Err() == nil {
 			d.log.WithError(err).Debug("sync with supernode failed; carrying on with known parents")
 		}
-		return
+		return false
 	}
 	d.cred.set(resp.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(resp.Digests)
+	d.keepSealedLocked(resp.Digests, resp.Seal, nil)
 	d.seedDone = resp.SeedDone
 	d.seedErr = resp.SeedError
 	d.mu.Unlock()
 	d.adopt(d.addParents(resp.Parents))
 	d.poke()
+	return false
 }
 
-// registerAgain re-registers after a supernode restart and queues every
-// present piece for the next sync.
-func (d *download) registerAgain(ctx context.Context) {
-	reg, err := d.p.register(ctx, d.id, d.req)
+// registerAgain re-registers after a supernode restart or a failover
+// (presenting the last sealed digest list, sealed.go) and queues every
+// present piece for the next sync. It returns whether it registered.
+func (d *download) registerAgain(ctx context.Context) bool {
+	reg, err := d.p.registerSealed(ctx, d.id, d.req, d.sealedToPresent())
 	if err != nil {
 		d.log.WithError(err).Warn("register again")
-		return
+		return false
 	}
 	if reg.Length != d.layout.Length || reg.PieceSize != d.layout.PieceSize {
 		d.mu.Lock()
 		d.storeErr = errors.New("content changed at the origin during the download")
 		d.mu.Unlock()
-		return
+		return false
 	}
 	d.cred.set(reg.TaskCredential)
 	d.mu.Lock()
 	d.applyDigests(reg.Digests)
+	d.keepSealedLocked(reg.Digests, reg.Seal, reg)
 	d.unsynced = d.unsynced[:0]
 	for i := 0; i < d.layout.NumPieces(); i++ {
 		if d.t.Has(i) {
@@ -104,6 +119,7 @@ func (d *download) registerAgain(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	d.adopt(d.addParents(reg.Parents))
+	return true
 }
 
 // adopt starts watching newly added parents.
@@ -142,13 +158,20 @@ func (d *download) applyDigests(ds []string) {
 			d.known++
 		}
 	}
-	// The seed holds exactly the pieces whose digests it published.
 	if seed := d.seedParent(); seed != nil {
-		for i, sum := range d.digests {
-			if !sum.IsZero() && !seed.bitmap.Has(i) {
-				seed.bitmap.Set(i)
-				seed.count++
-			}
+		d.markSeedLocked(seed)
+	}
+}
+
+// markSeedLocked marks in the seed's piece map every piece whose digest
+// is known: the seed serves those, holding them or (after a failover,
+// for digests it vouches for without holding the pieces) fetching them
+// on demand or naming the peers that hold them. Caller holds d.mu.
+func (d *download) markSeedLocked(seed *parent) {
+	for i, sum := range d.digests {
+		if !sum.IsZero() && !seed.bitmap.Has(i) {
+			seed.bitmap.Set(i)
+			seed.count++
 		}
 	}
 }

@@ -351,6 +351,11 @@ func (p *preheater) warm(ctx context.Context, t *preheatTarget, header http.Head
 			return nil
 		case stateFailed:
 			return err
+		case stateOnDemand:
+			// Partial after a failover (vouch.go): fetch the rest.
+			if err := p.s.seeds.fetchVouched(ctx, st); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():

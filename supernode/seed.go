@@ -19,7 +19,9 @@ import (
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/origin"
+	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/egress"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // Seed states. A seed task moves
@@ -78,9 +80,9 @@ type seedTask struct {
 	private    bool
 	authorized map[string]time.Time
 
-	// def puts off origin fetches of pieces peers hold (seedview.go);
-	// guarded by mu.
-	def deferral
+	// vouch holds digests adopted from sealed lists after a failover
+	// (vouch.go); guarded by mu.
+	vouch vouchState
 }
 
 func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
@@ -98,9 +100,13 @@ type seeder struct {
 	revalidate  time.Duration
 	onLayout    func(taskID string, numPieces int)
 	onOrigin    func(n int)
-	// holders says how many live peers hold a piece of a task (nil: none
-	// known); the fill puts those pieces off (seedview.go).
-	holders func(taskID string, n int) int
+	// holdersOf names up to max live peers other than exclude holding a
+	// piece of a task (nil: none known); children asking the seed for a
+	// vouched piece it lacks are sent to them (vouch.go).
+	holdersOf func(taskID string, n int, exclude string, max int) []wire.Parent
+	// seal seals published digest lists and verifies those peers present
+	// after a failover (vouch.go); the absent key seals nothing.
+	seal trust.SealKey
 	// maxOpen caps the open seed tasks and idle closes those unused
 	// this long (seedbounds.go).
 	maxOpen int
@@ -161,7 +167,6 @@ func (s *seeder) ensure(ctx context.Context, id, rawURL string, header http.Head
 		st = &seedTask{id: id, url: rawURL, header: header.Clone(), digest: digest,
 			created: time.Now(), ready: make(chan struct{}), state: stateProbing, lazy: lazy,
 			private: len(header) > 0 || hasUserInfo(rawURL)}
-		st.def.start(st.created)
 		if st.private {
 			// The first requester's credentials are checked by the fetch itself.
 			st.authorized = map[string]time.Time{credHash(rawURL, header): st.created}
@@ -193,7 +198,9 @@ var errSeedBusy = errors.New("the seed has --max-open-tasks tasks open, all busy
 func (s *seeder) startFill(st *seedTask) {
 	st.mu.Lock()
 	st.lazy = false
-	if st.filling || st.task == nil || st.state != stateOnDemand {
+	if st.filling || st.task == nil || st.state != stateOnDemand ||
+		st.info.AcceptRanges && st.onlyVouchedMissingLocked(st.task) {
+		// (Partial after a failover: the fill would fetch nothing.)
 		st.mu.Unlock()
 		return
 	}
@@ -248,6 +255,9 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 			return nil, nil
 		}
 		st.setClaim(n, true)
+		if !st.vouched(n).IsZero() {
+			s.logFor(st).WithField("piece", n).Debug("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
+		}
 		defer st.setClaim(n, false)
 		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
@@ -257,7 +267,16 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := t.PutPiece(n, data); err != nil {
+		if want := st.vouched(n); !want.IsZero() {
+			// A piece a sealed list vouched for must be those bytes.
+			if err := t.WritePiece(n, data, want); err != nil {
+				if errors.Is(err, cache.ErrDigestMismatch) {
+					s.fail(st, fmt.Errorf("seed %s: the origin's piece %d does not match the digest vouched for: content changed",
+						manifest.RedactURL(st.url), n))
+				}
+				return nil, err
+			}
+		} else if _, err := t.PutPiece(n, data); err != nil {
 			return nil, err
 		}
 		if t.Complete() {
@@ -341,6 +360,8 @@ func (s *seeder) run(st *seedTask) {
 	}
 	st.mu.Lock()
 	st.task, st.info, st.lastValidated = t, info, time.Now()
+	failover := len(st.vouch.pending) > 0
+	st.adoptPendingLocked(t, log)
 	switch {
 	case t.Complete():
 		st.state = stateDone
@@ -357,6 +378,17 @@ func (s *seeder) run(st *seedTask) {
 	case t.Complete():
 		log.WithField("bytes", t.Meta().Length).Info("seed: serving cached copy")
 	case fill:
+		if failover && info.AcceptRanges {
+			// Registered by a peer presenting sealed digests: the other
+			// peers of the task are registering again too, some with
+			// newer lists; give them a moment before the fill picks
+			// pieces (vouch.go).
+			select {
+			case <-time.After(vouchSettle):
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		s.fill(st, t, info)
 	default:
 		log.Info("seed: on demand (lazy registration); fetching pieces as peers ask")
@@ -380,23 +412,25 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	var err error
 	// A piece an on-demand fetch had claimed is skipped by the fill; if
 	// that fetch failed, the piece is still missing: fill again. Pieces
-	// put off because peers hold them (after a failover) are fetched once
-	// no peer holding them remains or the deferral ends (seedview.go).
-	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); {
-		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st, s: s, ranges: info.AcceptRanges}, opts)
+	// with a vouched digest (adopted after a failover, vouch.go) are not
+	// fetched here, only on demand.
+	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
+		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
 		}
-		if err != nil || t.Complete() {
-			break
-		}
-		if info.AcceptRanges && s.deferredHeld(st, t) {
-			if !s.waitDeferred(st) {
-				return // closed or shutting down
+		if err == nil && info.AcceptRanges && st.onlyVouchedMissing(t) {
+			st.mu.Lock()
+			if st.state == stateFetching {
+				st.state = stateOnDemand
 			}
-			continue
+			st.filling = false
+			st.mu.Unlock()
+			log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
+				"fromOrigin": st.fromOrigin.Load(), "missing": t.NumPieces() - t.Count()}).
+				Info("seed: holds every piece but those vouched for by sealed digests; fetching those on demand")
+			return
 		}
-		attempt++
 	}
 	if err == nil && !t.Complete() {
 		err = errors.New("pieces still missing after the fill")
@@ -452,7 +486,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 				return nil, info, errors.New("origin did not send Content-Length")
 			}
 			meta := s.metaFor(st, info)
-			st.endDeferral() // peers may hold the old content
+			st.dropVouched() // vouched for the old content
 			if err := t.Reset(meta); err != nil {
 				t.Close()
 				return nil, info, err
@@ -563,8 +597,8 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 		return
 	}
 	meta := s.metaFor(st, info)
-	// What peers hold is of the old content: put nothing off.
-	st.endDeferral()
+	// What was vouched for is of the old content.
+	st.dropVouched()
 	if err := t.Reset(meta); err != nil {
 		s.fail(st, fmt.Errorf("reset cached copy: %w", err))
 		return
@@ -656,12 +690,12 @@ func (st *seedTask) claimedAny() bool {
 }
 
 // seedSink adapts a cache task to origin.Sink. Pieces an on-demand fetch
-// is getting count as present, so the fill does not fetch them too.
+// is getting count as present, so the fill does not fetch them too; so do
+// vouched pieces when pieces can be fetched alone (ranges).
 type seedSink struct {
 	t      *cache.Task
 	st     *seedTask
-	s      *seeder
-	ranges bool // pieces can be fetched alone, so held ones can be put off
+	ranges bool
 }
 
 func (k seedSink) Layout() manifest.Layout { return k.t.Layout() }
@@ -670,9 +704,8 @@ func (k seedSink) Has(i int) bool {
 		return true
 	}
 	k.st.mu.Lock()
-	claimed, deferring := k.st.claimed[i], k.st.def.activeLocked(time.Now())
-	k.st.mu.Unlock()
-	return claimed || (k.ranges && deferring && k.s.held(k.st.id, i))
+	defer k.st.mu.Unlock()
+	return k.st.claimed[i] || (k.ranges && !k.st.vouchedLocked(i).IsZero())
 }
 func (k seedSink) PutPiece(i int, data []byte) error {
 	_, err := k.t.PutPiece(i, data)

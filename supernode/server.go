@@ -106,11 +106,13 @@ type Config struct {
 	// the client TLS configuration for calls to them (nil: plain HTTP).
 	Cluster    []string
 	ClusterTLS *tls.Config
-	// DeferHeldPieces makes a new seed put off the pieces live peers hold
-	// (after a failover) and fetch them only if needed (seeddefer.go).
-	// Off by default: in the kill test it saved little and could cost
-	// pieces fetched twice (see seeddefer.go).
-	DeferHeldPieces bool
+	// SealSecret keys the seals on published digest lists, with which a
+	// task's next owner adopts the digests peers present after a failover
+	// instead of fetching the file again (vouch.go). Every supernode of a
+	// cluster needs the same one; peers must not have it. Absent, the
+	// admin token keys them when it differs from the cluster token; with
+	// neither, nothing is sealed or adopted.
+	SealSecret trust.Secret
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -201,8 +203,14 @@ func New(cfg Config) (*Supernode, error) {
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
-	if cfg.DeferHeldPieces {
-		s.seeds.holders = s.sched.PeersHolding
+	s.seeds.holdersOf = s.sched.HoldersOf
+	if s.seeds.seal, err = sealKeyFor(cfg); err != nil {
+		store.Close()
+		cancel()
+		return nil, err
+	}
+	if s.seeds.seal.IsZero() && !cfg.ClusterToken.IsZero() {
+		cfg.Log.Info("no admin token distinct from the cluster token: digest lists are not sealed, so after a failover the next owner's seed fetches the whole file again")
 	}
 	// Holders the scheduler no longer knows (they left) neither count
 	// towards a piece's fan-out nor are named to children.
@@ -305,6 +313,7 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, wire.CodeRateLimited, err.Error(), 0)
 		return
 	}
+	s.seeds.offerSealed(st, req.PeerID, req.Sealed)
 	select {
 	case <-st.ready:
 	case <-r.Context().Done():
@@ -329,9 +338,10 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.metrics.seedOnly.Inc()
 	}
 	m := t.Meta()
+	ds, _, seal := s.seeds.published(st, t)
 	resp := wire.RegisterResponse{TaskID: id, Length: m.Length, PieceSize: m.PieceSize, ETag: m.ETag,
-		LastModified: m.LastModified, Digests: digests(t), SeedDone: t.Complete(),
-		Parents: append(parents, s.seedParent()), TaskCredential: s.auth.taskCredential(req.PeerID, id)}
+		LastModified: m.LastModified, Digests: ds, SeedDone: t.Complete(),
+		Parents: append(parents, s.seedParent()), TaskCredential: s.auth.taskCredential(req.PeerID, id), Seal: seal}
 	s.log.WithFields(logrus.Fields{"task": id[:12], "peer": req.PeerID, "parents": len(parents)}).Debug("registered")
 	writeJSON(w, &resp)
 }
@@ -367,15 +377,12 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sched.Traffic(req.TaskID, req.PeerID, req.BytesFromPeers, req.BytesFromSeed)
 	state, t, serr := st.snapshot()
-	if t != nil && state != stateFailed {
-		s.seeds.noteSync(st, req.PeerID, len(req.Finished) > 0 || req.Done, req.KnownDigests, t.NumPieces())
-	}
 	var resp wire.SyncResponse
 	if state == stateFailed {
 		resp.SeedError = s.concealSeedError(serr).Error()
 	} else if t != nil {
-		if n := t.Count(); n > req.KnownDigests {
-			resp.Digests = digests(t)
+		if ds, n, seal := s.seeds.published(st, t); n > req.KnownDigests {
+			resp.Digests, resp.Seal = ds, seal
 		}
 		resp.SeedDone = t.Complete()
 	}
@@ -512,16 +519,6 @@ func taskIDFor(req *wire.RegisterRequest) (string, error) {
 		return "", fmt.Errorf("task ID %q does not match the URL (want %s)", req.TaskID, id)
 	}
 	return id, nil
-}
-
-func digests(t *cache.Task) []string {
-	out := make([]string, t.NumPieces())
-	for i := range out {
-		if d, ok := t.PieceDigest(i); ok {
-			out[i] = d.String()
-		}
-	}
-	return out
 }
 
 // seedTasks exposes finished and in-progress seed tasks to the upload server.

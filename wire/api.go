@@ -70,6 +70,10 @@ type RegisterRequest struct {
 	// pieces peers ask it for (a FUSE mount reading a few records). A later
 	// registration without Lazy starts the full fetch.
 	Lazy bool `json:"lazy,omitempty"`
+	// Sealed, on a registration again after a failover, is the last
+	// digest list the peer got for the task, sealed by a supernode (see
+	// SealedDigests).
+	Sealed *SealedDigests `json:"sealed,omitempty"`
 }
 
 // PeerCredentialHeader, on a supernode's answer, carries a credential that
@@ -101,6 +105,10 @@ type RegisterResponse struct {
 	// the task's pieces from its parents' upload servers (sent to them as
 	// "Authorization: Bearer <TaskCredential>").
 	TaskCredential string `json:"taskCredential,omitempty"`
+	// Seal, when the supernodes share a seal key, vouches for Digests
+	// (with this task's ID, layout, ETag and LastModified) toward other
+	// supernodes; the peer keeps it to present after a failover.
+	Seal string `json:"seal,omitempty"`
 }
 
 // Layout returns the task's piece layout.
@@ -157,6 +165,33 @@ type SyncResponse struct {
 	SeedError string `json:"seedError,omitempty"`
 	// TaskCredential answers RefreshTaskCredential.
 	TaskCredential string `json:"taskCredential,omitempty"`
+	// Seal vouches for Digests, as RegisterResponse.Seal.
+	Seal string `json:"seal,omitempty"`
+}
+
+// SealedDigests is a digest list a supernode handed out, with what its
+// seal covers. A task's new owner (after a failover) adopts the digests
+// when the seal verifies under the supernodes' seal key and the content
+// version matches its own: its seed then need not fetch the pieces peers
+// hold to vouch for them. A seal is an HMAC under a key peers do not hold
+// (package trust), so a peer can present only lists a supernode sealed.
+type SealedDigests struct {
+	Length       int64    `json:"length"`
+	PieceSize    int64    `json:"pieceSize"`
+	ETag         string   `json:"etag,omitempty"`
+	LastModified string   `json:"lastModified,omitempty"`
+	Digests      []string `json:"digests"`
+	Seal         string   `json:"seal"`
+	// Pieces are digests the peer got with pieces from the seed (its
+	// PieceSealHeader) after the last list, each sealed alone.
+	Pieces []SealedPiece `json:"pieces,omitempty"`
+}
+
+// SealedPiece is one piece's digest, sealed alone (see SealedDigests).
+type SealedPiece struct {
+	Piece  int    `json:"piece"`
+	Digest string `json:"digest"`
+	Seal   string `json:"seal"`
 }
 
 // HeartbeatRequest keeps a peer (and the tasks it seeds) alive.

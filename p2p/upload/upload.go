@@ -79,6 +79,29 @@ type PieceFetcher interface {
 	FetchPiece(ctx context.Context, taskID string, n int) error
 }
 
+// Redirector is implemented by Tasks that may send a child asking for a
+// piece they lack to peers holding it (the seed after a failover, for
+// pieces it vouches for but does not hold) rather than fetch it on demand.
+type Redirector interface {
+	// HeldElsewhere returns holders of piece n of taskID as
+	// "<peerID> <uploadAddr>" and redirect true when the child should
+	// not get the piece here now: ask the holders, or (none named) ask
+	// again shortly. child is the asking peer as "<peerID> <uploadAddr>",
+	// or "".
+	HeldElsewhere(taskID string, n int, child string) (holders []string, redirect bool)
+}
+
+// PieceSealer is implemented by Tasks that vouch for the digests of the
+// pieces they serve toward other supernodes (the seed): the seal goes in
+// PieceSealHeader next to DigestHeader.
+type PieceSealer interface {
+	PieceSeal(taskID string, n int, digest string) string
+}
+
+// PieceSealHeader carries a served piece's sealed digest (see PieceSealer
+// and wire.SealedPiece).
+const PieceSealHeader = "X-Damselfly-Piece-Seal"
+
 // Relayer is implemented by Tasks that serve pieces they are still fetching.
 type Relayer interface {
 	// Relay returns a stream of piece n of taskID, which follows the
@@ -271,6 +294,19 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		http.Error(w, "no such piece", http.StatusNotFound)
 		return
 	}
+	if rd, ok := s.tasks.(Redirector); ok && !t.Has(n) && r.Method == http.MethodGet && r.URL.Query().Get("urgent") == "" {
+		// Answered like a piece just served to enough children: the
+		// child asks the holders, and asks here again (urgent) only once
+		// they are all gone; with no holder named, it asks here again
+		// shortly.
+		if holders, redirect := rd.HeldElsewhere(taskID, n, child); redirect {
+			s.busy.Add(1)
+			w.Header().Set(BusyHeader, "piece")
+			w.Header().Set(HoldersHeader, strings.Join(holders, ","))
+			http.Error(w, "piece held by other peers; fetch it from them", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if f, ok := s.tasks.(PieceFetcher); ok && !t.Has(n) {
 		if err := f.FetchPiece(r.Context(), taskID, n); err != nil {
 			s.log.WithError(err).WithField("piece", n).Warn("fetch piece on demand")
@@ -316,6 +352,13 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		}
 	}
 	t.Touch()
+	if ps, ok := s.tasks.(PieceSealer); ok && relay == nil {
+		if d, ok := t.PieceDigest(n); ok {
+			if seal := ps.PieceSeal(taskID, n, d.String()); seal != "" {
+				w.Header().Set(PieceSealHeader, seal)
+			}
+		}
+	}
 	var sent atomic.Int64
 	if relay != nil {
 		s.serveRelay(w, r, n, relay, relaySize, &sent)

@@ -1,12 +1,15 @@
 package scheduler
 
 import (
+	"fmt"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-func TestPeersHolding(t *testing.T) {
+func TestHoldersOf(t *testing.T) {
 	s := New(Config{})
 	s.SetTask("t", 4)
 	for i, id := range []string{"a", "b", "c", "done"} {
@@ -28,21 +31,38 @@ func TestPeersHolding(t *testing.T) {
 	s.Leave("a")
 
 	tests := []struct {
-		task  string
-		piece int
-		want  int
+		task    string
+		piece   int
+		exclude string
+		max     int
+		want    string
 	}{
-		{"t", 0, 1}, // a left; only the finished peer
-		{"t", 1, 2}, // b and done
-		{"t", 2, 1}, // c isolated
-		{"t", 3, 1},
-		{"t", 4, 0},  // out of range
-		{"t", -1, 0}, // out of range
-		{"other", 0, 0},
+		{"t", 0, "", 4, "done"}, // a left; only the finished peer
+		{"t", 1, "", 4, "b,done"},
+		{"t", 1, "b", 4, "done"}, // the asking child is not named
+		{"t", 1, "", 1, "1 peer"},
+		{"t", 2, "", 4, "done"}, // c isolated
+		{"t", 3, "", 4, "done"},
+		{"t", 3, "", 0, ""},
+		{"t", 4, "", 4, ""},  // out of range
+		{"t", -1, "", 4, ""}, // out of range
+		{"other", 0, "", 4, ""},
 	}
 	for _, tc := range tests {
-		if got := s.PeersHolding(tc.task, tc.piece); got != tc.want {
-			t.Errorf("PeersHolding(%q, %d) = %d, want %d", tc.task, tc.piece, got, tc.want)
+		var ids []string
+		for _, p := range s.HoldersOf(tc.task, tc.piece, tc.exclude, tc.max) {
+			if p.Addr == "" {
+				t.Errorf("holder %s without an address", p.PeerID)
+			}
+			ids = append(ids, p.PeerID)
+		}
+		sort.Strings(ids)
+		got := strings.Join(ids, ",")
+		if strings.HasSuffix(tc.want, " peer") {
+			got = fmt.Sprintf("%d peer", len(ids))
+		}
+		if got != tc.want {
+			t.Errorf("HoldersOf(%q, %d, %q, %d) = %q, want %q", tc.task, tc.piece, tc.exclude, tc.max, got, tc.want)
 		}
 	}
 }

@@ -158,8 +158,15 @@ func (p *Peer) fetchTask(ctx context.Context, taskID string, req Request, c *cou
 }
 
 func (p *Peer) register(ctx context.Context, taskID string, req Request) (*wire.RegisterResponse, error) {
+	// An s3 object read lazily registers again (after a supernode
+	// restart) with a fresh presigned URL.
+	presigned, err := p.s3Presigned(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
-		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL)})
+		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL),
+		S3Presigned: presigned})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {

@@ -427,6 +427,7 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 	if d == nil {
 		return l.waitDirect(ctx, i)
 	}
+	start := time.Now()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
 		err := l.t.Wait(wctx, i)
@@ -434,14 +435,25 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if ferr := d.seedFailure(); ferr != nil {
-			if l.fallbackS3(d, ferr) {
-				l.want(nil, []int{i}, +1)
-				defer l.want(nil, []int{i}, -1)
-				return l.waitDirect(ctx, i)
-			}
-			return ferr
+		if l.swarmStopped(d) {
+			// Another read sent the task back to the store (s3swarm.go).
+			l.want(nil, []int{i}, +1)
+			defer l.want(nil, []int{i}, -1)
+			return l.waitDirect(ctx, i)
 		}
+		ferr := d.seedFailure()
+		if ferr == nil && l.s3 != nil && time.Since(start) >= l.p.cfg.StallTimeout && !d.gainedSince(start) {
+			ferr = fmt.Errorf("no piece arrived through the swarm for %s", l.p.cfg.StallTimeout)
+		}
+		if ferr == nil {
+			continue
+		}
+		if l.fallbackS3(d, ferr) {
+			l.want(nil, []int{i}, +1)
+			defer l.want(nil, []int{i}, -1)
+			return l.waitDirect(ctx, i)
+		}
+		return ferr
 	}
 }
 

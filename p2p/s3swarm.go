@@ -23,8 +23,9 @@ import (
 // supernode that does not take s3 objects (no --s3-endpoint for this
 // store) refuses, and the object is read straight from the store as
 // before (mode direct); a seed that fails later (its URL expired with no
-// peer to renew it, the store refusing) makes readers go back to the
-// store themselves.
+// peer to renew it, the store refusing), or a swarm that brings no piece
+// for Config.StallTimeout while a read waits, makes readers go back to the
+// store themselves, as a download goes back to the origin.
 
 // s3Source presigns GET URLs for one object version, reusing one for half
 // its life so that the supernode's check of it is cached.
@@ -155,12 +156,28 @@ func (l *Lazy) refreshS3() {
 	}
 }
 
-// fallbackS3 switches a lazily read s3 object whose seed gave up from the
-// swarm to reading straight from the store. It reports whether it did (or
+// swarmStopped reports whether the swarm download d was stopped and the
+// task's reads go straight to the store.
+func (l *Lazy) swarmStopped(d *download) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d != d && l.d == nil && l.direct != nil
+}
+
+// gainedSince reports whether a piece arrived after t.
+func (d *download) gainedSince(t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastGain.After(t)
+}
+
+// fallbackS3 switches a lazily read s3 object whose seed gave up (or whose
+// swarm brought no piece for the stall timeout while a read waited) from
+// the swarm to reading straight from the store. It reports whether it did (or
 // another read already had).
 func (l *Lazy) fallbackS3(d *download, why error) bool {
 	l.mu.Lock()
-	if l.s3 == nil {
+	if l.s3 == nil || l.req.NoSource {
 		l.mu.Unlock()
 		return false
 	}
@@ -172,6 +189,12 @@ func (l *Lazy) fallbackS3(d *download, why error) bool {
 		flight: map[int]bool{}, failed: map[int]error{}, wake: make(chan struct{}, 1),
 		limiter: ratelimit.New(l.opt.PrefetchLimit),
 		info:    &origin.Info{Length: l.s3.oi.Size, ETag: l.s3.oi.ETag, AcceptRanges: true}}
+	// What reads wait for now goes to the store.
+	d.mu.Lock()
+	for i, n := range d.urgent {
+		dr.want[i] = n
+	}
+	d.mu.Unlock()
 	l.d, l.direct = nil, dr
 	stop := l.stopSwarm
 	l.mu.Unlock()

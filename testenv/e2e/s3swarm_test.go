@@ -35,6 +35,9 @@ type storeCounter struct {
 	Addr     string
 	bytes    atomic.Int64
 	requests atomic.Int64
+	// refuseSeed makes it refuse presigned GETs of anything but the first
+	// byte: a supernode's check of a URL passes, its seed's fetches fail.
+	refuseSeed atomic.Bool
 }
 
 func startStoreCounter(t *testing.T, endpoint string) *storeCounter {
@@ -51,6 +54,10 @@ func startStoreCounter(t *testing.T, endpoint string) *storeCounter {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.requests.Add(1)
+		if c.refuseSeed.Load() && r.URL.Query().Has("X-Amz-Signature") && r.Header.Get("Range") != "bytes=0-0" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
 		rp.ServeHTTP(countWriter{w, &c.bytes}, r)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
@@ -170,6 +177,40 @@ func TestS3Swarm(t *testing.T) {
 		t.Logf("rerun after kill -9 with %d pieces stored: %+v", present, res)
 		if res.Reused < int64(present)*pieceSize(size) || res.Peers+res.Seed != size-res.Reused {
 			t.Fatalf("rerun reused %d bytes; want the %d stored pieces reused and the rest from the swarm", res.Reused, present)
+		}
+	})
+
+	t.Run("peers go back to the store when the seed cannot fetch", func(t *testing.T) {
+		// The store accepts the supernode's check of a presigned URL but
+		// refuses the seed's piece fetches (as with revoked credentials):
+		// after the stall timeout the peer reads the store itself.
+		const size2 = 6<<20 + 99
+		data2 := data[:size2]
+		sw.Put(t, bucket, "shards/small.bin", data2)
+		sum2 := sha256.Sum256(data2)
+		store.refuseSeed.Store(true)
+		defer store.refuseSeed.Store(false)
+		out := filepath.Join(t.TempDir(), "small.bin")
+		start := time.Now()
+		p := testenv.Dfget(t, bin, sn.Addr, "s3://"+bucket+"/shards/small.bin", out, append(s3flags, "--log-level", "info")...)
+		waitOK(t, p, 2*time.Minute)
+		assertSHA(t, out, hex.EncodeToString(sum2[:]))
+		res := parseResult(t, p)
+		t.Logf("seed refused by the store: dfget went back to the store after %v: %+v", time.Since(start).Round(time.Second), res)
+		if !res.BackToSource || res.Origin == 0 || !strings.Contains(p.Log(), "reading it straight from the store") {
+			t.Fatalf("dfget did not go back to the store: %+v\n%s", res, p.Tail(20))
+		}
+	})
+
+	t.Run("a supernode without --s3-endpoint leaves peers reading the store", func(t *testing.T) {
+		plain := testenv.StartSupernode(t, bin, "--allow-origin", store.Addr)
+		out := filepath.Join(t.TempDir(), "direct.bin")
+		p := testenv.Dfget(t, bin, plain.Addr, s3url, out, append(s3flags, "--log-level", "info")...)
+		waitOK(t, p, 2*time.Minute)
+		assertSHA(t, out, want)
+		res := parseResult(t, p)
+		if !res.BackToSource || res.Origin != size || !strings.Contains(p.Log(), "does not share this object") {
+			t.Fatalf("dfget through a supernode refusing s3: %+v\n%s", res, p.Tail(20))
 		}
 	})
 

@@ -164,6 +164,23 @@ func TestS3Swarm(t *testing.T) {
 		t.Errorf("the store served %d bytes for a third reader of a shared object", third)
 	}
 
+	// A restarted supernode keeps its copy (restarted here: the process
+	// belongs to the test, not to a subtest).
+	firstLog := sn.Proc.Log()
+	sn.Restart(t)
+	t.Run("a restarted supernode keeps its copy", func(t *testing.T) {
+		before := store.bytes.Load()
+		out := filepath.Join(t.TempDir(), "after-restart.bin")
+		p := testenv.Dfget(t, bin, sn.Addr, s3url, out, append(s3flags, "--log-level", "info")...)
+		waitOK(t, p, 2*time.Minute)
+		assertSHA(t, out, want)
+		n := store.bytes.Load() - before
+		t.Logf("after a supernode restart a new peer read the object: the store served %d bytes", n)
+		if n > 64<<10 {
+			t.Errorf("the store served %d bytes after a supernode restart; the seed's copy should have been kept", n)
+		}
+	})
+
 	t.Run("dfget resumes after kill -9", func(t *testing.T) {
 		dir, out := t.TempDir(), filepath.Join(t.TempDir(), "resumed.bin")
 		p := testenv.Dfget(t, bin, sn.Addr, s3url, out, append(s3flags, "--data-dir", dir, "--limit", "4M", "--log-level", "info")...)
@@ -295,7 +312,7 @@ func TestS3Swarm(t *testing.T) {
 		if task := st.Task(s3url); task == nil {
 			t.Errorf("status lists no task %s: %s", s3url, status)
 		}
-		for what, text := range map[string]string{"log": sn.Proc.Log(), "status": string(status),
+		for what, text := range map[string]string{"supernode's log": firstLog + sn.Proc.Log(), "supernode's status": string(status),
 			"peer 0's log": procs[0].Log(), "peer 1's log": procs[1].Log()} {
 			for _, s := range signatures {
 				if s == "" || strings.Contains(text, s) {

@@ -166,6 +166,20 @@ func TestS3Registration(t *testing.T) {
 			t.Error("a refused registrant got a task credential")
 		}
 	})
+	t.Run("an accepted URL is remembered", func(t *testing.T) {
+		before := store.requests.Load()
+		n.register(t, req("p1", good))
+		if got := store.requests.Load() - before; got != 0 {
+			t.Errorf("registering again with the same URL asked the store %d times", got)
+		}
+	})
+	t.Run("presigned URL on a plain URL", func(t *testing.T) {
+		a := n.post(t, "/api/v1/tasks/register", wire.RegisterRequest{PeerID: "p9", Host: peerHost("p9", 9),
+			URL: "http://127.0.0.1:1/x", S3Presigned: good})
+		if a.status != http.StatusBadRequest {
+			t.Fatalf("status %d: %s; want 400", a.status, a.body)
+		}
+	})
 	t.Run("a second reader costs the store nothing", func(t *testing.T) {
 		before := store.bytes.Load()
 		n.register(t, req("p3", presign(t, store.srv.URL, "AKIDGOOD", oi)))

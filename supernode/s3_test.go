@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -198,5 +199,36 @@ func TestS3Registration(t *testing.T) {
 		if i := strings.Index(where, "X-Amz-Signature="); i >= 0 && !strings.HasPrefix(where[i+len("X-Amz-Signature="):], "REDACTED") {
 			t.Fatalf("unredacted signature in the logs or status: %s", where[i:min(len(where), i+80)])
 		}
+	}
+}
+
+// TestS3PrivateContent: with a cluster token, a peer whose presigned URL
+// the store accepts gets a task credential that fetches the object's
+// pieces from the seed; a peer whose URL it refuses gets 403 and no task
+// credential, so it has nothing to fetch pieces with.
+func TestS3PrivateContent(t *testing.T) {
+	store := newFakeStore(t, 3<<20+5)
+	oi := objstore.ObjectInfo{Bucket: "bkt", Key: "data/obj.bin", ETag: store.etag}
+	id := objstore.TaskID(oi, "")
+	n := authNode(t, supernode.Config{S3Endpoints: []string{store.srv.URL}})
+	req := func(peer, key string) wire.RegisterRequest {
+		return wire.RegisterRequest{PeerID: peer, Host: peerHost(peer, 1), URL: "s3://bkt/data/obj.bin", TaskID: id,
+			S3Presigned: presign(t, store.srv.URL, key, oi)}
+	}
+	good, _ := n.registerAs(t, clusterToken, req("peer-a", "AKIDGOOD"))
+	if good.TaskCredential == "" {
+		t.Fatal("an accepted registrant got no task credential")
+	}
+	n.waitDoneAs(t, id)
+	piece := fmt.Sprintf("/peer/tasks/%s/pieces/0", id)
+	if a := n.call(t, "GET", piece, good.TaskCredential, nil, nil); a.status != http.StatusOK || !bytes.Equal(a.body, store.data[:len(a.body)]) {
+		t.Fatalf("piece with the accepted registrant's credential: status %d", a.status)
+	}
+	a := n.call(t, "POST", "/api/v1/tasks/register", clusterToken, req("peer-b", "AKIDBAD"), nil)
+	if a.status != http.StatusForbidden || strings.Contains(string(a.body), "taskCredential") {
+		t.Fatalf("refused registrant: status %d: %s; want 403 without a task credential", a.status, a.body)
+	}
+	if a := n.call(t, "GET", piece, clusterToken, nil, nil); a.status != http.StatusUnauthorized {
+		t.Fatalf("piece with the cluster token only: status %d, want 401", a.status)
 	}
 }

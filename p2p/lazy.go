@@ -2,8 +2,6 @@ package p2p
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -33,9 +31,10 @@ type LazyOptions struct {
 	// read was served and no read has waited for prefetchQuiet.
 	PrefetchDelay time.Duration
 	// ObjectStore reads s3://BUCKET/KEY URLs (required for them). Such a
-	// task is named by objstore.Identity (bucket, key, ETag) and its pieces
-	// are fetched from the store by this peer: the supernode's seed holds
-	// no credentials for the store, so s3 tasks are not registered yet.
+	// task is named by objstore.Identity (bucket, key, ETag). With a
+	// supernode that takes it, it is registered with a presigned GET URL
+	// signed by this client and read through the swarm (s3swarm.go);
+	// otherwise this peer reads its pieces from the store (mode direct).
 	ObjectStore *objstore.Client
 	// Object, when set for an s3:// URL naming the same bucket and key, is
 	// the version to read as a listing gave it (size and ETag): the open
@@ -89,6 +88,12 @@ type Lazy struct {
 	// direct fetches from the origin while no supernode answers (nil once
 	// the task was opened through one).
 	direct *direct
+	// s3 presigns the object's GET URL for the supernode (nil for other
+	// tasks, and for s3 objects opened without a supernode).
+	s3 *s3Source
+	// stopSwarm stops the swarm download d (a seed that gave up on an s3
+	// object hands the reads back to the store, s3swarm.go).
+	stopSwarm context.CancelFunc
 }
 
 // readAheadPieces is how many pieces past a sequential read are asked for
@@ -174,30 +179,53 @@ func (p *Peer) openLazyS3(ctx context.Context, req Request, opt LazyOptions) (*L
 	}
 	l := p.newLazy(req, opt, S3TaskID(oi, req.Tag))
 	l.log.WithField("identity", objstore.Identity(oi)).Debug("s3 object")
+	reconnect := false
+	if p.snc != nil {
+		l.s3 = p.s3.add(l.id, &s3Source{obj: opt.ObjectStore, oi: oi})
+		joined, err := l.joinS3(ctx, oi)
+		switch {
+		case joined:
+			l.log.Info("s3: reading the object through the swarm (the supernode's seed fetches it from the store)")
+			return l, nil
+		case ctx.Err() != nil:
+			p.s3.drop(l.id)
+			return nil, fmt.Errorf("open %s: %w", u, ctx.Err())
+		case errors.Is(err, wire.ErrUnreachable):
+			reconnect = true
+		default:
+			l.log.WithError(err).Info("s3: the supernode does not share this object; reading it straight from the store")
+		}
+	}
 	if err := l.openDirect(ctx, &oi); err != nil {
+		if l.s3 != nil {
+			p.s3.drop(l.id)
+		}
 		return nil, err
+	}
+	if reconnect {
+		l.wg.Add(1)
+		go l.reconnect()
 	}
 	return l, nil
 }
 
 // S3TaskID is the task ID of one version of an object: a sha256 of its
-// objstore.Identity (and the tag, when there is one).
+// objstore.Identity (and the tag, when there is one); see objstore.TaskID.
 func S3TaskID(oi objstore.ObjectInfo, tag string) string {
-	key := objstore.Identity(oi)
-	if tag != "" {
-		key += "\x00tag=" + tag
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
+	return objstore.TaskID(oi, tag)
 }
 
 // registerLazy registers for a lazily read task. The seed fetches only
 // the pieces peers ask for while lazy is set; a registration without it
 // (made when the background fetch starts) has it fill the whole task.
 func (p *Peer) registerLazy(ctx context.Context, id string, req Request, lazy bool) (*wire.RegisterResponse, error) {
+	presigned, err := p.s3Presigned(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: lazy,
-		Digest: blobDigest(req.URL)})
+		Digest: blobDigest(req.URL), S3Presigned: presigned})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {
@@ -227,12 +255,14 @@ func (l *Lazy) start(ctx context.Context, reg *wire.RegisterResponse) error {
 		l.t, l.done = ht, release
 	}
 	l.d = d
+	dctx, stop := context.WithCancel(l.ctx)
+	l.stopSwarm = stop
 	l.mu.Unlock()
 	l.wg.Add(2)
 	go l.holdPrefetch(d)
 	go func() {
 		defer l.wg.Done()
-		if _, err := d.run(l.ctx); err != nil && l.ctx.Err() == nil {
+		if _, err := d.run(dctx); err != nil && dctx.Err() == nil {
 			l.log.WithError(err).Warn("lazy download stopped")
 		}
 	}()
@@ -299,6 +329,20 @@ func (l *Lazy) reconnect() {
 		case <-l.ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+		if l.s3 != nil {
+			joined, err := l.joinS3(l.ctx, l.s3.oi)
+			switch {
+			case joined:
+				l.log.Info("supernode reachable; reading the object through the swarm")
+				return
+			case errors.Is(err, wire.ErrUnreachable):
+				continue
+			}
+			if l.ctx.Err() == nil {
+				l.log.WithError(err).Info("s3: the supernode does not share this object; reading it straight from the store")
+			}
+			return
 		}
 		reg, err := l.p.registerLazy(l.ctx, l.id, l.req, true)
 		if err != nil {
@@ -390,6 +434,7 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 	if d == nil {
 		return l.waitDirect(ctx, i)
 	}
+	start := time.Now()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
 		err := l.t.Wait(wctx, i)
@@ -397,9 +442,25 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if ferr := d.seedFailure(); ferr != nil {
-			return ferr
+		if l.swarmStopped(d) {
+			// Another read sent the task back to the store (s3swarm.go).
+			l.want(nil, []int{i}, +1)
+			defer l.want(nil, []int{i}, -1)
+			return l.waitDirect(ctx, i)
 		}
+		ferr := d.seedFailure()
+		if ferr == nil && l.s3 != nil && time.Since(start) >= l.p.cfg.StallTimeout && !d.gainedSince(start) {
+			ferr = fmt.Errorf("no piece arrived through the swarm for %s", l.p.cfg.StallTimeout)
+		}
+		if ferr == nil {
+			continue
+		}
+		if l.fallbackS3(d, ferr) {
+			l.want(nil, []int{i}, +1)
+			defer l.want(nil, []int{i}, -1)
+			return l.waitDirect(ctx, i)
+		}
+		return ferr
 	}
 }
 
@@ -476,6 +537,9 @@ func (l *Lazy) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 func (l *Lazy) Close() error {
 	l.cancel()
 	l.wg.Wait()
+	if l.s3 != nil {
+		l.p.s3.drop(l.id)
+	}
 	if l.done != nil {
 		l.done()
 	}

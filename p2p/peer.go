@@ -107,6 +107,9 @@ type Peer struct {
 	// arrive (relay.go).
 	relays relays
 
+	// s3 presigns registrations of open s3 objects (s3swarm.go).
+	s3 s3Sources
+
 	mu   sync.Mutex
 	open map[string]*openTask // tasks held open for serving
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/egress"
@@ -112,6 +113,8 @@ type seeder struct {
 	maxOpen int
 	idle    time.Duration
 	closing int // tasks taken out of tasks, still being closed; guarded by mu
+	// s3 holds the presigned URLs s3 tasks are fetched with (s3.go).
+	s3 *s3Gate
 
 	ctx context.Context
 
@@ -259,7 +262,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 			s.logFor(st).WithField("piece", n).Debug("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
 		}
 		defer st.setClaim(n, false)
-		data, err := s.src.FetchPiece(s.ctx, st.url, st.header, info, t.Layout(), n, origin.FillOptions{
+		data, err := s.src.FetchPiece(s.ctx, s.originURL(st), st.header, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
 				st.fromOrigin.Add(int64(k))
 				s.onOrigin(k)
@@ -415,7 +418,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	// with a vouched digest (adopted after a failover, vouch.go) are not
 	// fetched here, only on demand.
 	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
-		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st, ranges: info.AcceptRanges}, opts)
+		err = s.src.Fill(s.ctx, s.originURL(st), st.header, info, seedSink{t: t, st: st, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -462,7 +465,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 	ctx := s.ctx
 	if t, err := s.store.Open(ctx, st.id); err == nil {
 		m := t.Meta()
-		info, verr := s.src.Validate(ctx, st.url, st.header, m.ETag, m.LastModified)
+		info, verr := s.src.Validate(ctx, s.originURL(st), st.header, m.ETag, m.LastModified)
 		switch {
 		case verr != nil:
 			t.Close()
@@ -472,7 +475,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 			if !info.AcceptRanges {
 				// Validate's HEAD may not say; learn it again before refetching.
 				if !t.Complete() {
-					if pi, perr := s.src.Probe(ctx, st.url, st.header); perr == nil {
+					if pi, perr := s.src.Probe(ctx, s.originURL(st), st.header); perr == nil {
 						info.AcceptRanges = pi.AcceptRanges
 					}
 				}
@@ -496,7 +499,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, origin.Info{}, fmt.Errorf("open cached copy: %w", err)
 	}
-	info, err := s.src.Probe(ctx, st.url, st.header)
+	info, err := s.src.Probe(ctx, s.originURL(st), st.header)
 	if err != nil {
 		return nil, info, err
 	}
@@ -553,8 +556,8 @@ func (s *seeder) fail(st *seedTask, err error) {
 // check is older than the revalidate interval. Concurrent registrations
 // share one check. On 200 the cached copy is dropped and refetched.
 func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.Header) {
-	if s.revalidate < 0 || st.digest != "" || manifest.IsBlobURL(st.url) {
-		return // content-addressed: it cannot change
+	if s.revalidate < 0 || st.digest != "" || manifest.IsBlobURL(st.url) || objstore.IsURL(st.url) {
+		return // content-addressed (an s3 task by its ETag): it cannot change
 	}
 	st.mu.Lock()
 	if st.state != stateDone || time.Since(st.lastValidated) < s.revalidate {

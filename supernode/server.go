@@ -113,6 +113,10 @@ type Config struct {
 	// admin token keys them when it differs from the cluster token; with
 	// neither, nothing is sealed or adopted.
 	SealSecret trust.Secret
+	// S3Endpoints are the object store endpoints (SCHEME://HOST[:PORT])
+	// whose presigned URLs peers may register s3:// tasks with (s3.go);
+	// empty, s3 tasks are refused and peers read from the store directly.
+	S3Endpoints []string
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -136,6 +140,8 @@ type Supernode struct {
 	regLimits *clientLimits
 	// cluster knows the other supernodes (cluster.go).
 	cluster *clusterView
+	// s3 checks s3:// registrations and holds their presigned URLs (s3.go).
+	s3 *s3Gate
 }
 
 // New opens the seed store and returns a supernode.
@@ -191,6 +197,10 @@ func New(cfg Config) (*Supernode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supernode: %w", err)
 	}
+	gate, err := newS3Gate(cfg.S3Endpoints, cfg.Revalidate, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("supernode: %w", err)
+	}
 	store, err := cache.Open(cfg.DataDir, cache.WithQuota(cfg.Quota), cache.WithTTL(cfg.TTL), cache.WithLogger(cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("supernode: open seed store: %w", err)
@@ -198,10 +208,10 @@ func New(cfg Config) (*Supernode, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supernode{cfg: cfg, log: cfg.Log, store: store, sched: scheduler.New(cfg.Scheduler),
 		started: time.Now(), ctx: ctx, cancel: cancel, metrics: newMetrics(), auth: au,
-		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst), cluster: cv}
+		regLimits: newClientLimits(cfg.RegisterRate, cfg.RegisterBurst), cluster: cv, s3: gate}
 	s.seeds = &seeder{store: store, src: cfg.Source, log: cfg.Log, concurrency: cfg.OriginConcurrency,
 		revalidate: cfg.Revalidate, ctx: ctx, tasks: map[string]*seedTask{},
-		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle,
+		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle, s3: gate,
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
 	s.seeds.holdersOf = s.sched.HoldersOf
 	if s.seeds.seal, err = sealKeyFor(cfg); err != nil {
@@ -301,9 +311,8 @@ func (s *Supernode) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !s.auth.bindPeer(w, r, req.PeerID, true, s.sched.Knows) {
 		return
 	}
-	id, err := taskIDFor(&req)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), 0)
+	id, ok := s.registerID(w, r, &req)
+	if !ok {
 		return
 	}
 	s.metrics.registrations.Inc()

@@ -74,6 +74,14 @@ type RegisterRequest struct {
 	// digest list the peer got for the task, sealed by a supernode (see
 	// SealedDigests).
 	Sealed *SealedDigests `json:"sealed,omitempty"`
+	// S3Presigned, for an s3://BUCKET/KEY URL, is a presigned GET URL for
+	// that object version (short-lived, signed by the registering peer;
+	// its AWS credentials never leave it). The supernode's seed fetches
+	// through it like an HTTP origin, once it checked that it names the
+	// same object at an allowed endpoint and that the store's answer
+	// matches TaskID (objstore.TaskID: bucket, key, ETag). It is a secret
+	// like Header: never logged, stored, shown in status or sent to peers.
+	S3Presigned string `json:"s3Presigned,omitempty"`
 }
 
 // PeerCredentialHeader, on a supernode's answer, carries a credential that

@@ -24,8 +24,10 @@ type ensurer interface {
 }
 
 // downloadS3 fetches one object of an S3-compatible store through the
-// embedded peer's store: its pieces are read with ranged GETs pinned to the
-// object's version (its ETag), hashed and kept in --data-dir so that a
+// embedded peer's store: with a supernode that takes s3 objects, through
+// the swarm (the seed fetches it with a presigned URL this process signs);
+// otherwise its pieces are read with ranged GETs pinned to the object's
+// version (its ETag). Pieces are hashed and kept in --data-dir so that a
 // rerun resumes, and FILE appears only once complete (and matching
 // --digest/--md5).
 func downloadS3(ctx context.Context, o *options, src *peerflags.Source, req p2p.Request) (*p2p.Result, error) {
@@ -69,8 +71,19 @@ func downloadS3(ctx context.Context, o *options, src *peerflags.Source, req p2p.
 	if err := copyVerified(c.DataPath(), req.Output, size, req.Digest, req.MD5); err != nil {
 		return nil, fmt.Errorf("download %s: %w", req.URL, err)
 	}
-	return &p2p.Result{Length: size, Reused: reused, FromOrigin: size - reused, Elapsed: time.Since(start),
-		BackToSource: true}, nil
+	res := &p2p.Result{Length: size, Reused: reused, Elapsed: time.Since(start)}
+	if s, ok := c.(swarmSources); ok {
+		res.FromPeers, res.FromSeed = s.Sources()
+	}
+	// What neither the swarm nor the data dir gave came from the store.
+	res.FromOrigin = max(size-reused-res.FromPeers-res.FromSeed, 0)
+	res.BackToSource = res.FromOrigin > 0
+	return res, nil
+}
+
+// swarmSources tells how many bytes came through the swarm (p2p.Lazy).
+type swarmSources interface {
+	Sources() (peers, seed int64)
 }
 
 // copyVerified copies the first size bytes of from to a temporary file

@@ -21,6 +21,7 @@ func TestConfigFile(t *testing.T) {
 			"--admin-token-file", "/etc/damselfly/admin-token", "--notifications-token-file", "/etc/damselfly/notify-token",
 			"--tls-cert", "/etc/damselfly/tls/tls.crt", "--tls-key", "/etc/damselfly/tls/tls.key", "--tls-ca", "/etc/damselfly/tls/ca.crt",
 			"--allow-origin", "10.0.0.0/8", "--allow-origin", "registry.local:5000", "--deny-origin", "169.254.0.0/16",
+			"--s3-endpoint", "http://minio:9000", "--s3-endpoint", "https://s3.example.com",
 			"--log-level", "debug", "--log-format", "json"}, `
 listen: 127.0.0.1:9002
 advertise-addr: sn1:9002
@@ -41,6 +42,7 @@ tls:
   ca: /etc/damselfly/tls/ca.crt
 allow-origin: [10.0.0.0/8, "registry.local:5000"]
 deny-origin: 169.254.0.0/16
+s3-endpoint: ["http://minio:9000", "https://s3.example.com"]
 log-level: debug
 log-format: json
 `},

@@ -41,6 +41,7 @@ func newCommand() *cobra.Command {
 		clusterFile, adminFile, notifyFile   string
 		tlsOpts                              tlsconf.Options
 		allowOrigins, denyOrigins            []string
+		s3Endpoints                          []string
 		clusterMembers                       []string
 		registerRate                         float64
 		registerBurst, statusLimit           int
@@ -123,7 +124,8 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 				Quota: int64(quota), TTL: ttl, Log: log,
 				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy,
 				RegisterRate: registerRate, RegisterBurst: registerBurst, StatusLimit: statusLimit,
-				MaxOpenTasks: maxOpenTasks, SeedIdle: seedIdle, PreheatQueue: preheatQueue, PreheatTimeout: preheatTimeout})
+				MaxOpenTasks: maxOpenTasks, SeedIdle: seedIdle, PreheatQueue: preheatQueue, PreheatTimeout: preheatTimeout,
+				S3Endpoints: s3Endpoints})
 			if err != nil {
 				ln.Close()
 				return err
@@ -180,6 +182,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
 	f.StringArrayVar(&allowOrigins, "allow-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications may fetch from although the default policy refuses it (loopback, link-local); repeatable")
 	f.StringArrayVar(&denyOrigins, "deny-origin", nil, "HOST[:PORT] or CIDR the seed, preheat and notifications must never fetch from (wins over --allow-origin); repeatable")
+	f.StringArrayVar(&s3Endpoints, "s3-endpoint", nil, "object store endpoint SCHEME://HOST[:PORT] (e.g. https://s3.us-east-1.amazonaws.com, http://minio:9000) whose presigned URLs peers may register s3:// objects with, so that the seed fetches each object once for the swarm (it must pass --allow-origin/--deny-origin too); repeatable. Unset: s3 objects are refused and peers read them from the store themselves")
 	f.StringSliceVar(&clusterMembers, "cluster", nil, "the other supernodes, HOST:PORT,... or a DNS name standing for several (as peers' --supernode): the dashboard shows the whole cluster and image preheats send each blob to its owner; calls carry the admin token, else the cluster token, and use --tls-* when set")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cli.AddLogFormat(f, &logFormat)

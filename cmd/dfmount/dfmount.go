@@ -428,9 +428,10 @@ func reportReady(err error) {
 // modeWatch tells the user on stderr when content is read straight from
 // the origin (no supernode reachable) and when it joins the swarm later.
 type modeWatch struct {
-	s3     bool // objects of a store: read directly by design
+	s3     bool // objects of a store: through the swarm only with a supernode that allows the store
 	mu     sync.Mutex
 	direct map[fusefs.Moder]bool
+	p2p    bool // an object was said to be read through the swarm
 }
 
 // add notes c (content without a mode, e.g. through dfdaemon, is skipped)
@@ -452,6 +453,9 @@ func (m *modeWatch) add(c any) {
 		} else if len(m.direct) == 1 {
 			fmt.Fprintln(os.Stderr, "dfmount: no supernode reachable: reading straight from the origin (mode direct, xattr user.damselfly.mode); the mount joins the swarm once a supernode answers")
 		}
+	} else if m.s3 && !m.p2p {
+		m.p2p = true
+		fmt.Fprintln(os.Stderr, "dfmount: reading objects through the swarm: the supernode's seed fetches each from the store once (mode p2p, xattr user.damselfly.mode)")
 	}
 }
 

@@ -56,7 +56,7 @@ func seaweedBinary() string {
 // prefix with two dfmount peers (separate data dirs, the demo supernode),
 // lists and reads the whole tree on each and prints what the store served.
 func s3Part(e *env, c config) result {
-	const part = partS3
+	part := partS3
 	if why := fuseUnavailable(); why != "" {
 		return skipped(part, "FUSE unavailable", "S3 part skipped: FUSE unavailable: "+why)
 	}
@@ -86,18 +86,27 @@ func s3Part(e *env, c config) result {
 	src := "s3://" + bucket + "/" + prefix
 	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL(), "--s3-path-style",
 		"--s3-region", testenv.SeaweedRegion, "--prefetch=false"}
+	pack := c.s3Pack
+	if pack == "auto" && e.snS3 {
+		pack = "false"
+	}
 	var packArg string
-	if c.s3Pack != "" {
-		packArg = " --s3-pack=" + c.s3Pack
+	if pack != "auto" {
+		packArg = " --s3-pack=" + pack
 		args = append(args, strings.TrimSpace(packArg))
 	}
 	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style%s (x2, separate data dirs)\n",
 		src, e.sn.Addr, e.store.URL(), packArg)
 	if e.snS3 {
-		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed may fetch objects once for both peers\n\n", e.store.URL())
+		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed fetches each object once for both peers\n", e.store.URL())
+		if c.s3Pack == "auto" {
+			printf("the peers read object by object (--s3-pack=false): packs of small objects (dfmount's default) are not shared\n" +
+				"through the swarm yet, each peer would read them from the store (see them with `go run ./testenv/cmd/dfdemo --s3-pack=true`)\n")
+		}
 	} else {
-		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n\n")
+		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n")
 	}
+	printLine()
 
 	type peer struct {
 		name  string
@@ -141,7 +150,7 @@ func s3Part(e *env, c config) result {
 		printf("TREE DIFFERS from the store's: %s\n", diff)
 	}
 
-	printf("\n%-7s %7s %10s %9s %14s  %-6s  %s\n", "peer", "files", "read", "time", "store served", "mode", "sha256")
+	printf("\n%-7s %7s %10s %9s %14s %10s  %-6s  %s\n", "peer", "files", "read", "time", "store served", "in GETs", "mode", "sha256")
 	for _, p := range peers {
 		before := e.store.snap()
 		start := time.Now()
@@ -156,8 +165,8 @@ func s3Part(e *env, c config) result {
 		// How the mount got the first file: p2p (through the supernode)
 		// or direct (from the store).
 		mode := xattr(filepath.Join(p.m.mnt, files[0].rel), fusefs.XattrMode)
-		printf("%-7s %7d %10s %9s %14s  %-6s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
-			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), mode, status)
+		printf("%-7s %7d %10s %9s %14s %10d  %-6s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
+			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), p.store.gets, mode, status)
 	}
 	for _, p := range peers {
 		if err := p.m.stop(); err != nil {
@@ -168,6 +177,9 @@ func s3Part(e *env, c config) result {
 	printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
 		ratelimit.HumanBytes(served), ratelimit.HumanBytes(total), copies(served, total))
 	good := peers[0].good + peers[1].good
+	if packArg != "" {
+		part += "," + packArg
+	}
 	r := result{part: part,
 		read: fmt.Sprintf("A %s + B %s", ratelimit.HumanBytes(peers[0].read), ratelimit.HumanBytes(peers[1].read)),
 		served: fmt.Sprintf("A %s + B %s (%s)", ratelimit.HumanBytes(peers[0].store.object),

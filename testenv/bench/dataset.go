@@ -82,6 +82,10 @@ const (
 	DSRand        = "rand"
 	DSSmall       = "small"
 	DSHosts       = "hosts"
+	// DSHostsObject is the hosts row on the big object (read whole by
+	// every host): Damselfly only, the others fetch it once per host by
+	// construction.
+	DSHostsObject = "hosts object"
 )
 
 // DatasetCell is one measurement of one system.
@@ -285,7 +289,7 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 		}
 	}
 	mounters := map[string]*dsMounter{
-		DSDamselfly: {name: DSDamselfly, term: true,
+		DSDamselfly: {name: DSDamselfly, term: true, kinds: []string{DSFind, DSSeq, DSRand, DSSmall, DSHosts, DSHostsObject},
 			how:  "dfmount s3://B/KEY|s3://B/PREFIX/ MNT --s3-endpoint PROXY --s3-path-style --data-dir FRESH (no supernode: direct mode; defaults: prefetch on)",
 			args: dfmountArgs()},
 		DSDamselflyLazy: {name: DSDamselflyLazy, term: true, kinds: []string{DSSeq, DSRand},
@@ -364,7 +368,7 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
 				}
-				if kind == DSHosts && cfg.Hosts <= 0 {
+				if (kind == DSHosts || kind == DSHostsObject) && cfg.Hosts <= 0 {
 					continue
 				}
 				if na := missing[sys.Name]; na != "" {
@@ -832,8 +836,8 @@ func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, cells map[string]*
 	if kind == DSFind || kind == DSSmall || kind == DSHosts {
 		target = dsPrefix
 	}
-	if kind == DSHosts {
-		return r.hosts(ctx, tb, m, c)
+	if kind == DSHosts || kind == DSHostsObject {
+		return r.hosts(ctx, tb, m, kind == DSHostsObject, c)
 	}
 	b0, n0 := r.proxy.snapshot()
 	mt, secs, err := r.mount(ctx, tb, m, target, nil)
@@ -903,7 +907,7 @@ func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, cells map[string]*
 // hosts mounts the tree cfg.Hosts times (separate processes and data
 // dirs; Damselfly with one supernode) and reads it through every mount at
 // once.
-func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *DatasetCell) error {
+func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, object bool, c *DatasetCell) error {
 	var sn *testenv.Supernode
 	if m.name == DSDamselfly {
 		// The store (through the proxy) is an origin the supernode's seed
@@ -924,7 +928,11 @@ func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *Datas
 	}
 	var mounts []*dsMount
 	for h := 0; h < r.cfg.Hosts; h++ {
-		mt, _, err := r.mount(ctx, tb, m, dsPrefix, sn)
+		target := dsPrefix
+		if object {
+			target = dsBigKey
+		}
+		mt, _, err := r.mount(ctx, tb, m, target, sn)
 		if err != nil {
 			return err
 		}
@@ -947,7 +955,16 @@ func (r *dsRun) hosts(ctx context.Context, tb testenv.TB, m *dsMounter, c *Datas
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n, err := r.readAll(ctx, func(i int) (io.ReadCloser, error) { return os.Open(filepath.Join(mt.root, r.keys[i])) })
+				var n int64
+				var err error
+				if object {
+					n, err = readFile(mt.root)
+					if err == nil && n != r.cfg.BigSize {
+						err = fmt.Errorf("read %d bytes, want %d", n, r.cfg.BigSize)
+					}
+				} else {
+					n, err = r.readAll(ctx, func(i int) (io.ReadCloser, error) { return os.Open(filepath.Join(mt.root, r.keys[i])) })
+				}
 				total.Add(n)
 				if err != nil {
 					errs[h] = fmt.Errorf("host %d: %w\n%s", h+1, err, mt.proc.tail(10))
@@ -1010,6 +1027,14 @@ func DatasetTargets(rep *DatasetReport) []Target {
 				return fmt.Sprintf("%s for a %s tree", fmtMiB(a.StoreBytes), fmtMiB(int64(tree)))
 			})
 	}
+	if cfg.Hosts > 1 {
+		add(fmt.Sprintf("dataset: %d hosts reading the %s object: the store serves about one copy (<= 1.5 copies)", cfg.Hosts, fmtMiB(cfg.BigSize)),
+			DSHostsObject, DSDamselfly,
+			func(a, _ *DatasetCell) float64 { return float64(a.StoreBytes) / float64(cfg.BigSize) }, 1.5,
+			func(a, _ *DatasetCell) string {
+				return fmt.Sprintf("%s for a %s object", fmtMiB(a.StoreBytes), fmtMiB(cfg.BigSize))
+			})
+	}
 	if rep.System(DSDamselflyLazy) != nil {
 		df = DSDamselflyLazy
 		random(", --prefetch=false")
@@ -1058,7 +1083,9 @@ func DatasetTable(rep *DatasetReport) *Table {
 		{"  store bytes", DSSmall, store},
 	}
 	if cfg.Hosts > 0 {
-		rows = append(rows, rowSpec{hosts, DSHosts, sec}, rowSpec{"  store bytes", DSHosts, store})
+		rows = append(rows, rowSpec{hosts, DSHosts, sec}, rowSpec{"  store bytes", DSHosts, store},
+			rowSpec{fmt.Sprintf("%d hosts read the %s object at once", cfg.Hosts, fmtMiB(cfg.BigSize)), DSHostsObject, sec},
+			rowSpec{"  store bytes", DSHostsObject, store})
 	}
 	for _, rs := range rows {
 		cells := []string{rs.label}
@@ -1094,7 +1121,7 @@ func DatasetTable(rep *DatasetReport) *Table {
 	t.Notes = append(t.Notes, "df/baseline, df/rclone: damselfly's (defaults) figure over the other's; \"-\": not measured")
 	for _, s := range rep.Systems {
 		seen := map[string]bool{}
-		for _, k := range []string{DSMountPrefix, DSMountObject, DSFind, DSSeq, DSRand, DSSmall, DSHosts} {
+		for _, k := range []string{DSMountPrefix, DSMountObject, DSFind, DSSeq, DSRand, DSSmall, DSHosts, DSHostsObject} {
 			if c := s.Cells[k]; c != nil && c.NA != "" && !seen[c.NA] {
 				seen[c.NA] = true
 				t.Notes = append(t.Notes, fmt.Sprintf("%s: %s", s.Name, c.NA))
@@ -1130,6 +1157,16 @@ func fmtKiB(b int64) string {
 		return fmt.Sprintf("%dKiB", b>>10)
 	}
 	return fmtMiB(b)
+}
+
+// readFile reads the file at path to its end (see readSeq).
+func readFile(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return readSeq(f)
 }
 
 // readSeq reads r to its end with 1 MiB read calls, discarding the bytes.

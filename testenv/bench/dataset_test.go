@@ -44,18 +44,19 @@ func TestDatasetTargets(t *testing.T) {
 	rep := &DatasetReport{Config: cfg, Systems: []*DatasetSystem{
 		{Name: DSBaseline, Cells: map[string]*DatasetCell{DSSeq: dsCell(1, 0, 1<<30), DSRand: dsCell(0.006, 0.009, 1<<20)}},
 		{Name: DSDamselfly, Cells: map[string]*DatasetCell{
-			DSFind:  {NA: errPrefixNotBuilt.Error()},
-			DSSeq:   dsCell(1.4, 0, 1<<30),           // 1.4x: met
-			DSRand:  dsCell(0.008, 0.020, 100*MiB),   // p99 2.2x: not met; bytes 100/500: met
-			DSSmall: {NA: errPrefixNotBuilt.Error()}, // not measured
-			DSHosts: dsCell(3, 0, tree+tree/4)},      // 1.25 copies: met
+			DSFind:        {NA: errPrefixNotBuilt.Error()},
+			DSSeq:         dsCell(1.4, 0, 1<<30),           // 1.4x: met
+			DSRand:        dsCell(0.008, 0.020, 100*MiB),   // p99 2.2x: not met; bytes 100/500: met
+			DSSmall:       {NA: errPrefixNotBuilt.Error()}, // not measured
+			DSHosts:       dsCell(3, 0, tree+tree/4),
+			DSHostsObject: dsCell(5, 0, 3<<30)}, // 1.25 copies: met
 		},
 		{Name: DSRclone, Cells: map[string]*DatasetCell{DSFind: dsCell(0.5, 0, 0), DSRand: dsCell(0.011, 0.03, 500*MiB),
 			DSSmall: dsCell(4, 0, tree)}},
 	}}
 	ts := DatasetTargets(rep)
-	if len(ts) != 6 {
-		t.Fatalf("%d targets, want 6: %v", len(ts), ts)
+	if len(ts) != 7 {
+		t.Fatalf("%d targets, want 7: %v", len(ts), ts)
 	}
 	want := []struct {
 		met  bool
@@ -67,6 +68,7 @@ func TestDatasetTargets(t *testing.T) {
 		{true, ""},                         // random bytes
 		{false, "prefix mounts not built"}, // small
 		{true, ""},                         // hosts
+		{false, ""},                        // hosts, object: 3 copies
 	}
 	for i, w := range want {
 		if ts[i].Met != w.met || !strings.Contains(ts[i].Note, w.note) {

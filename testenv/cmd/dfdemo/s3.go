@@ -98,10 +98,13 @@ func s3Part(e *env, c config) result {
 	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style%s (x2, separate data dirs)\n",
 		src, e.sn.Addr, e.store.URL(), packArg)
 	if e.snS3 {
-		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed fetches each object once for both peers\n", e.store.URL())
-		if c.s3Pack == "auto" {
+		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed can fetch each object once for the swarm\n", e.store.URL())
+		switch {
+		case c.s3Pack == "auto":
 			printf("the peers read object by object (--s3-pack=false): packs of small objects (dfmount's default) are not shared\n" +
 				"through the swarm yet, each peer would read them from the store (see them with `go run ./testenv/cmd/dfdemo --s3-pack=true`)\n")
+		case pack != "false":
+			printf("packs of small objects are not shared through the swarm yet: each peer reads them from the store\n")
 		}
 	} else {
 		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n")

@@ -21,6 +21,16 @@ type Sink interface {
 	PutPiece(i int, data []byte) error // stores a whole piece (the sink hashes it); data is the sink's to keep
 }
 
+// Claimer is an optional Sink that coordinates Fill's range requests with
+// other fetchers of the same pieces (e.g. a seed's on-demand fetches):
+// before a range worker requests piece i it claims it, and skips the piece
+// when another fetcher holds the claim (the piece is that fetcher's to get;
+// a caller that still lacks it after Fill returns fills again). release is
+// called once the piece is stored or its fetch failed.
+type Claimer interface {
+	Claim(i int) (release func(), ok bool)
+}
+
 // FillOptions tune Fill and FetchPiece.
 type FillOptions struct {
 	Concurrency int           // range requests in flight; default 4

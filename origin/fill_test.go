@@ -338,3 +338,56 @@ func TestFillChargesEveryLimiter(t *testing.T) {
 		t.Errorf("largest read %d exceeds the smallest burst %d", m, small)
 	}
 }
+
+// claimSink is a memSink whose pieces in held are claimed by another
+// fetcher.
+type claimSink struct {
+	*memSink
+	held     map[int]bool
+	claims   []int
+	released int
+}
+
+func (s *claimSink) Claim(i int) (func(), bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[i] {
+		return nil, false
+	}
+	s.claims = append(s.claims, i)
+	return func() {
+		s.mu.Lock()
+		s.released++
+		s.mu.Unlock()
+	}, true
+}
+
+// TestFillSkipsClaimedPieces: range workers claim each piece before its
+// request and leave alone the pieces another fetcher holds, releasing
+// every claim they took.
+func TestFillSkipsClaimedPieces(t *testing.T) {
+	content := randomBytes(testLength, 4)
+	o := newOrigin(t, content, nil)
+	c := testClient(t, nil)
+	info, err := c.Probe(context.Background(), o.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets := o.gets.Load()
+	sink := &claimSink{memSink: newSink(testLength, testPieceSize), held: map[int]bool{3: true, 7: true}}
+	if err := c.Fill(context.Background(), o.url(), nil, info, sink, FillOptions{Concurrency: 2}); err != nil {
+		t.Fatal(err)
+	}
+	n := sink.layout.NumPieces()
+	for i := range n {
+		if got, want := sink.Has(i), !sink.held[i]; got != want {
+			t.Errorf("piece %d: stored %v, want %v", i, got, want)
+		}
+	}
+	if len(sink.claims) != n-2 || sink.released != len(sink.claims) {
+		t.Errorf("%d claims, %d released; want %d of each", len(sink.claims), sink.released, n-2)
+	}
+	if g := o.gets.Load() - gets; g != int64(n-2) {
+		t.Errorf("%d range GETs, want %d (none for the claimed pieces)", g, n-2)
+	}
+}

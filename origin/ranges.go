@@ -153,12 +153,21 @@ func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header
 				if !ok {
 					return
 				}
+				release := func() {}
+				if cl, isClaimer := sink.(Claimer); isClaimer {
+					if release, ok = cl.Claim(i); !ok {
+						continue // another fetcher is getting it
+					}
+				}
 				data, err := c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
 				if err != nil {
+					release()
 					fail(err)
 					return
 				}
-				if err := sink.PutPiece(i, data); err != nil {
+				err = sink.PutPiece(i, data)
+				release()
+				if err != nil {
 					fail(fmt.Errorf("store piece %d of %s: %w", i, redacted, err))
 					return
 				}

@@ -61,7 +61,7 @@ type seedTask struct {
 	validating    chan struct{} // non-nil while a revalidation runs
 	lazy          bool          // no full fetch asked for yet
 	filling       bool          // a full fetch runs
-	claimed       map[int]bool  // pieces an on-demand fetch is getting
+	claimed       map[int]chan struct{} // pieces being fetched (on demand or by the fill); closed when released
 	urgent        map[int]int   // pieces peers wait for while the fill runs
 
 	fromOrigin atomic.Int64
@@ -215,11 +215,10 @@ func (s *seeder) startFill(st *seedTask) {
 
 // fetchPiece makes the seed hold piece n, fetching it from the origin now
 // if needed: a peer is waiting for it, so it goes before the background
-// fill. With ranges, one on-demand fetch per piece runs at once, claimed so
-// that the fill skips it (a piece the fill had already started may then be
-// fetched twice, which costs one piece, never a wait behind the fill's
-// window); without ranges the piece moves to the front of the fill's
-// order.
+// fill. With ranges, one fetch per piece runs at once: an on-demand fetch
+// claims the piece so that the fill skips it, and waits for a piece the fill
+// has already claimed (already in flight) instead of fetching it twice;
+// without ranges the piece moves to the front of the fill's order.
 func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	st.mu.Lock()
 	t, info, state := st.task, st.info, st.state
@@ -254,14 +253,26 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	}
 	st.mu.Unlock()
 	ch := st.pieces.DoChan(fmt.Sprint(n), func() (any, error) {
-		if t.Has(n) {
-			return nil, nil
+		// A piece the fill is already getting is waited for, not fetched
+		// a second time; if that fetch failed, it is fetched here.
+		for {
+			if t.Has(n) {
+				return nil, nil
+			}
+			release, busy, ok := st.claim(n)
+			if ok {
+				defer release()
+				break
+			}
+			select {
+			case <-busy:
+			case <-s.ctx.Done():
+				return nil, s.ctx.Err()
+			}
 		}
-		st.setClaim(n, true)
 		if !st.vouched(n).IsZero() {
 			s.logFor(st).WithField("piece", n).Debug("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
 		}
-		defer st.setClaim(n, false)
 		data, err := s.src.FetchPiece(s.ctx, s.originURL(st), st.header, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
 				st.fromOrigin.Add(int64(k))
@@ -305,17 +316,26 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 	}
 }
 
-func (st *seedTask) setClaim(n int, on bool) {
+// claim makes the caller the one fetcher of piece n: ok, with release to
+// call once the piece is stored or its fetch failed; or, when another
+// fetcher holds it, busy, closed when that one releases it.
+func (st *seedTask) claim(n int) (release func(), busy <-chan struct{}, ok bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if ch, held := st.claimed[n]; held {
+		return nil, ch, false
+	}
 	if st.claimed == nil {
-		st.claimed = map[int]bool{}
+		st.claimed = map[int]chan struct{}{}
 	}
-	if on {
-		st.claimed[n] = true
-	} else {
+	ch := make(chan struct{})
+	st.claimed[n] = ch
+	return func() {
+		st.mu.Lock()
 		delete(st.claimed, n)
-	}
+		st.mu.Unlock()
+		close(ch)
+	}, nil, true
 }
 
 // urgentOrder lists the pieces peers are waiting for, for the fill to
@@ -694,7 +714,11 @@ func (st *seedTask) claimedAny() bool {
 
 // seedSink adapts a cache task to origin.Sink. Pieces an on-demand fetch
 // is getting count as present, so the fill does not fetch them too; so do
-// vouched pieces when pieces can be fetched alone (ranges).
+// vouched pieces when pieces can be fetched alone (ranges). The fill's range
+// requests claim their pieces (origin.Claimer), so an on-demand fetch of a
+// piece the fill is getting waits for it instead of fetching it again.
+var _ origin.Claimer = seedSink{}
+
 type seedSink struct {
 	t      *cache.Task
 	st     *seedTask
@@ -708,7 +732,14 @@ func (k seedSink) Has(i int) bool {
 	}
 	k.st.mu.Lock()
 	defer k.st.mu.Unlock()
-	return k.st.claimed[i] || (k.ranges && !k.st.vouchedLocked(i).IsZero())
+	_, claimed := k.st.claimed[i]
+	return claimed || (k.ranges && !k.st.vouchedLocked(i).IsZero())
+}
+
+// Claim implements origin.Claimer.
+func (k seedSink) Claim(i int) (func(), bool) {
+	release, _, ok := k.st.claim(i)
+	return release, ok
 }
 func (k seedSink) PutPiece(i int, data []byte) error {
 	_, err := k.t.PutPiece(i, data)

@@ -1147,6 +1147,7 @@ func DatasetTable(rep *DatasetReport) *Table {
 		"random reads: page-aligned, each in a different piece of the object, fd POSIX_FADV_RANDOM, store bytes during the 200 reads (a prefetch included);",
 		fmt.Sprintf("%s: one mount each (Damselfly: one supernode%s), every file read through every mount at once, %d workers each;", hosts,
 			map[string]string{"true": " with --s3-endpoint PROXY", "false": " without --s3-endpoint (it has no such flag)"}[rep.Versions["supernode --s3-endpoint"]], cfg.Workers),
+		fmt.Sprintf("%d hosts read the object: Damselfly only (same supernode set-up; every host reads it whole), the others fetch it once per host by construction;", cfg.Hosts),
 		"cold: "+rep.Evict+".")
 	return t
 }

@@ -83,6 +83,8 @@ type seedTask struct {
 	// vouch holds digests adopted from sealed lists after a failover
 	// (vouch.go); guarded by mu.
 	vouch vouchState
+	// pace paces the fill to the swarm (seedpace.go); guarded by mu.
+	pace paceState
 }
 
 func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
@@ -112,6 +114,10 @@ type seeder struct {
 	maxOpen int
 	idle    time.Duration
 	closing int // tasks taken out of tasks, still being closed; guarded by mu
+	// lead paces fills to the swarm (seedpace.go; <= 0: unpaced); swarm
+	// counts a task's peers and those done (nil: none known).
+	lead  int
+	swarm func(taskID string) (peers, done int)
 
 	ctx context.Context
 
@@ -279,6 +285,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		} else if _, err := t.PutPiece(n, data); err != nil {
 			return nil, err
 		}
+		st.stored(n, false)
 		if t.Complete() {
 			if st.digest != "" {
 				if err := verifyWhole(t, st.digest); err != nil {
@@ -409,12 +416,18 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 			s.onOrigin(n)
 		},
 	}
+	if info.AcceptRanges {
+		// Paced to the swarm (seedpace.go).
+		opts.Order = s.pacedOrder(st, t)
+	}
+	defer st.resetPace()
 	var err error
 	// A piece an on-demand fetch had claimed is skipped by the fill; if
 	// that fetch failed, the piece is still missing: fill again. Pieces
 	// with a vouched digest (adopted after a failover, vouch.go) are not
 	// fetched here, only on demand.
 	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
+		st.resetPace()
 		err = s.src.Fill(s.ctx, st.url, st.header, info, seedSink{t: t, st: st, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
@@ -453,7 +466,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	st.state, st.filling = stateDone, false
 	st.mu.Unlock()
 	log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
-		"fromOrigin": st.fromOrigin.Load()}).Info("seed: complete")
+		"fromOrigin": st.fromOrigin.Load(), "paced": st.waitedPaced().Round(time.Millisecond)}).Info("seed: complete")
 }
 
 // prepare opens the cached copy if there is one and it is still current,
@@ -708,6 +721,9 @@ func (k seedSink) Has(i int) bool {
 	return k.st.claimed[i] || (k.ranges && !k.st.vouchedLocked(i).IsZero())
 }
 func (k seedSink) PutPiece(i int, data []byte) error {
-	_, err := k.t.PutPiece(i, data)
-	return err
+	if _, err := k.t.PutPiece(i, data); err != nil {
+		return err
+	}
+	k.st.stored(i, true)
+	return nil
 }

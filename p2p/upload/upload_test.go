@@ -645,3 +645,70 @@ func TestFanoutForgetsGoneHolders(t *testing.T) {
 		})
 	}
 }
+
+// sentTasks adds upload.SentNotifier to a taskMap, recording the pieces
+// reported sent whole.
+type sentTasks struct {
+	*taskMap
+	mu   sync.Mutex
+	sent []int
+}
+
+func (k *sentTasks) PieceSent(taskID string, n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sent = append(k.sent, n)
+}
+
+func (k *sentTasks) take() []int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := k.sent
+	k.sent = nil
+	return out
+}
+
+// TestPieceSentWhole: a SentNotifier hears of a piece once its response
+// was written whole (with or without a limiter, short last piece
+// included), and not of ranges, HEADs or pieces not served.
+func TestPieceSentWhole(t *testing.T) {
+	for _, limited := range []bool{false, true} {
+		t.Run(fmt.Sprint("limiter ", limited), func(t *testing.T) {
+			f := newFixture(t, 0, 2, 4)
+			k := &sentTasks{taskMap: f.tasks}
+			var opts []upload.Option
+			if limited {
+				opts = append(opts, upload.WithLimiter(rate.NewLimiter(rate.Limit(64<<20), 256<<10)))
+			}
+			_, hs := serve(t, k, opts...)
+			tests := []struct {
+				name   string
+				method string
+				piece  int
+				header http.Header
+				want   []int
+			}{
+				{"whole piece", http.MethodGet, 0, nil, []int{0}},
+				{"short last piece", http.MethodGet, 4, nil, []int{4}},
+				{"range", http.MethodGet, 2, http.Header{"Range": {"bytes=0-99"}}, nil},
+				{"HEAD", http.MethodHead, 2, nil, nil},
+				{"absent piece", http.MethodGet, 1, nil, nil},
+			}
+			for _, tc := range tests {
+				do(t, tc.method, pieceURL(hs.URL, f.id, tc.piece), tc.header)
+				// The handler tells after the client may have read
+				// the body: give it a moment.
+				var got []int
+				for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+					got = append(got, k.take()...)
+					if len(got) >= len(tc.want) && (tc.want != nil || time.Now().After(deadline.Add(-900*time.Millisecond))) || time.Now().After(deadline) {
+						break
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("%s: sent whole %v, want %v", tc.name, got, tc.want)
+				}
+			}
+		})
+	}
+}

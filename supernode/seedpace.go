@@ -101,7 +101,12 @@ func leadPieces(lead int, pieceSize int64) int {
 // paceAdmit is the pacing rule (see the comment at the top of the file):
 // whether the fill may start another piece.
 func paceAdmit(lead, exclusive, downloading int, quiet, unpaced bool) bool {
-	return lead <= 0 || unpaced || downloading == 0 || quiet || exclusive < lead
+	return !paced(lead, downloading, quiet, unpaced) || exclusive < lead
+}
+
+// paced is the rule's "paced" (see the comment at the top of the file).
+func paced(lead, downloading int, quiet, unpaced bool) bool {
+	return lead > 0 && !unpaced && downloading > 0 && !quiet
 }
 
 // wakeLocked wakes a waiting fill. Caller holds st.mu.
@@ -225,10 +230,18 @@ func (s *seeder) paceFill(st *seedTask, t *cache.Task) {
 			peers, done := s.swarm(st.id)
 			downloading = peers - done
 		}
-		excl := s.exclusive(st)
 		st.mu.Lock()
 		quiet := time.Since(st.pace.active) > paceQuiet
-		admit := paceAdmit(lead, excl, downloading, quiet, st.pace.unpaced) || st.state == stateFailed || st.closed
+		unpaced := st.pace.unpaced || st.state == stateFailed || st.closed
+		st.mu.Unlock()
+		excl := 0
+		if paced(lead, downloading, quiet, unpaced) {
+			// Paced: count (the pieces held elsewhere only then, as
+			// an unpaced fill's list may be long).
+			excl = s.exclusive(st)
+		}
+		st.mu.Lock()
+		admit := paceAdmit(lead, excl, downloading, quiet, unpaced)
 		if !admit && st.leftToStartLocked(t) == 0 {
 			st.mu.Unlock()
 			return // the picker finds nothing: no piece to count

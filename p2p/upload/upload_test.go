@@ -660,7 +660,24 @@ func (k *sentTasks) PieceSent(taskID string, n int) {
 	k.sent = append(k.sent, n)
 }
 
-func (k *sentTasks) take() []int {
+// await takes the pieces reported sent, waiting for n of them (up to a
+// second), or 100 ms for none: the handler reports after the client may
+// have read the body.
+func (k *sentTasks) await(n int) []int {
+	wait := time.Second
+	if n == 0 {
+		wait = 100 * time.Millisecond
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		k.mu.Lock()
+		got := len(k.sent)
+		k.mu.Unlock()
+		if n > 0 && got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := k.sent
@@ -696,16 +713,7 @@ func TestPieceSentWhole(t *testing.T) {
 			}
 			for _, tc := range tests {
 				do(t, tc.method, pieceURL(hs.URL, f.id, tc.piece), tc.header)
-				// The handler tells after the client may have read
-				// the body: give it a moment.
-				var got []int
-				for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
-					got = append(got, k.take()...)
-					if len(got) >= len(tc.want) && (tc.want != nil || time.Now().After(deadline.Add(-900*time.Millisecond))) || time.Now().After(deadline) {
-						break
-					}
-				}
-				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				if got := k.await(len(tc.want)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 					t.Errorf("%s: sent whole %v, want %v", tc.name, got, tc.want)
 				}
 			}

@@ -500,6 +500,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 			}
 			meta := s.metaFor(st, info)
 			st.dropVouched() // vouched for the old content
+			st.forgetPaced()
 			if err := t.Reset(meta); err != nil {
 				t.Close()
 				return nil, info, err
@@ -612,6 +613,7 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 	meta := s.metaFor(st, info)
 	// What was vouched for is of the old content.
 	st.dropVouched()
+	st.forgetPaced()
 	if err := t.Reset(meta); err != nil {
 		s.fail(st, fmt.Errorf("reset cached copy: %w", err))
 		return

@@ -177,6 +177,14 @@ func (st *seedTask) resetPace() {
 	st.mu.Unlock()
 }
 
+// forgetPaced forgets which pieces were fetched and sent (the content
+// changed at the origin; its pieces are fetched again).
+func (st *seedTask) forgetPaced() {
+	st.mu.Lock()
+	st.pace.pending, st.pace.sent = nil, nil
+	st.mu.Unlock()
+}
+
 // reported tells the seed that a peer of task id reported pieces.
 func (s *seeder) reported(id string) {
 	st := s.get(id)

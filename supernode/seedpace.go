@@ -69,10 +69,11 @@ const (
 	// paceQuiet is how long the swarm may go without a piece moving
 	// before the fill stops waiting for it.
 	paceQuiet = 2 * time.Second
-	// pacePoll is how often a waiting fill re-checks without a wake-up
-	// (peers' reports and departures, paceQuiet).
-	pacePoll = 100 * time.Millisecond
 )
+
+// pacePoll is how often a waiting fill re-checks without a wake-up
+// (peers' departures, paceQuiet); a variable for tests.
+var pacePoll = 100 * time.Millisecond
 
 // paceState is what a seed task knows for pacing its fill. Guarded by the
 // seed task's mu.

@@ -135,29 +135,32 @@ func (r *paceRig) admitted(d time.Duration) (<-chan struct{}, bool) {
 // exist only at the seed, waits, and goes on as soon as one is sent whole
 // to a child or reported held by a peer, or the rule stops applying.
 func TestPaceFillWaitsAndWakes(t *testing.T) {
+	defer func(p time.Duration) { pacePoll = p }(pacePoll)
 	wakes := []struct {
 		name string
 		wake func(r *paceRig)
-		// within is how soon the fill must go on.
-		within time.Duration
+		// poll is the re-check interval; within is how soon the fill
+		// must go on (well under poll: woken, not polled).
+		poll, within time.Duration
 	}{
-		{"sent whole", func(r *paceRig) { seedTasks{r.s}.PieceSent(r.st.id, 0) }, 50 * time.Millisecond},
+		{"sent whole", func(r *paceRig) { seedTasks{r.s}.PieceSent(r.st.id, 0) }, time.Minute, 5 * time.Second},
 		{"reported held", func(r *paceRig) {
 			r.mu.Lock()
 			r.held[1] = true
 			r.mu.Unlock()
 			r.s.reported(r.st.id)
-		}, 50 * time.Millisecond},
-		{"preheat", func(r *paceRig) { r.st.unpace() }, 50 * time.Millisecond},
+		}, time.Minute, 5 * time.Second},
+		{"preheat", func(r *paceRig) { r.st.unpace() }, time.Minute, 5 * time.Second},
 		{"peers done", func(r *paceRig) {
 			r.mu.Lock()
 			r.downloading = 0
 			r.mu.Unlock()
-		}, pacePoll + 100*time.Millisecond},
-		{"swarm quiet", func(*paceRig) {}, paceQuiet + pacePoll + 200*time.Millisecond},
+		}, 50 * time.Millisecond, 5 * time.Second},
+		{"swarm quiet", func(*paceRig) {}, 50 * time.Millisecond, paceQuiet + 5*time.Second},
 	}
 	for _, w := range wakes {
 		t.Run(w.name, func(t *testing.T) {
+			pacePoll = w.poll
 			const lead = 4
 			r := newPaceRig(t, lead, 16)
 			// Three stored, one in flight: lead reached.

@@ -337,6 +337,7 @@ func (p *preheater) warm(ctx context.Context, t *preheatTarget, header http.Head
 	if err != nil {
 		return err
 	}
+	st.unpace() // a preheat wants the whole content here (seedpace.go)
 	select {
 	case <-st.ready:
 	case <-ctx.Done():

@@ -58,11 +58,11 @@ type seedTask struct {
 	task          *cache.Task
 	info          origin.Info
 	lastValidated time.Time
-	validating    chan struct{} // non-nil while a revalidation runs
-	lazy          bool          // no full fetch asked for yet
-	filling       bool          // a full fetch runs
+	validating    chan struct{}         // non-nil while a revalidation runs
+	lazy          bool                  // no full fetch asked for yet
+	filling       bool                  // a full fetch runs
 	claimed       map[int]chan struct{} // pieces being fetched (on demand or by the fill); closed when released
-	urgent        map[int]int   // pieces peers wait for while the fill runs
+	urgent        map[int]int           // pieces peers wait for while the fill runs
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
@@ -84,6 +84,8 @@ type seedTask struct {
 	// vouch holds digests adopted from sealed lists after a failover
 	// (vouch.go); guarded by mu.
 	vouch vouchState
+	// pace paces the fill to the swarm (seedpace.go); guarded by mu.
+	pace paceState
 }
 
 func (st *seedTask) snapshot() (state string, t *cache.Task, err error) {
@@ -115,6 +117,10 @@ type seeder struct {
 	closing int // tasks taken out of tasks, still being closed; guarded by mu
 	// s3 holds the presigned URLs s3 tasks are fetched with (s3.go).
 	s3 *s3Gate
+	// lead paces fills to the swarm (seedpace.go; <= 0: unpaced); swarm
+	// counts a task's peers and those done (nil: none known).
+	lead  int
+	swarm func(taskID string) (peers, done int)
 
 	ctx context.Context
 
@@ -293,6 +299,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		} else if _, err := t.PutPiece(n, data); err != nil {
 			return nil, err
 		}
+		st.stored(n, false)
 		if t.Complete() {
 			if st.digest != "" {
 				if err := verifyWhole(t, st.digest); err != nil {
@@ -432,13 +439,15 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 			s.onOrigin(n)
 		},
 	}
+	defer st.resetPace()
 	var err error
 	// A piece an on-demand fetch had claimed is skipped by the fill; if
 	// that fetch failed, the piece is still missing: fill again. Pieces
 	// with a vouched digest (adopted after a failover, vouch.go) are not
 	// fetched here, only on demand.
 	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
-		err = s.src.Fill(s.ctx, s.originURL(st), st.header, info, seedSink{t: t, st: st, ranges: info.AcceptRanges}, opts)
+		st.resetPace()
+		err = s.src.Fill(s.ctx, s.originURL(st), st.header, info, seedSink{t: t, st: st, s: s, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -476,7 +485,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	st.state, st.filling = stateDone, false
 	st.mu.Unlock()
 	log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond),
-		"fromOrigin": st.fromOrigin.Load()}).Info("seed: complete")
+		"fromOrigin": st.fromOrigin.Load(), "paced": st.waitedPaced().Round(time.Millisecond)}).Info("seed: complete")
 }
 
 // prepare opens the cached copy if there is one and it is still current,
@@ -510,6 +519,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 			}
 			meta := s.metaFor(st, info)
 			st.dropVouched() // vouched for the old content
+			st.forgetPaced()
 			if err := t.Reset(meta); err != nil {
 				t.Close()
 				return nil, info, err
@@ -622,6 +632,7 @@ func (s *seeder) maybeRevalidate(ctx context.Context, st *seedTask, header http.
 	meta := s.metaFor(st, info)
 	// What was vouched for is of the old content.
 	st.dropVouched()
+	st.forgetPaced()
 	if err := t.Reset(meta); err != nil {
 		s.fail(st, fmt.Errorf("reset cached copy: %w", err))
 		return
@@ -722,6 +733,7 @@ var _ origin.Claimer = seedSink{}
 type seedSink struct {
 	t      *cache.Task
 	st     *seedTask
+	s      *seeder // paces the fill's range requests (seedpace.go); nil: unpaced
 	ranges bool
 }
 
@@ -736,12 +748,25 @@ func (k seedSink) Has(i int) bool {
 	return claimed || (k.ranges && !k.st.vouchedLocked(i).IsZero())
 }
 
-// Claim implements origin.Claimer.
+// Claim implements origin.Claimer: a range worker of the fill about to
+// request piece i first waits for the pacing rule (seedpace.go), then
+// claims the piece, unless it was stored or claimed meanwhile.
 func (k seedSink) Claim(i int) (func(), bool) {
+	counted := k.s != nil && k.s.paceFill(k.st, k.t, i)
 	release, _, ok := k.st.claim(i)
+	if ok && k.t.Has(i) {
+		release()
+		ok = false
+	}
+	if !ok && counted {
+		k.st.unstarted()
+	}
 	return release, ok
 }
 func (k seedSink) PutPiece(i int, data []byte) error {
-	_, err := k.t.PutPiece(i, data)
-	return err
+	if _, err := k.t.PutPiece(i, data); err != nil {
+		return err
+	}
+	k.st.stored(i, true)
+	return nil
 }

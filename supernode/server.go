@@ -117,6 +117,10 @@ type Config struct {
 	// whose presigned URLs peers may register s3:// tasks with (s3.go);
 	// empty, s3 tasks are refused and peers read from the store directly.
 	S3Endpoints []string
+	// SeedLead is how many pieces no peer holds the seed's background
+	// fill may fetch ahead of the swarm, so that little dies with a
+	// killed owner (DefaultSeedLead; negative: unpaced). See seedpace.go.
+	SeedLead int
 }
 
 // Supernode is the tracker, scheduler and seed. Create it with New, serve
@@ -176,6 +180,9 @@ func New(cfg Config) (*Supernode, error) {
 	if cfg.SeedIdle == 0 {
 		cfg.SeedIdle = DefaultSeedIdle
 	}
+	if cfg.SeedLead == 0 {
+		cfg.SeedLead = DefaultSeedLead
+	}
 	if cfg.CredentialTTL <= 0 {
 		cfg.CredentialTTL = trust.DefaultTTL
 	}
@@ -214,6 +221,7 @@ func New(cfg Config) (*Supernode, error) {
 		maxOpen: cfg.MaxOpenTasks, idle: cfg.SeedIdle, s3: gate,
 		onLayout: s.sched.SetTask, onOrigin: func(n int) { s.metrics.originBytes.Add(float64(n)) }}
 	s.seeds.holdersOf = s.sched.HoldersOf
+	s.seeds.lead, s.seeds.swarm = cfg.SeedLead, s.sched.TaskCounts
 	if s.seeds.seal, err = sealKeyFor(cfg); err != nil {
 		store.Close()
 		cancel()
@@ -374,6 +382,9 @@ func (s *Supernode) handleSync(w http.ResponseWriter, r *http.Request) {
 	if err := s.sched.Finished(req.TaskID, req.PeerID, req.Finished, req.Done); err != nil {
 		writeError(w, http.StatusNotFound, wire.CodeUnknownPeer, "peer not registered for this task; register again", 0)
 		return
+	}
+	if len(req.Finished) > 0 || req.Done {
+		s.seeds.reported(req.TaskID) // may wake a paced fill
 	}
 	// Reports count only from a child registered for the task, against a
 	// peer serving it.

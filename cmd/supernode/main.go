@@ -46,6 +46,7 @@ func newCommand() *cobra.Command {
 		registerRate                         float64
 		registerBurst, statusLimit           int
 		maxOpenTasks, preheatQueue           int
+		seedLead                             int
 		seedIdle, preheatTimeout             time.Duration
 		metricsOpts                          metricsserve.Options
 	)
@@ -125,7 +126,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 				ClusterToken: cluster, AdminToken: admin, NotificationsToken: notify, Egress: policy,
 				RegisterRate: registerRate, RegisterBurst: registerBurst, StatusLimit: statusLimit,
 				MaxOpenTasks: maxOpenTasks, SeedIdle: seedIdle, PreheatQueue: preheatQueue, PreheatTimeout: preheatTimeout,
-				S3Endpoints: s3Endpoints})
+				S3Endpoints: s3Endpoints, SeedLead: seedLeadConfig(seedLead)})
 			if err != nil {
 				ln.Close()
 				return err
@@ -171,6 +172,7 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	f.IntVar(&registerBurst, "register-burst", supernode.DefaultRegisterBurst, "registrations one client may make at once before --register-rate applies")
 	f.IntVar(&maxOpenTasks, "max-open-tasks", supernode.DefaultMaxOpenTasks, "seed tasks kept open at once (3 open files each); beyond, the least recently used are closed and reopened from the store when asked for again (negative: no cap)")
 	f.DurationVar(&seedIdle, "seed-idle", supernode.DefaultSeedIdle, "close a seed task not registered, synced or served for this long (it stays in the store; negative: never)")
+	f.IntVar(&seedLead, "seed-lead", supernode.DefaultSeedLead, "pieces no peer holds yet that the seed's background fill may fetch ahead of the swarm (at least 3 MiB worth; pieces being fetched count), bounding what dies with a killed owner; on-demand fetches and preheats are not paced (0: unpaced)")
 	f.IntVar(&preheatQueue, "preheat-queue", supernode.DefaultPreheatQueue, "unfinished preheats accepted at once; beyond, 429 with Retry-After")
 	f.DurationVar(&preheatTimeout, "preheat-timeout", supernode.DefaultPreheatTimeout, "a preheat not finished after this long fails")
 	f.IntVar(&statusLimit, "status-limit", supernode.DefaultStatusLimit, "tasks and peers GET /api/v1/status lists by default (?limit= and ?offset= page; totals are always given)")
@@ -190,6 +192,15 @@ GET /api/v1/status (JSON), /api/v1/tasks/{id}, /metrics (Prometheus), /healthz.`
 	config.Bind(cmd)
 	cmd.AddCommand(version.Command("supernode"))
 	return cmd
+}
+
+// seedLeadConfig maps --seed-lead (0: unpaced) to Config.SeedLead (0:
+// the default, negative: unpaced).
+func seedLeadConfig(flag int) int {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }
 
 // optionalSecret loads a token file named by the flag value or envName; an

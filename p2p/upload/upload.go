@@ -98,6 +98,13 @@ type PieceSealer interface {
 	PieceSeal(taskID string, n int, digest string) string
 }
 
+// SentNotifier is implemented by Tasks that want to know when a piece
+// was sent whole to a child (its response fully written: all its bytes,
+// relayed or not), as the seed paces its origin fetches to the swarm.
+type SentNotifier interface {
+	PieceSent(taskID string, n int)
+}
+
 // PieceSealHeader carries a served piece's sealed digest (see PieceSealer
 // and wire.SealedPiece).
 const PieceSealHeader = "X-Damselfly-Piece-Seal"
@@ -362,18 +369,12 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	var sent atomic.Int64
 	if relay != nil {
 		s.serveRelay(w, r, n, relay, relaySize, &sent)
-		s.served.Add(sent.Load())
-		if s.onServe != nil {
-			s.onServe(taskID, sent.Load())
-		}
+		s.done(taskID, n, sent.Load(), relaySize)
 		return
 	}
 	if s.limiter == nil && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
 		if s.sendFile(w, t, n, sec, &sent) {
-			s.served.Add(sent.Load())
-			if s.onServe != nil {
-				s.onServe(taskID, sent.Load())
-			}
+			s.done(taskID, n, sent.Load(), sec.Size())
 			return
 		}
 	}
@@ -384,9 +385,18 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 		w.Header().Set(DigestHeader, d.String())
 	}
 	http.ServeContent(rw, r, "", time.Time{}, sec)
-	s.served.Add(sent.Load())
+	s.done(taskID, n, sent.Load(), sec.Size())
+}
+
+// done counts a piece response of sent bytes of piece n (size bytes) and
+// tells a SentNotifier when the whole piece went out.
+func (s *Server) done(taskID string, n int, sent, size int64) {
+	s.served.Add(sent)
 	if s.onServe != nil {
-		s.onServe(taskID, sent.Load())
+		s.onServe(taskID, sent)
+	}
+	if sn, ok := s.tasks.(SentNotifier); ok && sent == size && size > 0 {
+		sn.PieceSent(taskID, n)
 	}
 }
 

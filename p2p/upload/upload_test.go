@@ -645,3 +645,78 @@ func TestFanoutForgetsGoneHolders(t *testing.T) {
 		})
 	}
 }
+
+// sentTasks adds upload.SentNotifier to a taskMap, recording the pieces
+// reported sent whole.
+type sentTasks struct {
+	*taskMap
+	mu   sync.Mutex
+	sent []int
+}
+
+func (k *sentTasks) PieceSent(taskID string, n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sent = append(k.sent, n)
+}
+
+// await takes the pieces reported sent, waiting for n of them (up to a
+// second), or 100 ms for none: the handler reports after the client may
+// have read the body.
+func (k *sentTasks) await(n int) []int {
+	wait := time.Second
+	if n == 0 {
+		wait = 100 * time.Millisecond
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		k.mu.Lock()
+		got := len(k.sent)
+		k.mu.Unlock()
+		if n > 0 && got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := k.sent
+	k.sent = nil
+	return out
+}
+
+// TestPieceSentWhole: a SentNotifier hears of a piece once its response
+// was written whole (with or without a limiter, short last piece
+// included), and not of ranges, HEADs or pieces not served.
+func TestPieceSentWhole(t *testing.T) {
+	for _, limited := range []bool{false, true} {
+		t.Run(fmt.Sprint("limiter ", limited), func(t *testing.T) {
+			f := newFixture(t, 0, 2, 4)
+			k := &sentTasks{taskMap: f.tasks}
+			var opts []upload.Option
+			if limited {
+				opts = append(opts, upload.WithLimiter(rate.NewLimiter(rate.Limit(64<<20), 256<<10)))
+			}
+			_, hs := serve(t, k, opts...)
+			tests := []struct {
+				name   string
+				method string
+				piece  int
+				header http.Header
+				want   []int
+			}{
+				{"whole piece", http.MethodGet, 0, nil, []int{0}},
+				{"short last piece", http.MethodGet, 4, nil, []int{4}},
+				{"range", http.MethodGet, 2, http.Header{"Range": {"bytes=0-99"}}, nil},
+				{"HEAD", http.MethodHead, 2, nil, nil},
+				{"absent piece", http.MethodGet, 1, nil, nil},
+			}
+			for _, tc := range tests {
+				do(t, tc.method, pieceURL(hs.URL, f.id, tc.piece), tc.header)
+				if got := k.await(len(tc.want)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("%s: sent whole %v, want %v", tc.name, got, tc.want)
+				}
+			}
+		})
+	}
+}

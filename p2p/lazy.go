@@ -223,9 +223,13 @@ func (p *Peer) registerLazy(ctx context.Context, id string, req Request, lazy bo
 	if err != nil {
 		return nil, err
 	}
+	pack, err := p.s3Pack(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: lazy,
-		Digest: blobDigest(req.URL), S3Presigned: presigned})
+		Digest: blobDigest(req.URL), S3Presigned: presigned, S3Pack: pack})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {

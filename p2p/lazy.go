@@ -439,6 +439,13 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 		return l.waitDirect(ctx, i)
 	}
 	start := time.Now()
+	// A read bounded by a deadline no later than the stall timeout (a
+	// mount's read timeout) goes back to the store at half its time, so
+	// that it still gets its bytes.
+	stall := l.p.cfg.StallTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= stall {
+		stall = time.Until(dl) / 2
+	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
 		err := l.t.Wait(wctx, i)
@@ -453,8 +460,8 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 			return l.waitDirect(ctx, i)
 		}
 		ferr := d.seedFailure()
-		if ferr == nil && l.s3 != nil && time.Since(start) >= l.p.cfg.StallTimeout && !d.gainedSince(start) {
-			ferr = fmt.Errorf("no piece arrived through the swarm for %s", l.p.cfg.StallTimeout)
+		if ferr == nil && l.s3 != nil && time.Since(start) >= stall && !d.gainedSince(start) {
+			ferr = fmt.Errorf("no piece arrived through the swarm for %s", stall.Round(time.Millisecond))
 		}
 		if ferr == nil {
 			continue

@@ -42,6 +42,10 @@ type storeProxy struct {
 	URL               string
 	gets, lists, body atomic.Int64
 	srv               *http.Server
+	// refuseSeed makes it refuse presigned GETs of anything but the
+	// first byte: a supernode's checks of URLs pass, its seed's fetches
+	// fail (peers sign their own GETs in headers).
+	refuseSeed atomic.Bool
 }
 
 func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
@@ -74,7 +78,13 @@ func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
 		t.Fatal(err)
 	}
 	p.URL = "http://" + ln.Addr().String()
-	p.srv = &http.Server{Handler: rp}
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.refuseSeed.Load() && r.URL.Query().Has("X-Amz-Signature") && r.Header.Get("Range") != "bytes=0-0" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
 	go p.srv.Serve(ln)
 	t.Cleanup(func() { p.srv.Close() })
 	return p
@@ -437,6 +447,31 @@ func TestS3TreeSwarm(t *testing.T) {
 		assertNoSecret(t, fmt.Sprintf("peer %d", i), p.Log(), sw.SecretAccessKey)
 	}
 	assertNoSecret(t, "the supernode", sn.Proc.Log(), sw.SecretAccessKey)
+
+	// A seed the store refuses: the peer reads the packs from the store.
+	t.Run("peers go back to the store when the seed cannot fetch", func(t *testing.T) {
+		refusing := startStoreProxy(t, sw.Endpoint)
+		refusing.refuseSeed.Store(true)
+		sn := testenv.StartSupernode(t, bin, "--allow-origin", strings.TrimPrefix(refusing.URL, "http://"), "--s3-endpoint", refusing.URL)
+		mnt := t.TempDir()
+		m := startMount(t, bin, url+"split-2/class-1/", mnt, "--s3-endpoint", refusing.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+			"--no-daemon", "--upload-listen", "127.0.0.1:0", "--prefetch=false", "--supernode", sn.Addr, "--data-dir", t.TempDir())
+		sub := map[string]string{}
+		for key, sum := range sums {
+			if strings.HasPrefix(key, prefix+"split-2/class-1/part-0/") {
+				sub[key] = sum
+			}
+		}
+		start := time.Now()
+		if _, err := readAllErr(mnt, sub, prefix+"split-2/class-1/"); err != nil {
+			t.Fatalf("%v\n%s", err, m.Tail(20))
+		}
+		t.Logf("%d files of a pack whose seed the store refuses read in %v", len(sub), time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(m.Log(), "reading it straight from the store") {
+			t.Errorf("the peer did not say it went back to the store:\n%s", m.Tail(20))
+		}
+		stopMount(t, m)
+	})
 }
 
 // assertNoSecret fails when log holds the secret key or a presigned URL's

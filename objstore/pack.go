@@ -219,3 +219,32 @@ func (p *Pack) fetch(ctx context.Context, o ObjectInfo, from int64, dst []byte) 
 	}
 	return nil
 }
+
+// PackSwarmMax is the most objects a pack may hold to be shared through a
+// supernode: its registration lists every object with a presigned URL (a
+// few hundred bytes each) and the supernode asks the store about each. A
+// larger pack is read straight from the store.
+const PackSwarmMax = 10000
+
+// Bucket is the bucket of the pack's objects.
+func (p *Pack) Bucket() string { return p.bucket }
+
+// Objects returns the pack's objects in pack order (key order), each with
+// its size and ETag (without quotes).
+func (p *Pack) Objects() []ObjectInfo { return slices.Clone(p.objs) }
+
+// Client is the client the pack reads through (nil before WithClient).
+func (p *Pack) Client() *Client { return p.client }
+
+// PackTaskID is the task ID of the pack's content, as p2p.RangeTaskID
+// derives it for any range source ("range " and its identity, and the tag
+// when there is one): a supernode recomputes it from a registration's
+// member list to check the registrant's claim.
+func PackTaskID(p *Pack, tag string) string {
+	key := "range " + p.Identity()
+	if tag != "" {
+		key += "\x00tag=" + tag
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}

@@ -134,6 +134,32 @@ func checkRangeAnswer(resp *http.Response, redacted string, info Info, layout ma
 // of them fails.
 func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
 	layout manifest.Layout, sink Sink, p *picker, opt FillOptions) error {
+	return fillPieces(ctx, sink, p, opt.Concurrency, func(ctx context.Context, i int) ([]byte, error) {
+		return c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
+	}, redacted)
+}
+
+// FillPieces fills sink with fetch, one piece per call, concurrency calls
+// at a time, in the order opt.Order gives (then ascending), as Fill does
+// with range requests: pieces the sink has are skipped, a Claimer sink's
+// claims are honoured, and the first error stops every worker. It is for
+// sources whose pieces are not one range of one URL (a pack of objects).
+func FillPieces(ctx context.Context, sink Sink, concurrency int, order func() []int,
+	fetch func(ctx context.Context, i int) ([]byte, error)) error {
+	if concurrency <= 0 {
+		concurrency = DefaultConcurrency
+	}
+	p := newPicker(sink.Layout().NumPieces(), sink, order)
+	if p.missing() == 0 {
+		return nil
+	}
+	return fillPieces(ctx, sink, p, concurrency, fetch, "the content")
+}
+
+// fillPieces runs concurrency workers taking pieces from p and fetching
+// them with fetch until every piece is in the sink or one fetch fails.
+func fillPieces(ctx context.Context, sink Sink, p *picker, concurrency int,
+	fetch func(ctx context.Context, i int) ([]byte, error), redacted string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -145,7 +171,7 @@ func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header
 		once.Do(func() { firstErr = err })
 		cancel()
 	}
-	workers := min(opt.Concurrency, p.missing())
+	workers := min(concurrency, p.missing())
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -159,7 +185,7 @@ func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header
 						continue // another fetcher is getting it
 					}
 				}
-				data, err := c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
+				data, err := fetch(ctx, i)
 				if err != nil {
 					release()
 					fail(err)

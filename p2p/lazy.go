@@ -223,9 +223,13 @@ func (p *Peer) registerLazy(ctx context.Context, id string, req Request, lazy bo
 	if err != nil {
 		return nil, err
 	}
+	pack, err := p.s3Pack(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: id, Lazy: lazy,
-		Digest: blobDigest(req.URL), S3Presigned: presigned})
+		Digest: blobDigest(req.URL), S3Presigned: presigned, S3Pack: pack})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {
@@ -435,6 +439,13 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 		return l.waitDirect(ctx, i)
 	}
 	start := time.Now()
+	// A read bounded by a deadline no later than the stall timeout (a
+	// mount's read timeout) goes back to the store at half its time, so
+	// that it still gets its bytes.
+	stall := l.p.cfg.StallTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= stall {
+		stall = time.Until(dl) / 2
+	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, seedCheckInterval)
 		err := l.t.Wait(wctx, i)
@@ -449,8 +460,8 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 			return l.waitDirect(ctx, i)
 		}
 		ferr := d.seedFailure()
-		if ferr == nil && l.s3 != nil && time.Since(start) >= l.p.cfg.StallTimeout && !d.gainedSince(start) {
-			ferr = fmt.Errorf("no piece arrived through the swarm for %s", l.p.cfg.StallTimeout)
+		if ferr == nil && l.s3 != nil && time.Since(start) >= stall && !d.gainedSince(start) {
+			ferr = fmt.Errorf("no piece arrived through the swarm for %s", stall.Round(time.Millisecond))
 		}
 		if ferr == nil {
 			continue

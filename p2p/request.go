@@ -163,16 +163,20 @@ func (p *Peer) register(ctx context.Context, taskID string, req Request) (*wire.
 
 // registerSealed registers, presenting sealed (when not nil): the last
 // sealed digest list the peer got for the task (sealed.go). An s3 object
-// read lazily registers again (after a supernode restart or a failover)
-// with a fresh presigned URL.
+// (or a pack of them) read lazily registers again (after a supernode
+// restart or a failover) with fresh presigned URLs.
 func (p *Peer) registerSealed(ctx context.Context, taskID string, req Request, sealed *wire.SealedDigests) (*wire.RegisterResponse, error) {
 	presigned, err := p.s3Presigned(ctx, taskID)
 	if err != nil {
 		return nil, err
 	}
+	pack, err := p.s3Pack(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := p.snc.Register(ctx, &wire.RegisterRequest{PeerID: p.id, Host: p.host, URL: req.URL,
 		Header: req.Header, Tag: req.Tag, Filters: req.Filters, TaskID: taskID, Digest: blobDigest(req.URL),
-		Sealed: sealed, S3Presigned: presigned})
+		Sealed: sealed, S3Presigned: presigned, S3Pack: pack})
 	if err != nil {
 		var ae *wire.Error
 		if errors.As(err, &ae) && ae.Code == wire.CodeOrigin {

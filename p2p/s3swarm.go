@@ -10,6 +10,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/origin"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // s3 objects through the swarm.
@@ -28,14 +29,48 @@ import (
 // store themselves, as a download goes back to the origin.
 
 // s3Source presigns GET URLs for one object version, reusing one for half
-// its life so that the supernode's check of it is cached.
+// its life so that the supernode's check of it is cached; or, for a pack
+// (members set), one for each of its objects.
 type s3Source struct {
 	obj  *objstore.Client
-	oi   objstore.ObjectInfo
-	refs int // guarded by s3Sources.mu
+	oi   objstore.ObjectInfo // for a pack: its bucket, directory and size
+	refs int                 // guarded by s3Sources.mu
+	// members are a pack's objects in pack order (nil for one object).
+	members []objstore.ObjectInfo
 
-	mu  sync.Mutex
-	cur objstore.Presigned
+	mu      sync.Mutex
+	cur     objstore.Presigned
+	curPack []wire.S3PackMember // secrets, like cur
+	packExp time.Time
+}
+
+// packMembers returns the pack's members, each with a presigned GET URL
+// with at least half its validity left.
+func (s *s3Source) packMembers(ctx context.Context) ([]wire.S3PackMember, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Until(s.packExp) > objstore.PresignExpiry/2 {
+		return s.curPack, nil
+	}
+	out := make([]wire.S3PackMember, len(s.members))
+	exp := time.Now().Add(objstore.PresignExpiry)
+	for i, m := range s.members {
+		p, err := s.obj.PresignGet(ctx, m, objstore.PresignExpiry)
+		if err != nil {
+			return nil, err
+		}
+		exp = minTime(exp, p.Expires)
+		out[i] = wire.S3PackMember{Key: m.Key, ETag: m.ETag, Size: m.Size, Presigned: p.URL}
+	}
+	s.curPack, s.packExp = out, exp
+	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // presigned returns a presigned GET URL with at least half its validity left.
@@ -95,7 +130,7 @@ func (ss *s3Sources) get(id string) *s3Source {
 // tasks that are not open s3 objects).
 func (p *Peer) s3Presigned(ctx context.Context, id string) (string, error) {
 	src := p.s3.get(id)
-	if src == nil {
+	if src == nil || src.members != nil {
 		return "", nil
 	}
 	u, err := src.presigned(ctx)
@@ -103,6 +138,20 @@ func (p *Peer) s3Presigned(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("presign a GET of %s for the supernode's seed: %w", src.oi.URL(), err)
 	}
 	return u, nil
+}
+
+// s3Pack is the member list a registration of task id carries (nil for
+// tasks that are not open packs).
+func (p *Peer) s3Pack(ctx context.Context, id string) ([]wire.S3PackMember, error) {
+	src := p.s3.get(id)
+	if src == nil || src.members == nil {
+		return nil, nil
+	}
+	ms, err := src.packMembers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("presign GETs of the %d objects of the pack of %s for the supernode's seed: %w", len(src.members), src.oi.URL(), err)
+	}
+	return ms, nil
 }
 
 // s3RefreshEvery is how often a lazily read s3 object is registered again,
@@ -189,6 +238,10 @@ func (l *Lazy) fallbackS3(d *download, why error) bool {
 		flight: map[int]bool{}, failed: map[int]error{}, wake: make(chan struct{}, 1),
 		limiter: ratelimit.New(l.opt.PrefetchLimit),
 		info:    &origin.Info{Length: l.s3.oi.Size, ETag: l.s3.oi.ETag, AcceptRanges: true}}
+	if l.s3.members != nil {
+		// A pack: its pieces come from the range source.
+		dr.obj, dr.oi, dr.rng = nil, nil, l.opt.Range
+	}
 	// What reads wait for now goes to the store.
 	d.mu.Lock()
 	for i, n := range d.urgent {

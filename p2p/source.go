@@ -11,6 +11,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
+	"github.com/damselfly-p2p/damselfly/wire"
 )
 
 // RangeSource is content read by byte ranges from somewhere other than an
@@ -35,18 +36,61 @@ func RangeTaskID(src RangeSource, tag string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// openLazyRange opens LazyOptions.Range for lazy reads: this peer fetches
-// its pieces from the source directly (the supernode's seed could not), and
-// keeps them in the store like any task's, so a reopen resumes and reads
-// what is present offline. req.URL only names the task in logs.
+// S3PackSource is a RangeSource made of s3 objects (objstore.Pack): its
+// objects in order (sizes and ETags) and the client that presigns GETs of
+// them. With a supernode, such a source is registered with its members'
+// presigned URLs and read through the swarm (s3swarm.go), as an s3 object
+// is; without one, or when the supernode refuses, it is read directly.
+type S3PackSource interface {
+	RangeSource
+	Bucket() string
+	Objects() []objstore.ObjectInfo
+	Client() *objstore.Client
+}
+
+// openLazyRange opens LazyOptions.Range for lazy reads. An S3PackSource
+// with a supernode goes through the swarm (req.URL, the directory, names
+// the task); any other source, or one the supernode does not take, is
+// fetched from the source directly, its pieces kept in the store like any
+// task's, so a reopen resumes and reads what is present offline. req.URL
+// only names the task in logs.
 func (p *Peer) openLazyRange(ctx context.Context, req Request, opt LazyOptions) (*Lazy, error) {
 	if opt.Range.Size() < 0 {
 		return nil, fmt.Errorf("open %s: negative size", manifest.RedactURL(req.URL))
 	}
 	l := p.newLazy(req, opt, RangeTaskID(opt.Range, req.Tag))
 	l.log.WithField("identity", opt.Range.Identity()).Debug("range source")
+	reconnect := false
+	if ps, ok := opt.Range.(S3PackSource); ok && p.snc != nil && ps.Client() != nil && opt.Range.Size() > 0 {
+		u, err := objstore.ParseURL(req.URL)
+		members := ps.Objects()
+		if err == nil && u.Bucket == ps.Bucket() && u.IsPrefix() && len(members) > 0 && len(members) <= objstore.PackSwarmMax {
+			l.s3 = p.s3.add(l.id, &s3Source{obj: ps.Client(), members: members,
+				oi: objstore.ObjectInfo{Bucket: u.Bucket, Key: u.Key, Size: opt.Range.Size()}})
+			joined, err := l.joinS3(ctx, l.s3.oi)
+			switch {
+			case joined:
+				l.log.WithField("objects", len(members)).Info("s3: reading the pack through the swarm (the supernode's seed fetches it from the store)")
+				return l, nil
+			case ctx.Err() != nil:
+				p.s3.drop(l.id)
+				return nil, fmt.Errorf("open %s: %w", u, ctx.Err())
+			case errors.Is(err, wire.ErrUnreachable):
+				reconnect = true
+			default:
+				l.log.WithError(err).Info("s3: the supernode does not share this pack; reading it straight from the store")
+			}
+		}
+	}
 	if err := l.openDirect(ctx, nil); err != nil {
+		if l.s3 != nil {
+			p.s3.drop(l.id)
+		}
 		return nil, err
+	}
+	if reconnect {
+		l.wg.Add(1)
+		go l.reconnect()
 	}
 	return l, nil
 }

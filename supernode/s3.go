@@ -51,6 +51,8 @@ type s3Gate struct {
 	// accepted maps taskID + "\x00" + sha256(presigned URL) to when the
 	// store last accepted that URL.
 	accepted map[string]time.Time
+	// packs maps the task ID of a pack to its members (seedpack.go).
+	packs map[string]*packSource
 }
 
 type s3Source struct {
@@ -62,7 +64,8 @@ type s3Source struct {
 const maxS3Entries = 1 << 14
 
 func newS3Gate(endpoints []string, revalidate time.Duration, log logrus.FieldLogger) (*s3Gate, error) {
-	g := &s3Gate{ttl: revalidate, log: log, sources: map[string]s3Source{}, accepted: map[string]time.Time{}}
+	g := &s3Gate{ttl: revalidate, log: log, sources: map[string]s3Source{}, accepted: map[string]time.Time{},
+		packs: map[string]*packSource{}}
 	if g.ttl <= 0 {
 		g.ttl = 30 * time.Second
 	}
@@ -117,9 +120,12 @@ func (s *Supernode) checkS3(ctx context.Context, req *wire.RegisterRequest) (str
 		return "", &s3Refusal{http.StatusForbidden, wire.CodeForbidden,
 			fmt.Sprintf("%s: this supernode does not fetch from object stores (no --s3-endpoint allows one); read it from the store directly", u)}
 	}
+	if len(req.S3Pack) > 0 {
+		return s.checkS3Pack(ctx, req, u)
+	}
 	switch {
 	case u.IsPrefix():
-		return "", &s3Refusal{http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("%s: a prefix, not an object", u)}
+		return "", &s3Refusal{http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("%s: a prefix, not an object (and no pack members)", u)}
 	case req.Digest != "" || len(req.Filters) > 0 || len(req.Header) > 0:
 		return "", &s3Refusal{http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("%s: s3 tasks take no digest, filters or headers", u)}
 	case req.S3Presigned == "":
@@ -208,8 +214,8 @@ func (g *s3Gate) setSource(id, url string, expires time.Time, fresh bool) {
 // checkS3), writing the error answer itself when it fails.
 func (s *Supernode) registerID(w http.ResponseWriter, r *http.Request, req *wire.RegisterRequest) (string, bool) {
 	if !objstore.IsURL(req.URL) {
-		if req.S3Presigned != "" {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "s3Presigned is only for s3:// URLs", 0)
+		if req.S3Presigned != "" || len(req.S3Pack) > 0 {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "s3Presigned and s3Pack are only for s3:// URLs", 0)
 			return "", false
 		}
 		id, err := taskIDFor(req)

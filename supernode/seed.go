@@ -279,7 +279,7 @@ func (s *seeder) fetchPiece(ctx context.Context, st *seedTask, n int) error {
 		if !st.vouched(n).IsZero() {
 			s.logFor(st).WithField("piece", n).Debug("seed: fetching a vouched piece on demand (no live peer holds it, or the child asked urgently)")
 		}
-		data, err := s.src.FetchPiece(s.ctx, s.originURL(st), st.header, info, t.Layout(), n, origin.FillOptions{
+		data, err := s.originPiece(st, info, t.Layout(), n, origin.FillOptions{
 			OnBytes: func(k int) {
 				st.fromOrigin.Add(int64(k))
 				s.onOrigin(k)
@@ -447,7 +447,7 @@ func (s *seeder) fill(st *seedTask, t *cache.Task, info origin.Info) {
 	// fetched here, only on demand.
 	for attempt := 0; attempt < 3 && err == nil && !t.Complete(); attempt++ {
 		st.resetPace()
-		err = s.src.Fill(s.ctx, s.originURL(st), st.header, info, seedSink{t: t, st: st, s: s, ranges: info.AcceptRanges}, opts)
+		err = s.originFill(st, info, seedSink{t: t, st: st, s: s, ranges: info.AcceptRanges}, opts)
 		for err == nil && !t.Complete() && st.claimedAny() {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -494,7 +494,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 	ctx := s.ctx
 	if t, err := s.store.Open(ctx, st.id); err == nil {
 		m := t.Meta()
-		info, verr := s.src.Validate(ctx, s.originURL(st), st.header, m.ETag, m.LastModified)
+		info, verr := s.originValidate(ctx, st, m.ETag, m.LastModified)
 		switch {
 		case verr != nil:
 			t.Close()
@@ -504,7 +504,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 			if !info.AcceptRanges {
 				// Validate's HEAD may not say; learn it again before refetching.
 				if !t.Complete() {
-					if pi, perr := s.src.Probe(ctx, s.originURL(st), st.header); perr == nil {
+					if pi, perr := s.originProbe(ctx, st); perr == nil {
 						info.AcceptRanges = pi.AcceptRanges
 					}
 				}
@@ -529,7 +529,7 @@ func (s *seeder) prepare(st *seedTask) (*cache.Task, origin.Info, error) {
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, origin.Info{}, fmt.Errorf("open cached copy: %w", err)
 	}
-	info, err := s.src.Probe(ctx, s.originURL(st), st.header)
+	info, err := s.originProbe(ctx, st)
 	if err != nil {
 		return nil, info, err
 	}

@@ -33,7 +33,9 @@
 package wire
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
@@ -82,7 +84,38 @@ type RegisterRequest struct {
 	// matches TaskID (objstore.TaskID: bucket, key, ETag). It is a secret
 	// like Header: never logged, stored, shown in status or sent to peers.
 	S3Presigned string `json:"s3Presigned,omitempty"`
+	// S3Pack, for a pack task (URL s3://BUCKET/PREFIX/, the directory, for
+	// display only; TaskID from objstore.PackTaskID), lists the pack's
+	// objects in pack order (key order), each with a presigned GET URL
+	// signed by the registering peer. The supernode takes it only when
+	// every URL names its object at an allowed endpoint, the list gives
+	// TaskID, and the store, asked through each URL, answers with the
+	// listed ETag and size; its seed then reads the pack's pieces through
+	// these URLs. The URLs are secrets like S3Presigned.
+	S3Pack []S3PackMember `json:"s3Pack,omitempty"`
 }
+
+// S3PackMember is one object of a pack registration (RegisterRequest.S3Pack).
+// Its Presigned URL is a secret: String and GoString redact it.
+type S3PackMember struct {
+	Key  string `json:"key"`
+	ETag string `json:"etag"` // without quotes
+	Size int64  `json:"size"`
+	// Presigned is a presigned GET URL for this object version.
+	Presigned string `json:"presigned"`
+}
+
+// String describes the member with its presigned URL's query redacted.
+func (m S3PackMember) String() string {
+	u, _, _ := strings.Cut(m.Presigned, "?")
+	if u != m.Presigned {
+		u += "?REDACTED"
+	}
+	return fmt.Sprintf("{%q etag=%q size=%d %s}", m.Key, m.ETag, m.Size, u)
+}
+
+// GoString redacts for %#v too.
+func (m S3PackMember) GoString() string { return "wire.S3PackMember" + m.String() }
 
 // PeerCredentialHeader, on a supernode's answer, carries a credential that
 // speaks for the calling peer; the client uses it for its later calls.

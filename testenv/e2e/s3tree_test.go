@@ -42,6 +42,10 @@ type storeProxy struct {
 	URL               string
 	gets, lists, body atomic.Int64
 	srv               *http.Server
+	// refuseSeed makes it refuse presigned GETs of anything but the
+	// first byte: a supernode's checks of URLs pass, its seed's fetches
+	// fail (peers sign their own GETs in headers).
+	refuseSeed atomic.Bool
 }
 
 func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
@@ -74,7 +78,13 @@ func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
 		t.Fatal(err)
 	}
 	p.URL = "http://" + ln.Addr().String()
-	p.srv = &http.Server{Handler: rp}
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.refuseSeed.Load() && r.URL.Query().Has("X-Amz-Signature") && r.Header.Get("Range") != "bytes=0-0" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
 	go p.srv.Serve(ln)
 	t.Cleanup(func() { p.srv.Close() })
 	return p
@@ -215,6 +225,15 @@ func walkTree(t *testing.T, mnt string) map[string]int64 {
 // readAll reads every file with 8 workers and checks its sha256.
 func readAll(t *testing.T, mnt string, sums map[string]string, prefix string) time.Duration {
 	t.Helper()
+	took, err := readAllErr(mnt, sums, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return took
+}
+
+// readAllErr is readAll for any goroutine: it returns what went wrong.
+func readAllErr(mnt string, sums map[string]string, prefix string) (time.Duration, error) {
 	keys := make(chan string)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -251,9 +270,9 @@ func readAll(t *testing.T, mnt string, sums map[string]string, prefix string) ti
 	wg.Wait()
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		t.Fatalf("%d files read wrong through %s, e.g. %s", len(bad), mnt, strings.Join(bad[:min(5, len(bad))], "; "))
+		return 0, fmt.Errorf("%d files read wrong through %s, e.g. %s", len(bad), mnt, strings.Join(bad[:min(5, len(bad))], "; "))
 	}
-	return time.Since(start)
+	return time.Since(start), nil
 }
 
 // TestS3Tree mounts a prefix of 2,000 objects in 3 levels of directories
@@ -368,6 +387,111 @@ func TestS3Tree(t *testing.T) {
 	took = readAll(t, mntA, sums, prefix)
 	t.Logf("offline remount read every file from the data dir in %v", took.Round(time.Millisecond))
 	stopMount(t, m)
+}
+
+// TestS3TreeSwarm mounts the 2,000-object prefix of TestS3Tree on two
+// peers at once (two dfmount processes, separate data dirs) with a
+// supernode that allows the store: each reads every file (sha256), small
+// objects through their directories' packs and large ones alone, all in
+// mode p2p, and the store serves about one copy of what one peer read.
+func TestS3TreeSwarm(t *testing.T) {
+	bin := bins(t)
+	const bucket, prefix = "dataset", "train/"
+	sw := testenv.StartSeaweed(t, bucket)
+	sums, _, total := putPrefixTree(t, sw, bucket, prefix)
+	proxy := startStoreProxy(t, sw.Endpoint)
+	sn := testenv.StartSupernode(t, bin, "--allow-origin", strings.TrimPrefix(proxy.URL, "http://"), "--s3-endpoint", proxy.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
+	url := "s3://" + bucket + "/" + prefix
+	common := []string{"--s3-endpoint", proxy.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+		"--no-daemon", "--upload-listen", "127.0.0.1:0", "--prefetch=false", "--supernode", sn.Addr}
+
+	mnts := []string{t.TempDir(), t.TempDir()}
+	var procs []*testenv.Proc
+	for _, mnt := range mnts {
+		procs = append(procs, startMount(t, bin, url, mnt, append(common, "--data-dir", t.TempDir())...))
+	}
+	start := time.Now()
+	errs := make(chan error, len(mnts))
+	for _, mnt := range mnts {
+		go func() {
+			_, err := readAllErr(mnt, sums, prefix)
+			errs <- err
+		}()
+	}
+	for range mnts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	for i, mnt := range mnts {
+		for _, f := range []string{"split-0/index-0.json", "split-3/class-4/part-1/img-007.bin", "split-1/big-a.bin"} {
+			if mode, err := xattr.Get(filepath.Join(mnt, f), fusefs.XattrMode); err != nil || string(mode) != "p2p" {
+				t.Errorf("peer %d: %s: mode %q %v, want p2p\n%s", i, f, mode, err, procs[i].Tail(20))
+			}
+		}
+	}
+	served := proxy.body.Load()
+	t.Logf("two dfmount peers read %d files (%d bytes each) at once in %v; the store served %d bytes (%.3f copies) in %d GETs, %d listings",
+		len(sums), total, took.Round(time.Millisecond), served, float64(served)/float64(total), proxy.gets.Load(), proxy.lists.Load())
+	if served < total {
+		t.Errorf("the store served %d bytes, less than the %d of the objects: counting is broken", served, total)
+	}
+	if served > total+total/10 {
+		t.Errorf("the store served %d bytes for two peers reading %d: want about one copy", served, total)
+	}
+	for i, p := range procs {
+		stopMount(t, p)
+		assertNoSecret(t, fmt.Sprintf("peer %d", i), p.Log(), sw.SecretAccessKey)
+	}
+	assertNoSecret(t, "the supernode", sn.Proc.Log(), sw.SecretAccessKey)
+
+	// A seed the store refuses: the peer reads the packs from the store.
+	t.Run("peers go back to the store when the seed cannot fetch", func(t *testing.T) {
+		refusing := startStoreProxy(t, sw.Endpoint)
+		refusing.refuseSeed.Store(true)
+		sn := testenv.StartSupernode(t, bin, "--allow-origin", strings.TrimPrefix(refusing.URL, "http://"), "--s3-endpoint", refusing.URL)
+		mnt := t.TempDir()
+		m := startMount(t, bin, url+"split-2/class-1/", mnt, "--s3-endpoint", refusing.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
+			"--no-daemon", "--upload-listen", "127.0.0.1:0", "--prefetch=false", "--supernode", sn.Addr, "--data-dir", t.TempDir())
+		sub := map[string]string{}
+		for key, sum := range sums {
+			if strings.HasPrefix(key, prefix+"split-2/class-1/part-0/") {
+				sub[key] = sum
+			}
+		}
+		start := time.Now()
+		if _, err := readAllErr(mnt, sub, prefix+"split-2/class-1/"); err != nil {
+			t.Fatalf("%v\n%s", err, m.Tail(20))
+		}
+		t.Logf("%d files of a pack whose seed the store refuses read in %v", len(sub), time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(m.Log(), "reading it straight from the store") {
+			t.Errorf("the peer did not say it went back to the store:\n%s", m.Tail(20))
+		}
+		stopMount(t, m)
+	})
+}
+
+// assertNoSecret fails when log holds the secret key or a presigned URL's
+// signature (a redacted one shows as X-Amz-Signature=REDACTED).
+func assertNoSecret(t *testing.T, who, log, secret string) {
+	t.Helper()
+	if strings.Contains(log, secret) {
+		t.Errorf("%s's log holds the secret key", who)
+	}
+	for rest := log; ; {
+		i := strings.Index(rest, "X-Amz-Signature=")
+		if i < 0 {
+			return
+		}
+		rest = rest[i+len("X-Amz-Signature="):]
+		if !strings.HasPrefix(rest, "REDACTED") {
+			t.Errorf("%s's log holds a signature", who)
+			return
+		}
+	}
 }
 
 // TestS3TreeSmallFiles measures (logs, asserts nothing about time) reading

@@ -35,18 +35,47 @@ func (c *Client) FetchPiece(ctx context.Context, rawURL string, header http.Head
 	}
 	off, n := layout.PieceRange(i)
 	buf := make([]byte, n)
-	var got int64
 	log := c.log.WithFields(logrus.Fields{"url": redacted, "piece": i})
-	err = c.retry(ctx, log, fmt.Sprintf("fetch piece %d", i), func(attempt int) (bool, error) {
+	if err := c.fetchBytes(ctx, rawURL, redacted, header, info, layout, off, buf, opt, log, fmt.Sprintf("fetch piece %d", i)); err != nil {
+		return nil, fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
+	}
+	return buf, nil
+}
+
+// FetchRange fills dst with the bytes of the content at rawURL from offset
+// off, with ranged GETs checked and retried as FetchPiece's (a retry
+// resumes within the range): for ranges that are not pieces of one layout,
+// such as the part of an object a pack's piece covers. info.Length must be
+// the content's length.
+func (c *Client) FetchRange(ctx context.Context, rawURL string, header http.Header, info Info, off int64, dst []byte, opt FillOptions) error {
+	redacted, err := checkURL(rawURL)
+	if err != nil {
+		return fmt.Errorf("fetch a range: %w", err)
+	}
+	end := off + int64(len(dst))
+	if off < 0 || len(dst) == 0 || end > info.Length {
+		return fmt.Errorf("fetch bytes %d-%d of %s: outside its %d bytes", off, end-1, redacted, info.Length)
+	}
+	layout := manifest.Layout{Length: info.Length, PieceSize: info.Length}
+	log := c.log.WithFields(logrus.Fields{"url": redacted, "from": off, "to": end - 1})
+	what := fmt.Sprintf("fetch bytes %d-%d", off, end-1)
+	if err := c.fetchBytes(ctx, rawURL, redacted, header, info, layout, off, dst, opt, log, what); err != nil {
+		return fmt.Errorf("%s of %s: %w", what, redacted, err)
+	}
+	return nil
+}
+
+// fetchBytes fills buf from offset off of the content with retried range
+// requests.
+func (c *Client) fetchBytes(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
+	layout manifest.Layout, off int64, buf []byte, opt FillOptions, log logrus.FieldLogger, what string) error {
+	var got int64
+	return c.retry(ctx, log, what, func(attempt int) (bool, error) {
 		before := got
 		err := c.fetchRange(ctx, rawURL, redacted, header, info, layout, off, buf, &got, &opt,
 			log.WithField("attempt", attempt))
 		return got > before, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
-	}
-	return buf, nil
 }
 
 // fetchRange makes one request for buf[*got:], which starts at byte off of

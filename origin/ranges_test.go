@@ -126,3 +126,47 @@ func TestFetchPieceRequest(t *testing.T) {
 		t.Errorf("request headers = %v", h)
 	}
 }
+
+// TestFetchRange: any range of the content, retried and checked like a
+// piece; ranges outside the content are refused before any request.
+func TestFetchRange(t *testing.T) {
+	content := randomBytes(testLength, 9)
+	o := newOrigin(t, content, nil)
+	c := testClient(t, nil)
+	info, err := c.Probe(context.Background(), o.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		off, n int64
+		ok     bool
+	}{
+		{"first byte", 0, 1, true},
+		{"across pieces", testPieceSize - 10, 100, true},
+		{"last bytes", testLength - 7, 7, true},
+		{"whole", 0, testLength, true},
+		{"past the end", testLength - 7, 8, false},
+		{"negative offset", -1, 4, false},
+		{"empty", 5, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gets := o.gets.Load()
+			dst := make([]byte, tt.n)
+			err := c.FetchRange(context.Background(), o.url(), nil, info, tt.off, dst, FillOptions{})
+			if !tt.ok {
+				if err == nil || o.gets.Load() != gets {
+					t.Fatalf("err %v after %d requests; want an error and none", err, o.gets.Load()-gets)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(dst, content[tt.off:tt.off+tt.n]) {
+				t.Error("bytes differ from the content's")
+			}
+		})
+	}
+}

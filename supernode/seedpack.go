@@ -398,29 +398,12 @@ feed:
 	return buf, nil
 }
 
-// memberRange fills dst with the bytes of m from offset from. The origin
-// client fetches pieces of a layout; a range is expressed as one: the
-// first bytes as piece 0 of pieces of len(dst), the last ones as piece 1
-// of pieces of from bytes when they fit; any other range reads the whole
-// object (the bytes before from are then fetched in vain: at most one
-// member per piece boundary, under PackMaxObject).
+// memberRange fills dst with the bytes of m from offset from, with ranged
+// GETs through its presigned URL pinned to its ETag.
 func (s *seeder) memberRange(ctx context.Context, bucket string, m packMember, from int64, dst []byte, opt origin.FillOptions) error {
-	n := int64(len(dst))
 	info := origin.Info{Length: m.size, AcceptRanges: true, ETag: `"` + m.etag + `"`}
-	lay, piece, skip := manifest.Layout{Length: m.size, PieceSize: m.size}, 0, from
-	switch {
-	case from == 0:
-		lay.PieceSize, skip = n, 0
-	case from+n == m.size && n <= from:
-		lay.PieceSize, piece, skip = from, 1, 0
-	}
-	data, err := s.src.FetchPiece(ctx, m.url, nil, info, lay, piece, opt)
-	if err != nil {
+	if err := s.src.FetchRange(ctx, m.url, nil, info, from, dst, opt); err != nil {
 		return fmt.Errorf("%s: %w", objstore.URL{Bucket: bucket, Key: m.key}, err)
 	}
-	if int64(len(data)) < skip+n {
-		return fmt.Errorf("%s: %d bytes, want %d", objstore.URL{Bucket: bucket, Key: m.key}, len(data), skip+n)
-	}
-	copy(dst, data[skip:skip+n])
 	return nil
 }

@@ -37,7 +37,7 @@ type config struct {
 	mountReads int
 	noMount    bool
 	noS3       bool
-	s3Pack     string // --s3-pack for the S3 peers: true, false or auto
+	s3Pack     string // --s3-pack for the S3 peers: true, false or "" (dfmount's default)
 }
 
 func main() {
@@ -51,11 +51,11 @@ func main() {
 	flag.IntVar(&c.mountReads, "mount-reads", 4, "scattered 1 MiB reads through the mount")
 	flag.BoolVar(&c.noMount, "no-mount", false, "skip the dfmount part")
 	flag.BoolVar(&c.noS3, "no-s3", false, "skip the S3 dataset part")
-	flag.StringVar(&c.s3Pack, "s3-pack", "auto", "--s3-pack of the S3 dfmount peers: true, false, or auto (false when the supernode shares s3 objects, whose packs it does not share yet; else dfmount's default)")
+	flag.StringVar(&c.s3Pack, "s3-pack", "", "--s3-pack of the S3 dfmount peers: true or false (default: dfmount's own, packs on)")
 	flag.Parse()
 	c.size, c.mountSize = sizeMiB<<20, mountMiB<<20
-	if c.s3Pack != "auto" && c.s3Pack != "true" && c.s3Pack != "false" {
-		fmt.Fprintln(os.Stderr, "demo failed: --s3-pack: want true, false or auto")
+	if c.s3Pack != "" && c.s3Pack != "true" && c.s3Pack != "false" {
+		fmt.Fprintln(os.Stderr, "demo failed: --s3-pack: want true or false")
 		os.Exit(2)
 	}
 	var err error

@@ -86,26 +86,16 @@ func s3Part(e *env, c config) result {
 	src := "s3://" + bucket + "/" + prefix
 	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL(), "--s3-path-style",
 		"--s3-region", testenv.SeaweedRegion, "--prefetch=false"}
-	pack := c.s3Pack
-	if pack == "auto" && e.snS3 {
-		pack = "false"
-	}
 	var packArg string
-	if pack != "auto" {
-		packArg = " --s3-pack=" + pack
+	if c.s3Pack != "" {
+		packArg = " --s3-pack=" + c.s3Pack
 		args = append(args, strings.TrimSpace(packArg))
 	}
 	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style%s (x2, separate data dirs)\n",
 		src, e.sn.Addr, e.store.URL(), packArg)
 	if e.snS3 {
-		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed can fetch each object once for the swarm\n", e.store.URL())
-		switch {
-		case c.s3Pack == "auto":
-			printf("the peers read object by object (--s3-pack=false): packs of small objects (dfmount's default) are not shared\n" +
-				"through the swarm yet, each peer would read them from the store (see them with `go run ./testenv/cmd/dfdemo --s3-pack=true`)\n")
-		case pack != "false":
-			printf("packs of small objects are not shared through the swarm yet: each peer reads them from the store\n")
-		}
+		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed fetches each object\n", e.store.URL())
+		printf("(and each directory's pack of small objects) once for the swarm\n")
 	} else {
 		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n")
 	}

@@ -1,6 +1,7 @@
 package supernode
 
-// Preheat: fetch a file, or every blob of an image, into the seed's cache
+// Preheat: fetch a file, an s3 object (s3preheat.go), or every blob of an
+// image, into the seed's cache
 // before anyone asks for it, so that the first pull is served from the
 // supernode and not from the origin.
 //
@@ -34,6 +35,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
@@ -114,6 +116,12 @@ func (s *Supernode) preheatRoutes() {
 
 // normalizePreheat checks a request and fills in its type.
 func normalizePreheat(req *wire.PreheatRequest) error {
+	if objstore.IsURL(req.URL) {
+		return normalizeS3Preheat(req) // s3preheat.go
+	}
+	if req.S3Presigned != "" || req.TaskID != "" {
+		return errors.New("s3Presigned and taskID are only for s3:// URLs")
+	}
 	if _, err := manifest.ParseURL(req.URL); err != nil {
 		return err
 	}
@@ -169,7 +177,7 @@ var errPreheatQueueFull = errors.New("too many unfinished preheats; try again la
 // start creates a job, or returns the unfinished one for the same thing.
 // It fails with errPreheatQueueFull when the queue is full.
 func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob, bool, error) {
-	key := strings.Join([]string{req.Type, req.URL, req.Platform, req.Digest, req.Tag}, "\x00")
+	key := strings.Join([]string{req.Type, req.URL, req.Platform, req.Digest, req.Tag, req.TaskID}, "\x00")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if j := p.active[key]; j != nil {
@@ -182,7 +190,7 @@ func (p *preheater) start(req wire.PreheatRequest, trigger string) (*preheatJob,
 	b := make([]byte, 8)
 	rand.Read(b)
 	j := &preheatJob{id: hex.EncodeToString(b), key: key, req: req, status: wire.PreheatStatus{
-		Type: req.Type, URL: manifest.RedactURL(req.URL), Platform: req.Platform, Trigger: trigger,
+		Type: req.Type, URL: showURL(req.URL), Platform: req.Platform, Trigger: trigger,
 		State: wire.PreheatPending, CreatedAt: time.Now()}}
 	j.status.ID = j.id
 	p.jobs[j.id] = j
@@ -219,7 +227,7 @@ func (p *preheater) run(j *preheatJob) {
 	ctx, cancel := context.WithTimeout(p.s.ctx, p.timeout)
 	defer cancel()
 	start := time.Now()
-	log := p.log.WithFields(logrus.Fields{"preheat": j.id, "type": j.req.Type, "url": manifest.RedactURL(j.req.URL),
+	log := p.log.WithFields(logrus.Fields{"preheat": j.id, "type": j.req.Type, "url": showURL(j.req.URL),
 		"trigger": j.status.Trigger})
 	j.setState(wire.PreheatRunning, "")
 	log.Info("preheat: started")
@@ -269,7 +277,12 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 		log.WithFields(logrus.Fields{"manifest": im.Manifest.Digest, "blobs": len(targets)}).Info("preheat: image resolved")
 	default:
 		t := &preheatTarget{url: req.URL, digest: req.Digest, length: -1, state: wire.PreheatPending}
-		if req.Digest != "" {
+		if objstore.IsURL(req.URL) {
+			// Checked against the store when the preheat was accepted
+			// (s3preheat.go); the seed fetches it with the presigned URL
+			// that passed.
+			t.taskID = req.TaskID
+		} else if req.Digest != "" {
 			d, _ := parseDigest(req.Digest)
 			t.taskID = manifest.DigestTaskID(d)
 		} else {
@@ -312,7 +325,7 @@ func (p *preheater) execute(ctx context.Context, j *preheatJob, log logrus.Field
 				warm = p.warmAtOwner // each blob to its owner (cluster.go)
 			}
 			if err := warm(ctx, t, header); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", manifest.RedactURL(t.url), err)
+				errs[i] = fmt.Errorf("%s: %w", showURL(t.url), err)
 				j.setTarget(t, wire.PreheatFailed, err.Error())
 				return
 			}
@@ -394,7 +407,7 @@ func (j *preheatJob) snapshot(s *Supernode) wire.PreheatStatus {
 	st.Blobs = make([]wire.PreheatBlob, 0, len(targets))
 	st.Length, st.Present = 0, 0
 	for _, t := range targets {
-		b := wire.PreheatBlob{URL: manifest.RedactURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
+		b := wire.PreheatBlob{URL: showURL(t.url), Digest: t.digest, TaskID: t.taskID, State: t.state,
 			Length: t.length, Error: t.err}
 		if seed := s.seeds.get(t.taskID); seed != nil {
 			if _, task, _ := seed.snapshot(); task != nil {
@@ -420,6 +433,16 @@ func (p *preheater) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if err := normalizePreheat(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), 0)
 		return
+	}
+	if req.S3Presigned != "" {
+		if err := p.s.admitS3Preheat(r.Context(), &req); err != nil {
+			var re *s3Refusal
+			errors.As(err, &re)
+			writeError(w, re.status, re.code, re.msg, 0)
+			return
+		}
+		// The seed holds it now; the job has no use for the secret.
+		req.S3Presigned = ""
 	}
 	j, created, err := p.start(req, "api")
 	if err != nil {
@@ -541,6 +564,9 @@ func (p *preheater) handleNotification(w http.ResponseWriter, r *http.Request) {
 
 // originKey names the origin of rawURL for per-origin limits.
 func originKey(rawURL string) string {
+	if u, err := objstore.ParseURL(rawURL); err == nil {
+		return "s3://" + u.Bucket
+	}
 	u, err := manifest.ParseURL(rawURL)
 	if err != nil {
 		return rawURL

@@ -1,7 +1,8 @@
 package wire
 
-// Preheat: the supernode fetches a file, or every blob of an image, into
-// its seed's cache before anyone asks for it.
+// Preheat: the supernode fetches a file, an object of an S3-compatible
+// store, or every blob of an image, into its seed's cache before anyone
+// asks for it.
 //
 //	POST /api/v1/preheats       PreheatRequest -> 202 PreheatStatus
 //	GET  /api/v1/preheats       -> [PreheatStatus], newest first
@@ -42,6 +43,20 @@ type PreheatRequest struct {
 	// Tag and Filters derive a file's task ID as dfget's do.
 	Tag     string   `json:"tag,omitempty"`
 	Filters []string `json:"filters,omitempty"`
+
+	// S3Presigned, for an s3://BUCKET/KEY URL (a file preheat), is a
+	// presigned GET URL for that object version, signed by whoever asks
+	// for the preheat with their own credentials (objstore.PresignGet):
+	// the seed fetches the object with it. The supernode takes it as it
+	// takes a registration's (wire.RegisterRequest.S3Presigned): same
+	// bucket and key, at an endpoint its --s3-endpoint allows, accepted by
+	// the store with the ETag TaskID derives from. It is a secret: never
+	// logged, stored or shown (the preheat's status shows the s3:// URL).
+	S3Presigned string `json:"s3Presigned,omitempty"`
+	// TaskID, for an s3:// URL, is the object version's task ID
+	// (objstore.TaskID: bucket, key and ETag, with Tag); the supernode
+	// checks it against the store's answer.
+	TaskID string `json:"taskID,omitempty"`
 }
 
 // PreheatStatus describes one preheat. URLs are redacted.

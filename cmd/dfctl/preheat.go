@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/damselfly-p2p/damselfly/cmd/internal/peerflags"
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/p2p/ratelimit"
 	"github.com/damselfly-p2p/damselfly/registry"
 	"github.com/damselfly-p2p/damselfly/wire"
@@ -22,13 +24,14 @@ type preheatOptions struct {
 	headers               []string
 	wait, plainHTTP, json bool
 	timeout, interval     time.Duration
+	s3                    peerflags.S3
 }
 
 func newPreheatCommand(g *globalOptions) *cobra.Command {
 	var o preheatOptions
 	cmd := &cobra.Command{
-		Use:   "preheat URL|IMAGE",
-		Short: "Fetch a file, or every blob of an image, into the supernode's cache",
+		Use:   "preheat URL|IMAGE|s3://BUCKET/KEY",
+		Short: "Fetch a file, an s3 object, or every blob of an image, into the supernode's cache",
 		Long: `preheat asks the supernode to fetch content from its origin now, so that the
 first download (or image pull through dfdaemon's registry mirror) is served
 from the supernode's cache instead of the origin.
@@ -36,6 +39,7 @@ from the supernode's cache instead of the origin.
   dfctl preheat https://files.example/big.iso
   dfctl preheat registry.example:5000/team/app:1.2 --platform linux/arm64 --wait
   dfctl preheat https://registry.example/v2/team/app/manifests/1.2
+  dfctl preheat s3://datasets/train.bin --s3-endpoint http://minio:9000 --s3-path-style
 
 An IMAGE is a reference as docker takes it (busybox, host:port/name:tag,
 name@sha256:...); its manifest or index is resolved for --platform and its
@@ -44,18 +48,43 @@ plain HTTP, others over HTTPS unless --plain-http.
 
 --header values (e.g. "Authorization: Basic ...") go to the origin or
 registry only; a registry asking for a bearer token gets one exchanged for
-Basic credentials.`,
+Basic credentials.
+
+s3://BUCKET/KEY preheats one object of an S3-compatible store (--s3-endpoint,
+--s3-region, --s3-path-style, --s3-profile; credentials from the standard AWS
+chain): dfctl looks it up and presigns a GET of that version, valid for an
+hour, with your credentials, which never leave dfctl. The supernode (started
+with --s3-endpoint allowing the store) checks the presigned URL as it checks
+a peer's, and its seed fetches the object with it; the presigned URL is
+never printed, logged or shown. The task is the one every dfget, dfmount or
+dataset entry reading that object version registers (bucket, key, ETag).
+Prefixes (s3://BUCKET/PREFIX/) are not preheated.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := o.request(args[0])
-			if err != nil {
-				return err
+			ctx := cmd.Context()
+			var req *wire.PreheatRequest
+			if objstore.IsURL(args[0]) {
+				u, err := o.s3URL(args[0])
+				if err != nil {
+					return err
+				}
+				store, err := o.s3.Client(ctx)
+				if err != nil {
+					return err
+				}
+				if req, err = o.s3Request(ctx, u, store); err != nil {
+					return err
+				}
+			} else {
+				var err error
+				if req, err = o.request(args[0]); err != nil {
+					return err
+				}
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			var st wire.PreheatStatus
 			if err := c.callOwner(ctx, preheatKey(req), http.MethodPost, "/api/v1/preheats", req, &st); err != nil {
 				return err
@@ -92,6 +121,7 @@ Basic credentials.`,
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "with --wait: give up after this long")
 	f.DurationVar(&o.interval, "poll", 500*time.Millisecond, "with --wait: how often to ask for progress")
 	f.BoolVar(&o.json, "json", false, "print the preheat's status as JSON")
+	o.s3.Register(f)
 	return cmd
 }
 
@@ -139,6 +169,9 @@ func (o *preheatOptions) request(arg string) (*wire.PreheatRequest, error) {
 // are only known once the supernode resolved its manifest: the request
 // goes to the owner of the manifest URL.
 func preheatKey(req *wire.PreheatRequest) string {
+	if req.TaskID != "" {
+		return req.TaskID // an s3 object's, from its ETag
+	}
 	if req.Digest != "" {
 		if d, err := manifest.ParseDigest(req.Digest); err == nil {
 			return manifest.DigestTaskID(d)

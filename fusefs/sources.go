@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
+	"github.com/damselfly-p2p/damselfly/objstore"
 )
 
 // urlData reads a file that is one whole URL's content.
@@ -32,7 +34,7 @@ func (u *urlData) ReadAt(ctx context.Context, p []byte, off int64) (int, error) 
 		return 0, err
 	}
 	if c.Size() != u.size {
-		return 0, fmt.Errorf("%s: content is %d bytes, metadata says %d", manifest.RedactURL(u.lc.url), c.Size(), u.size)
+		return 0, fmt.Errorf("%s: content is %d bytes, metadata says %d", sourceOf(u.lc.url), c.Size(), u.size)
 	}
 	return c.ReadAtContext(ctx, p, off)
 }
@@ -92,8 +94,10 @@ func SingleFile(rawURL string, c Content, digest string, modTime time.Time) []En
 //	  "symlinks": [{"path": "latest", "target": "train/shard-000.bin"}]
 //	}
 //
-// Relative URLs resolve against the manifest's own URL. Paths must be
-// relative and must not contain "..". Mode is optional (default 0444).
+// Relative URLs resolve against the manifest's own URL. A url may also be
+// s3://BUCKET/KEY, one object of the store the mounting peer's own flags
+// name (never a store the manifest names). Paths must be relative and must
+// not contain "..". Mode is optional (default 0444).
 type Dataset struct {
 	Version  int              `json:"version"`
 	Files    []DatasetFile    `json:"files"`
@@ -124,9 +128,9 @@ func ParseDataset(data []byte, base string) (*Dataset, error) {
 	if d.Version != 1 {
 		return nil, fmt.Errorf("dataset manifest: version %d not supported (want 1)", d.Version)
 	}
-	b, err := url.Parse(base)
+	resolve, err := datasetResolver(base)
 	if err != nil {
-		return nil, fmt.Errorf("dataset manifest URL: %w", err)
+		return nil, err
 	}
 	for i := range d.Files {
 		f := &d.Files[i]
@@ -139,12 +143,7 @@ func ParseDataset(data []byte, base string) (*Dataset, error) {
 		if f.Size > MaxFileSize {
 			return nil, fmt.Errorf("dataset manifest: %s: size %d is over the %d-byte (1 PiB) limit", f.Path, f.Size, int64(MaxFileSize))
 		}
-		ref, err := url.Parse(f.URL)
-		if err != nil || f.URL == "" {
-			return nil, fmt.Errorf("dataset manifest: %s: bad url %q", f.Path, f.URL)
-		}
-		f.URL = b.ResolveReference(ref).String()
-		if _, err := manifest.ParseURL(f.URL); err != nil {
+		if f.URL, err = resolve(f.URL); err != nil {
 			return nil, fmt.Errorf("dataset manifest: %s: %w", f.Path, err)
 		}
 		if f.Mode != "" {
@@ -168,6 +167,86 @@ func ParseDataset(data []byte, base string) (*Dataset, error) {
 	return &d, nil
 }
 
+// datasetResolver returns the function that makes an entry's URL
+// absolute (relative to base, the manifest's own URL) and checks it: an
+// http(s) URL, or s3://BUCKET/KEY naming one object (not a prefix). An s3
+// URL names a bucket and key only, never a store: the peer reads it from
+// the store its own flags name, so a manifest cannot point it elsewhere.
+// Relative URLs under an s3:// manifest are keys of the manifest's bucket.
+func datasetResolver(base string) (func(ref string) (string, error), error) {
+	checkS3 := func(raw string) (string, error) {
+		u, err := objstore.ParseURL(raw)
+		if err != nil {
+			return "", err
+		}
+		if u.IsPrefix() {
+			return "", fmt.Errorf("url %s is an s3 prefix, not an object", u)
+		}
+		return u.String(), nil
+	}
+	var b *url.URL
+	var s3Base objstore.URL
+	if objstore.IsURL(base) {
+		u, err := objstore.ParseURL(base)
+		if err != nil {
+			return nil, fmt.Errorf("dataset manifest URL: %w", err)
+		}
+		s3Base = u
+	} else {
+		u, err := url.Parse(base)
+		if err != nil {
+			return nil, fmt.Errorf("dataset manifest URL: %w", err)
+		}
+		b = u
+	}
+	return func(raw string) (string, error) {
+		if raw == "" {
+			return "", errors.New("bad url \"\"")
+		}
+		if objstore.IsURL(raw) {
+			return checkS3(raw) // keys are literal: never parsed as a URL
+		}
+		ref, err := url.Parse(raw)
+		if err != nil {
+			return "", fmt.Errorf("bad url %q", raw)
+		}
+		var abs string
+		switch {
+		case b != nil:
+			abs = b.ResolveReference(ref).String()
+		case ref.IsAbs():
+			abs = ref.String()
+		default:
+			// A key of the manifest's bucket, resolved as a URL path
+			// against the manifest's key.
+			if ref.Host != "" || ref.User != nil || ref.RawQuery != "" || ref.ForceQuery || ref.Fragment != "" {
+				return "", fmt.Errorf("bad url %q: relative to an s3 manifest, a url is a key path only", raw)
+			}
+			dir := &url.URL{Path: "/" + s3Base.Key}
+			key := strings.TrimPrefix(dir.ResolveReference(&url.URL{Path: ref.Path}).Path, "/")
+			return checkS3(objstore.URL{Bucket: s3Base.Bucket, Key: key}.String())
+		}
+		if objstore.IsURL(abs) {
+			return checkS3(abs)
+		}
+		if _, err := manifest.ParseURL(abs); err != nil {
+			return "", err
+		}
+		return abs, nil
+	}, nil
+}
+
+// sourceOf is how a URL is shown (the user.damselfly.source xattr,
+// errors): an s3:// URL as it is (its key is literal), others redacted.
+func sourceOf(raw string) string {
+	if objstore.IsURL(raw) {
+		if u, err := objstore.ParseURL(raw); err == nil {
+			return u.String()
+		}
+	}
+	return manifest.RedactURL(raw)
+}
+
 // Entries returns the dataset's tree; each file's content is opened with
 // open at its first read.
 func (d *Dataset) Entries(open Opener, modTime time.Time) []Entry {
@@ -179,7 +258,7 @@ func (d *Dataset) Entries(open Opener, modTime time.Time) []Entry {
 			mode = os.FileMode(m).Perm()
 		}
 		out = append(out, Entry{Path: f.Path, Mode: mode, Size: f.Size, ModTime: modTime, Digest: f.Digest,
-			Source: manifest.RedactURL(f.URL), Data: URLData(f.URL, f.Size, open, nil)})
+			Source: sourceOf(f.URL), Data: URLData(f.URL, f.Size, open, nil)})
 	}
 	for _, s := range d.Symlinks {
 		out = append(out, Entry{Path: s.Path, Mode: os.ModeSymlink | 0o777, Target: s.Target, ModTime: modTime})

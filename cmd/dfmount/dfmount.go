@@ -87,7 +87,9 @@ with concurrent GETs) instead of one task each.
 --type selects what URL holds:
   file     one file, named after the URL's last path element (default)
   dataset  a dataset manifest (JSON, see the README) listing paths, sizes,
-           digests and URLs; the mount shows the tree
+           digests and URLs; the mount shows the tree. Entries may be
+           s3://BUCKET/KEY: read as an s3 object given here would be, from
+           the store --s3-* names (never one the manifest names)
   estargz  an eStargz layer blob; the mount shows the layer's tree, reading
            each file's chunks lazily and verifying their digests
 
@@ -230,6 +232,29 @@ func run(o *options, rawURL, mnt string) (err error) {
 			return c, err
 		},
 		policy: policy,
+		s3: func(octx context.Context) (fusefs.Opener, error) {
+			// Dataset entries naming s3 objects: read like s3://BUCKET/KEY
+			// given on the command line, from the store --s3-* names.
+			if src.ViaDaemon() {
+				return nil, errors.New("the dataset lists s3:// objects, which an embedded peer reads with this process's AWS credentials: run dfmount with --no-daemon")
+			}
+			l := lazy
+			if l.ObjectStore == nil {
+				var err error
+				if l.ObjectStore, err = o.s3.Client(octx); err != nil {
+					return nil, err
+				}
+			}
+			s3modes := &modeWatch{s3: true}
+			go s3modes.watch(ctx, os.Stderr)
+			return func(ctx context.Context, url string) (fusefs.Content, error) {
+				c, _, err := src.OpenLazy(ctx, p2p.Request{URL: url, Tag: o.tag}, l)
+				if err == nil {
+					s3modes.add(c)
+				}
+				return c, err
+			}, nil
+		},
 	}
 
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -314,16 +339,27 @@ func run(o *options, rawURL, mnt string) (err error) {
 
 // treeOpeners open the mount's contents: open for the URL the user gave
 // (and, restricted, for dataset entries); policy is the origin policy a
-// dataset manifest's entries must pass (nil: egress's strict default).
+// dataset manifest's entries must pass (nil: egress's strict default); s3
+// returns the opener of a dataset's s3:// entries (called once, when the
+// manifest lists some).
 type treeOpeners struct {
 	open   fusefs.Opener
 	policy *egress.Policy
+	s3     func(ctx context.Context) (fusefs.Opener, error)
 }
 
 // remote is the opener of URLs a remote manifest names: each must pass the
 // origin policy first (the supernode's seed applies its own at dial time).
-func (t treeOpeners) remote() fusefs.Opener {
+// s3:// entries go to openS3 (nil: refused): they name a bucket and key,
+// read from the store dfmount's own flags name, never a host.
+func (t treeOpeners) remote(openS3 fusefs.Opener) fusefs.Opener {
 	return func(ctx context.Context, rawURL string) (fusefs.Content, error) {
+		if objstore.IsURL(rawURL) {
+			if openS3 == nil {
+				return nil, fmt.Errorf("dataset entry %s: s3 objects are not read by this mount", rawURL)
+			}
+			return openS3(ctx, rawURL)
+		}
 		u, err := url.Parse(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("dataset entry: %w", err)
@@ -356,7 +392,16 @@ func buildTree(ctx context.Context, o *options, openers treeOpeners, rawURL stri
 		if err != nil {
 			return nil, err
 		}
-		return ds.Entries(openers.remote(), now), nil
+		var openS3 fusefs.Opener
+		for _, f := range ds.Files {
+			if objstore.IsURL(f.URL) && openers.s3 != nil {
+				if openS3, err = openers.s3(ctx); err != nil {
+					return nil, fmt.Errorf("dataset entry %s: %w", f.URL, err)
+				}
+				break
+			}
+		}
+		return ds.Entries(openers.remote(openS3), now), nil
 	case "estargz":
 		var td digest.Digest
 		if o.tocDigest != "" {

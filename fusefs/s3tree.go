@@ -384,8 +384,14 @@ var (
 )
 
 // list lists the directory unless it was: a failure is not kept, so the
-// next use tries again.
-func (d *s3Dir) list(ctx context.Context) error { return d.listWith(ctx, nil) }
+// next use tries again. The listing does not end with the caller's
+// request: the kernel interrupts a FUSE request whenever its caller gets a
+// signal (a Go reader's preemption signals do), and one interrupted lookup
+// must not throw away the listing the directory's other users wait for
+// (it is bounded by ListTimeout instead).
+func (d *s3Dir) list(ctx context.Context) error {
+	return d.listWith(context.WithoutCancel(ctx), nil)
+}
 
 // listWith is list calling first once the first entry arrived.
 func (d *s3Dir) listWith(ctx context.Context, first func()) error {

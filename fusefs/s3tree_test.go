@@ -496,3 +496,37 @@ func TestS3TreeLargeTopLevel(t *testing.T) {
 		t.Fatalf("stat of the last object: %v %v", fi, err)
 	}
 }
+
+// TestS3DirListingOutlivesInterrupt: the kernel interrupts a FUSE request
+// when its caller gets a signal (Go readers get preemption signals), which
+// cancels the request's context. A listing in progress must not end with
+// it: the lookup would fail with EIO and the directory's other users would
+// list again.
+func TestS3DirListingOutlivesInterrupt(t *testing.T) {
+	gate := make(chan struct{})
+	fl := &fakeLister{dirs: map[string][]objstore.Entry{
+		"p/":     {{Name: "sub", Key: "p/sub/", IsDir: true}},
+		"p/sub/": {{Name: "a", Key: "p/sub/a", Size: 1, ETag: "etag-p/sub/a"}, {Name: "b", Key: "p/sub/b", Size: 1, ETag: "etag-p/sub/b"}},
+	}, err: map[string]error{}, lists: map[string]int{}, gate: map[string]chan struct{}{"p/sub/": gate}}
+	fs := &fakeStore{objects: map[string][]byte{}, opens: map[string]int{}}
+	root, err := NewS3Tree(context.Background(), S3TreeOptions{Bucket: "b", Prefix: "p/", Lister: fl, Open: fs.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &s3Dir{tree: root.tree, prefix: "p/sub/"}
+	ctx, interrupt := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.list(ctx) }()
+	for fl.count("p/sub/") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	interrupt()
+	time.Sleep(20 * time.Millisecond)
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("listing ended with the interrupted request: %v", err)
+	}
+	if len(d.entries) != 2 || fl.count("p/sub/") != 1 {
+		t.Errorf("%d entries after %d listings; want 2 after 1", len(d.entries), fl.count("p/sub/"))
+	}
+}

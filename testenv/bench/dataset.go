@@ -178,7 +178,7 @@ type dsRun struct {
 	env     *Env
 	cfg     DatasetConfig
 	rep     *DatasetReport
-	proxy   *storeProxy
+	proxy   *testenv.StoreProxy
 	client  *s3.Client // through the proxy: the baseline
 	keys    []string   // the tree's files, relative to dsPrefix
 	crcs    []uint32
@@ -250,9 +250,7 @@ func RunDataset(ctx context.Context, env *Env, cfg DatasetConfig) (*DatasetRepor
 	}); err != nil {
 		return rep, fmt.Errorf("dataset: %w", err)
 	}
-	if r.proxy, err = startStoreProxy(tb, sw.Endpoint); err != nil {
-		return rep, fmt.Errorf("dataset: proxy: %w", err)
-	}
+	r.proxy = testenv.StartStoreProxy(tb, sw.Endpoint)
 	r.client = dsClient(r.proxy.URL, sw)
 	if err := r.upload(ctx, tb, dsClient(sw.Endpoint, sw)); err != nil {
 		return rep, fmt.Errorf("dataset: upload: %w", err)
@@ -546,11 +544,11 @@ func (r *dsRun) evictText() string {
 
 // span measures the store's traffic and the wall time of f.
 func (r *dsRun) span(c *DatasetCell, f func() error) error {
-	b0, n0 := r.proxy.snapshot()
+	b0, n0 := r.counted()
 	t0 := time.Now()
 	err := f()
 	c.Sec = time.Since(t0).Seconds()
-	b1, n1 := r.proxy.snapshot()
+	b1, n1 := r.counted()
 	c.StoreBytes, c.StoreResponses = b1-b0, n1-n0
 	return err
 }
@@ -839,12 +837,12 @@ func (r *dsRun) measureIn(ctx context.Context, tb testenv.TB, cells map[string]*
 	if kind == DSHosts || kind == DSHostsObject {
 		return r.hosts(ctx, tb, m, kind == DSHostsObject, c)
 	}
-	b0, n0 := r.proxy.snapshot()
+	b0, n0 := r.counted()
 	mt, secs, err := r.mount(ctx, tb, m, target, nil)
 	if err != nil {
 		return err
 	}
-	b1, n1 := r.proxy.snapshot()
+	b1, n1 := r.counted()
 	mc := &DatasetCell{Sec: secs, StoreBytes: b1 - b0, StoreResponses: n1 - n0}
 	switch kind {
 	case DSFind:

@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -180,61 +174,6 @@ func unmountFUSE(p *dsProc, mnt string, term bool) {
 	detachMount(mnt)
 }
 
-// storeProxy is a reverse proxy in front of the store's S3 port that
-// counts the response bytes the store sends and its responses: every
-// system reaches the store through it. The Host header is passed on as
-// the client sent it, so SigV4 signatures stay valid.
-type storeProxy struct {
-	URL   string
-	bytes atomic.Int64
-	resps atomic.Int64
-}
-
-func startStoreProxy(tb testenv.TB, target string) (*storeProxy, error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, err
-	}
-	p := &storeProxy{}
-	rp := &httputil.ReverseProxy{
-		Director: func(r *http.Request) {
-			r.URL.Scheme, r.URL.Host = u.Scheme, u.Host
-			if _, ok := r.Header["User-Agent"]; !ok {
-				r.Header.Set("User-Agent", "")
-			}
-		},
-		Transport: &http.Transport{Proxy: nil, MaxIdleConns: 512, MaxIdleConnsPerHost: 512, DisableCompression: true,
-			IdleConnTimeout: time.Minute},
-		ModifyResponse: func(resp *http.Response) error {
-			p.resps.Add(1)
-			resp.Body = &countingBody{ReadCloser: resp.Body, n: &p.bytes}
-			return nil
-		},
-		FlushInterval: -1,
-		ErrorLog:      log.New(io.Discard, "", 0),
-	}
-	ln := testenv.ListenLoopback(tb)
-	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 30 * time.Second}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
-	p.URL = "http://" + ln.Addr().String()
-	return p, nil
-}
-
-// snapshot returns the bytes and responses so far.
-func (p *storeProxy) snapshot() (int64, int64) { return p.bytes.Load(), p.resps.Load() }
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c *countingBody) Read(b []byte) (int, error) {
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // dropCaches writes back dirty pages and empties the page cache, dentries
 // and inodes (root only).
 func dropCaches() error {
@@ -272,4 +211,10 @@ func helpHas(bin, flag string) bool {
 		}
 	}
 	return false
+}
+
+// counted is what the store proxy counted so far: body bytes and answers.
+func (r *dsRun) counted() (int64, int64) {
+	c := r.proxy.Counts()
+	return c.Bytes(), c.Answers
 }

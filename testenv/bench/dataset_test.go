@@ -2,15 +2,10 @@ package bench
 
 import (
 	"bytes"
-	"io"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"path"
 	"strings"
 	"testing"
-
-	"github.com/damselfly-p2p/damselfly/testenv"
 )
 
 func TestDatasetTreeLayout(t *testing.T) {
@@ -82,40 +77,6 @@ func TestDatasetTargets(t *testing.T) {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
-	}
-}
-
-func TestStoreProxyCounts(t *testing.T) {
-	body := bytes.Repeat([]byte("x"), 100000)
-	var host string
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host = r.Host
-		w.Write(body)
-	}))
-	defer up.Close()
-	tb, closeTB := testenv.NewProgramTB(t.TempDir())
-	defer closeTB()
-	p, err := startStoreProxy(tb, up.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		resp, err := http.Get(p.URL + "/bucket/key")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if n != int64(len(body)) {
-			t.Fatalf("read %d bytes through the proxy, want %d", n, len(body))
-		}
-	}
-	if b, n := p.snapshot(); b != 3*int64(len(body)) || n != 3 {
-		t.Errorf("proxy counted %d bytes in %d responses, want %d in 3", b, n, 3*len(body))
-	}
-	// The Host the client signed reaches the store unchanged.
-	if want := strings.TrimPrefix(p.URL, "http://"); host != want {
-		t.Errorf("store saw Host %q, want %q", host, want)
 	}
 }
 

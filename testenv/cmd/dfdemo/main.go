@@ -80,8 +80,8 @@ type env struct {
 	bin    string
 	origin *testenv.Origin
 	sn     *testenv.Supernode
-	store  *storeProxy // in front of the S3 store (part 3)
-	snS3   bool        // the supernode takes the store's presigned URLs
+	store  *testenv.StoreProxy // in front of the S3 store (part 3)
+	snS3   bool                // the supernode takes the store's presigned URLs
 
 	mountFile *mountFile // the file part 2 mounts, nil without FUSE or with --no-mount
 }
@@ -156,13 +156,13 @@ func run(c config) (err error) {
 		mf := <-mountFileCh
 		e.mountFile = &mf
 	}
-	e.store = startStoreProxy(tb)
-	snArgs := append([]string{"--log-level", "info"}, testenv.AllowOrigins(e.origin.Addr(), e.store.Addr())...)
+	e.store = testenv.StartStoreProxy(tb, "")
+	snArgs := append([]string{"--log-level", "info"}, testenv.AllowOrigins(e.origin.Addr(), e.store.Addr)...)
 	if e.snS3 = hasFlag(e.bin, "supernode", "--s3-endpoint"); e.snS3 {
 		// The store (through the counting proxy) is one whose presigned
 		// URLs peers may register, so that the seed fetches each object
 		// once for the swarm.
-		snArgs = append(snArgs, "--s3-endpoint", e.store.URL())
+		snArgs = append(snArgs, "--s3-endpoint", e.store.URL)
 	}
 	e.sn = testenv.StartSupernode(tb, e.bin, snArgs...)
 	printf("origin    http://%s  (upload capped at %s/s)\n", e.origin.Addr(), ratelimit.HumanBytes(c.originCap))

@@ -68,11 +68,11 @@ func s3Part(e *env, c config) result {
 	os.Setenv(testenv.SeaweedBinEnv, bin)
 	start := time.Now()
 	sw := testenv.StartSeaweed(e.tb, bucket)
-	if err := e.store.setStore(sw.Endpoint); err != nil {
+	if err := e.store.SetStore(sw.Endpoint); err != nil {
 		panic(testenv.FatalError{Msg: err.Error()})
 	}
 	printf("SeaweedFS S3 at %s (up in %s); peers reach it through a counting proxy at %s\n",
-		sw.Endpoint, time.Since(start).Round(100*time.Millisecond), e.store.URL())
+		sw.Endpoint, time.Since(start).Round(100*time.Millisecond), e.store.URL)
 
 	files, total := putDataset(e.tb, sw)
 	printf("put s3://%s/%s: %d directories x %d files of 64 KiB-1 MiB, %s\n",
@@ -84,7 +84,7 @@ func s3Part(e *env, c config) result {
 	os.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	src := "s3://" + bucket + "/" + prefix
-	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL(), "--s3-path-style",
+	args := []string{"--supernode", e.sn.Addr, "--s3-endpoint", e.store.URL, "--s3-path-style",
 		"--s3-region", testenv.SeaweedRegion, "--prefetch=false"}
 	var packArg string
 	if c.s3Pack != "" {
@@ -92,9 +92,9 @@ func s3Part(e *env, c config) result {
 		args = append(args, strings.TrimSpace(packArg))
 	}
 	printf("dfmount %s MNT --supernode %s --s3-endpoint %s --s3-path-style%s (x2, separate data dirs)\n",
-		src, e.sn.Addr, e.store.URL(), packArg)
+		src, e.sn.Addr, e.store.URL, packArg)
 	if e.snS3 {
-		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed fetches each object\n", e.store.URL())
+		printf("the supernode allows the store's presigned URLs (--s3-endpoint %s): its seed fetches each object\n", e.store.URL)
 		printf("(and each directory's pack of small objects) once for the swarm\n")
 	} else {
 		printf("this supernode has no --s3-endpoint flag: each peer reads the store itself\n")
@@ -105,7 +105,7 @@ func s3Part(e *env, c config) result {
 		name  string
 		m     *mount
 		read  int64
-		store snapshot
+		store testenv.StoreCounts
 		took  time.Duration
 		good  int
 	}
@@ -126,17 +126,17 @@ func s3Part(e *env, c config) result {
 	}
 
 	// The listing, as `find MNT | wc -l` would do it, on peer A.
-	before := e.store.snap()
+	before := e.store.Counts()
 	t0 := time.Now()
 	tree, ndirs, err := walk(peers[0].m.mnt)
 	listTook := time.Since(t0)
 	if err != nil {
 		panic(testenv.FatalError{Msg: fmt.Sprintf("listing the mount: %v", err)})
 	}
-	listed := e.store.snap().sub(before)
+	listed := e.store.Counts().Sub(before)
 	printf("find %s | wc -l: %d (%d directories, %d files) in %s; the store sent %s of listings and %s of file contents for it\n",
 		peers[0].m.mnt, 1+ndirs+len(tree), ndirs, len(tree), listTook.Round(time.Millisecond),
-		ratelimit.HumanBytes(listed.other), ratelimit.HumanBytes(listed.object))
+		ratelimit.HumanBytes(listed.OtherBytes), ratelimit.HumanBytes(listed.ObjectBytes))
 	treeOK := true
 	if diff := compareTree(files, tree); diff != "" {
 		treeOK = false
@@ -145,12 +145,12 @@ func s3Part(e *env, c config) result {
 
 	printf("\n%-7s %7s %10s %9s %14s %10s  %-6s  %s\n", "peer", "files", "read", "time", "store served", "in GETs", "mode", "sha256")
 	for _, p := range peers {
-		before := e.store.snap()
+		before := e.store.Counts()
 		start := time.Now()
 		var bad []string
 		p.good, p.read, bad = readAll(p.m.mnt, files)
 		p.took = time.Since(start)
-		p.store = e.store.snap().sub(before)
+		p.store = e.store.Counts().Sub(before)
 		status := "all match"
 		if len(bad) > 0 {
 			status = fmt.Sprintf("%d BAD: %s", len(bad), strings.Join(bad[:min(len(bad), 3)], "; "))
@@ -159,14 +159,14 @@ func s3Part(e *env, c config) result {
 		// or direct (from the store).
 		mode := xattr(filepath.Join(p.m.mnt, files[0].rel), fusefs.XattrMode)
 		printf("%-7s %7d %10s %9s %14s %10d  %-6s  %s\n", p.name, p.good, ratelimit.HumanBytes(p.read),
-			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.object), p.store.gets, mode, status)
+			p.took.Round(time.Millisecond), ratelimit.HumanBytes(p.store.ObjectBytes), p.store.ObjectGets, mode, status)
 	}
 	for _, p := range peers {
 		if err := p.m.stop(); err != nil {
 			printf("%s unmount: %v\n", p.name, err)
 		}
 	}
-	served := listed.object + peers[0].store.object + peers[1].store.object
+	served := listed.ObjectBytes + peers[0].store.ObjectBytes + peers[1].store.ObjectBytes
 	printf("\nthe store served %s of file contents for 2 peers reading a %s dataset (%s; without sharing: 2.00)\n",
 		ratelimit.HumanBytes(served), ratelimit.HumanBytes(total), copies(served, total))
 	good := peers[0].good + peers[1].good
@@ -175,8 +175,8 @@ func s3Part(e *env, c config) result {
 	}
 	r := result{part: part,
 		read: fmt.Sprintf("A %s + B %s", ratelimit.HumanBytes(peers[0].read), ratelimit.HumanBytes(peers[1].read)),
-		served: fmt.Sprintf("A %s + B %s (%s)", ratelimit.HumanBytes(peers[0].store.object),
-			ratelimit.HumanBytes(peers[1].store.object), copies(served, total)),
+		served: fmt.Sprintf("A %s + B %s (%s)", ratelimit.HumanBytes(peers[0].store.ObjectBytes),
+			ratelimit.HumanBytes(peers[1].store.ObjectBytes), copies(served, total)),
 		sha:  fmt.Sprintf("%d/%d match", good, 2*len(files)),
 		note: fmt.Sprintf("%d files, %s; find: %d entries", len(files), ratelimit.HumanBytes(total), 1+ndirs+len(tree))}
 	if !treeOK {

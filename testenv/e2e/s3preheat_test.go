@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,7 +153,8 @@ func TestS3Preheat(t *testing.T) {
 // through a supernode allowing the store: every file's sha256 is right,
 // s3 entries read through the swarm, one whose manifest size is wrong
 // fails with EIO; a second mount reading the same entries costs the store
-// nothing more.
+// nothing more. A manifest stored in the bucket itself resolves its
+// relative entries to keys of that bucket.
 func TestS3Dataset(t *testing.T) {
 	bin := bins(t)
 	const bucket = "dsobjects"
@@ -244,6 +246,24 @@ func TestS3Dataset(t *testing.T) {
 	if second > 64<<10 {
 		t.Errorf("the store served %d bytes to a second mount of the dataset", second)
 	}
+
+	t.Run("a manifest in the bucket, relative entries", func(t *testing.T) {
+		// Relative entries of an s3:// manifest are keys of its bucket.
+		shard := objects["train/shard-001.bin"]
+		man := fmt.Sprintf(`{"version":1,"files":[{"path":"s/1.bin","size":%d,"url":"../train/shard-001.bin"},`+
+			`{"path":"labels.json","size":%d,"url":"s3://%s/labels.json"}]}`, len(shard), len(objects["labels.json"]), bucket)
+		sw.Put(t, bucket, "ds/manifest.json", []byte(man))
+		mnt := t.TempDir()
+		m := startMount(t, bin, "s3://"+bucket+"/ds/manifest.json", mnt, "--type", "dataset", "--supernode", sn.Addr,
+			"--data-dir", t.TempDir(), "--upload-listen", "127.0.0.1:0", "--prefetch=false",
+			"--s3-endpoint", store.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion)
+		for p, want := range map[string]string{"s/1.bin": sha256hex(shard), "labels.json": wantSHA["data/labels.json"]} {
+			if got := sha256Of(t, filepath.Join(mnt, p)); got != want {
+				t.Errorf("%s: sha256 %s, want %s", p, got, want)
+			}
+		}
+		stopMount(t, m)
+	})
 	noUnredactedSignature(t, "supernode's log", sn.Proc.Log())
 	noUnredactedSignature(t, "dfmount's log", m.Log()+m2.Log())
 }

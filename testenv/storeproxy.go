@@ -14,9 +14,9 @@ import (
 )
 
 // StoreProxy stands between S3 clients and an S3-compatible store (path
-// style), counting what the store serves: object GETs (a GET of
-// /BUCKET/KEY answered 200 or 206) and their body bytes, listings, and the
-// body bytes of every other answer. Requests pass through unchanged, the
+// style), counting what the store serves: object GETs (GETs of
+// /BUCKET/KEY, whatever the answer) and the body bytes of those answered
+// 200 or 206, listings, and the body bytes of every other answer. Requests pass through unchanged, the
 // Host header too, so SigV4 signatures stay valid. Every client of a test
 // or bench reaches the store through it, so its counts are what the store
 // served.
@@ -28,13 +28,15 @@ type StoreProxy struct {
 	// fetches through them fail (peers sign their own GETs in headers).
 	RefuseSeed atomic.Bool
 
+	srv                                                       *http.Server
+	tr                                                        *http.Transport
 	target                                                    atomic.Pointer[url.URL]
 	objectGets, objectBytes, lists, otherBytes, answers, reqs atomic.Int64
 }
 
 // StoreCounts is what a StoreProxy counted.
 type StoreCounts struct {
-	ObjectGets, ObjectBytes int64 // object GETs answered 200/206, and their body bytes
+	ObjectGets, ObjectBytes int64 // object GETs, and the body bytes of those answered 200/206
 	Lists                   int64 // ListObjects requests
 	OtherBytes              int64 // body bytes of every other answer (listings, errors, HEADs)
 	Answers, Requests       int64 // answers from the store; requests received (refused ones too)
@@ -93,12 +95,16 @@ func StartStoreProxy(tb TB, endpoint string) *StoreProxy {
 		}
 		rp.ServeHTTP(w, r)
 	}), ReadHeaderTimeout: 30 * time.Second}
+	p.srv, p.tr = srv, tr
 	go srv.Serve(ln)
-	tb.Cleanup(func() {
-		srv.Close()
-		tr.CloseIdleConnections()
-	})
+	tb.Cleanup(p.Close)
 	return p
+}
+
+// Close stops the proxy: the store is unreachable through it from then on.
+func (p *StoreProxy) Close() {
+	p.srv.Close()
+	p.tr.CloseIdleConnections()
 }
 
 // SetStore points the proxy at the store's base URL.
@@ -127,12 +133,12 @@ func (p *StoreProxy) count(resp *http.Response) error {
 		p.lists.Add(1)
 	}
 	counter := &p.otherBytes
-	if req.Method == http.MethodGet && !req.URL.Query().Has("list-type") &&
-		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
-		// Path style: /BUCKET/KEY; a listing is /BUCKET or /BUCKET/.
-		if _, key, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/"); key != "" {
+	// Path style: /BUCKET/KEY; a listing is /BUCKET or /BUCKET/.
+	if _, key, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/"); key != "" &&
+		req.Method == http.MethodGet && !req.URL.Query().Has("list-type") {
+		p.objectGets.Add(1)
+		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
 			counter = &p.objectBytes
-			p.objectGets.Add(1)
 		}
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: counter}

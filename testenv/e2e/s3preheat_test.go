@@ -58,7 +58,7 @@ func TestS3Preheat(t *testing.T) {
 	want := sha256hex(data)
 	s3url := "s3://" + bucket + "/" + key
 
-	store := startStoreCounter(t, sw.Endpoint)
+	store := testenv.StartStoreProxy(t, sw.Endpoint)
 	sn := testenv.StartSupernode(t, bin, "--allow-origin", store.Addr, "--s3-endpoint", store.URL)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
@@ -79,7 +79,7 @@ func TestS3Preheat(t *testing.T) {
 	if code != 0 || !strings.Contains(p.Log(), "done: 1 blob(s)") {
 		t.Fatalf("dfctl preheat %s: exit %d\n%s", s3url, code, p.Log())
 	}
-	preheated := store.bytes.Load()
+	preheated := store.Counts().Bytes()
 	st := sn.Status(t)
 	task := st.Task(s3url)
 	if task == nil || task.State != "done" || task.SeedPieces != task.NumPieces || task.Length != size {
@@ -94,8 +94,8 @@ func TestS3Preheat(t *testing.T) {
 	waitOK(t, g, 2*time.Minute)
 	assertSHA(t, out, want)
 	res := parseResult(t, g)
-	afterGet := store.bytes.Load() - preheated
-	total := store.bytes.Load()
+	afterGet := store.Counts().Bytes() - preheated
+	total := store.Counts().Bytes()
 	t.Logf("dfget after the preheat: %+v; the store served %d more bytes (the presigned URL's check); %d in all (%.3f copies)",
 		res, afterGet, total, float64(total)/size)
 	if res.BackToSource || res.Seed+res.Peers != size || res.Origin != 0 {
@@ -116,12 +116,12 @@ func TestS3Preheat(t *testing.T) {
 	})
 	t.Run("a supernode without --s3-endpoint", func(t *testing.T) {
 		plain := testenv.StartSupernode(t, bin, "--allow-origin", store.Addr)
-		before := store.bytes.Load()
+		before := store.Counts().Bytes()
 		p, code := dfctl(t, plain.Addr, s3url)
 		if code == 0 || !strings.Contains(p.Log(), "start it with --s3-endpoint") {
 			t.Fatalf("dfctl preheat through a supernode without --s3-endpoint: exit %d\n%s", code, p.Log())
 		}
-		if n := store.bytes.Load() - before; n > 4<<10 {
+		if n := store.Counts().Bytes() - before; n > 4<<10 {
 			t.Errorf("the store served %d bytes for a refused preheat", n)
 		}
 		t.Logf("refused: %s", strings.TrimSpace(p.Tail(1)))
@@ -193,7 +193,7 @@ func TestS3Dataset(t *testing.T) {
 	}
 	origin.AddFile("ds/manifest.json", mpath)
 
-	store := startStoreCounter(t, sw.Endpoint)
+	store := testenv.StartStoreProxy(t, sw.Endpoint)
 	sn := testenv.StartSupernode(t, bin, "--allow-origin", store.Addr, "--allow-origin", origin.Addr(), "--s3-endpoint", store.URL)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
@@ -225,7 +225,7 @@ func TestS3Dataset(t *testing.T) {
 	if !errors.Is(err, syscall.EIO) {
 		t.Errorf("read of an entry whose size is wrong: %v, want EIO", err)
 	}
-	first := store.bytes.Load()
+	first := store.Counts().Bytes()
 	t.Logf("dataset of 1 HTTP entry and %d s3 entries (%d bytes of objects) read through one mount in %v: the store served %d bytes (%.3f copies)",
 		len(objects), objectBytes, took.Round(time.Millisecond), first, float64(first)/float64(objectBytes))
 	if first < objectBytes || first > objectBytes+objectBytes/10 {
@@ -240,9 +240,9 @@ func TestS3Dataset(t *testing.T) {
 		}
 	}
 	stopMount(t, m2)
-	second := store.bytes.Load() - first
+	second := store.Counts().Bytes() - first
 	t.Logf("a second mount (own data dir) read every file: the store served %d more bytes (checks of presigned URLs); %.3f copies in all",
-		second, float64(store.bytes.Load())/float64(objectBytes))
+		second, float64(store.Counts().Bytes())/float64(objectBytes))
 	if second > 64<<10 {
 		t.Errorf("the store served %d bytes to a second mount of the dataset", second)
 	}

@@ -10,14 +10,11 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,61 +22,6 @@ import (
 	"github.com/damselfly-p2p/damselfly/testenv"
 	"github.com/damselfly-p2p/damselfly/wire"
 )
-
-// storeCounter is a reverse proxy in front of the S3 server that counts the
-// body bytes the store sends (what "the store served" means) and the
-// requests it gets. Presigned and header-signed requests pass unchanged:
-// the Host the signature covers is the proxy's, and the proxy keeps it.
-type storeCounter struct {
-	URL      string // http://127.0.0.1:PORT
-	Addr     string
-	bytes    atomic.Int64
-	requests atomic.Int64
-	// refuseSeed makes it refuse presigned GETs of anything but the first
-	// byte: a supernode's check of a URL passes, its seed's fetches fail.
-	refuseSeed atomic.Bool
-}
-
-func startStoreCounter(t *testing.T, endpoint string) *storeCounter {
-	t.Helper()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &storeCounter{Addr: ln.Addr().String(), URL: "http://" + ln.Addr().String()}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.requests.Add(1)
-		if c.refuseSeed.Load() && r.URL.Query().Has("X-Amz-Signature") && r.Header.Get("Range") != "bytes=0-0" {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		rp.ServeHTTP(countWriter{w, &c.bytes}, r)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return c
-}
-
-type countWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (c countWriter) Write(p []byte) (int, error) {
-	c.n.Add(int64(len(p)))
-	return c.ResponseWriter.Write(p)
-}
-
-func (c countWriter) Flush() {
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
 
 // TestS3Swarm reads one object of a real S3 store (SeaweedFS) from two
 // peers at once (two dfget processes, separate data dirs) through a
@@ -105,7 +47,7 @@ func TestS3Swarm(t *testing.T) {
 	want := hex.EncodeToString(sum[:])
 	s3url := "s3://" + bucket + "/" + key
 
-	store := startStoreCounter(t, sw.Endpoint)
+	store := testenv.StartStoreProxy(t, sw.Endpoint)
 	sn := testenv.StartSupernode(t, bin, "--allow-origin", store.Addr, "--s3-endpoint", store.URL)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
@@ -113,12 +55,12 @@ func TestS3Swarm(t *testing.T) {
 
 	// Two peers at once.
 	out := t.TempDir()
-	before := store.bytes.Load()
+	before := store.Counts().Bytes()
 	start := time.Now()
 	procs, _ := startPeers(t, bin, sn.Addr, s3url, out, 2, append(s3flags, "--log-level", "info")...)
 	waitAll(t, procs, 3*time.Minute)
 	took := time.Since(start)
-	served := store.bytes.Load() - before
+	served := store.Counts().Bytes() - before
 	for i, p := range procs {
 		assertSHA(t, filepath.Join(out, []string{"f0", "f1"}[i]), want)
 		res := parseResult(t, p)
@@ -137,7 +79,7 @@ func TestS3Swarm(t *testing.T) {
 	}
 
 	// A third peer, a dfmount, reads through the swarm at no cost to the store.
-	before = store.bytes.Load()
+	before = store.Counts().Bytes()
 	mnt := t.TempDir()
 	m := startMount(t, bin, s3url, mnt, append(s3flags, "--supernode", sn.Addr, "--data-dir", t.TempDir(),
 		"--upload-listen", "127.0.0.1:0", "--prefetch=false")...)
@@ -158,7 +100,7 @@ func TestS3Swarm(t *testing.T) {
 		t.Fatalf("mounted object sha256 %s, want %s", got, want)
 	}
 	stopMount(t, m)
-	third := store.bytes.Load() - before
+	third := store.Counts().Bytes() - before
 	t.Logf("a third peer (dfmount, mode p2p) read the whole object: the store served %d more bytes", third)
 	if third > 64<<10 {
 		t.Errorf("the store served %d bytes for a third reader of a shared object", third)
@@ -169,12 +111,12 @@ func TestS3Swarm(t *testing.T) {
 	firstLog := sn.Proc.Log()
 	sn.Restart(t)
 	t.Run("a restarted supernode keeps its copy", func(t *testing.T) {
-		before := store.bytes.Load()
+		before := store.Counts().Bytes()
 		out := filepath.Join(t.TempDir(), "after-restart.bin")
 		p := testenv.Dfget(t, bin, sn.Addr, s3url, out, append(s3flags, "--log-level", "info")...)
 		waitOK(t, p, 2*time.Minute)
 		assertSHA(t, out, want)
-		n := store.bytes.Load() - before
+		n := store.Counts().Bytes() - before
 		t.Logf("after a supernode restart a new peer read the object: the store served %d bytes", n)
 		if n > 64<<10 {
 			t.Errorf("the store served %d bytes after a supernode restart; the seed's copy should have been kept", n)
@@ -205,8 +147,8 @@ func TestS3Swarm(t *testing.T) {
 		data2 := data[:size2]
 		sw.Put(t, bucket, "shards/small.bin", data2)
 		sum2 := sha256.Sum256(data2)
-		store.refuseSeed.Store(true)
-		defer store.refuseSeed.Store(false)
+		store.RefuseSeed.Store(true)
+		defer store.RefuseSeed.Store(false)
 		out := filepath.Join(t.TempDir(), "small.bin")
 		start := time.Now()
 		p := testenv.Dfget(t, bin, sn.Addr, "s3://"+bucket+"/shards/small.bin", out, append(s3flags, "--log-level", "info")...)
@@ -233,7 +175,7 @@ func TestS3Swarm(t *testing.T) {
 
 	t.Run("wrong credentials", func(t *testing.T) {
 		t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-		before := store.bytes.Load()
+		before := store.Counts().Bytes()
 		bad := filepath.Join(t.TempDir(), "bad.bin")
 		p := testenv.Dfget(t, bin, sn.Addr, s3url, bad, append(s3flags, "--log-level", "info")...)
 		code, err := p.Wait(time.Minute)
@@ -243,7 +185,7 @@ func TestS3Swarm(t *testing.T) {
 		if _, err := os.Stat(bad); err == nil {
 			t.Fatal("output file exists after a refused download")
 		}
-		if n := store.bytes.Load() - before; n > 4<<10 {
+		if n := store.Counts().Bytes() - before; n > 4<<10 {
 			t.Errorf("the store sent %d bytes to a peer with wrong credentials", n)
 		}
 	})
@@ -289,12 +231,12 @@ func TestS3Swarm(t *testing.T) {
 		t.Logf("refused: %d %s", code, e.Message)
 	})
 	t.Run("presigned URL with wrong credentials", func(t *testing.T) {
-		before := store.bytes.Load()
+		before := store.Counts().Bytes()
 		code, e, b := register(t, presign(t, store.URL, "not-the-secret"))
 		if code != http.StatusForbidden || !strings.Contains(e.Message, "the store refused the presigned URL") || strings.Contains(string(b), "taskCredential") {
 			t.Fatalf("registration with a badly signed URL: %d %s; want 403 'the store refused'", code, b)
 		}
-		if n := store.bytes.Load() - before; n > 4<<10 {
+		if n := store.Counts().Bytes() - before; n > 4<<10 {
 			t.Errorf("the store sent %d bytes for a badly signed URL", n)
 		}
 		t.Logf("refused: %d %s", code, e.Message)

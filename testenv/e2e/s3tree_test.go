@@ -11,10 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,73 +30,6 @@ import (
 	"github.com/damselfly-p2p/damselfly/fusefs"
 	"github.com/damselfly-p2p/damselfly/testenv"
 )
-
-// storeProxy stands between dfmount and the store, counting what the
-// store serves: object GETs (whole or ranged) and their body bytes, and
-// listings. Requests pass through unchanged (the Host header too, so
-// signatures hold).
-type storeProxy struct {
-	URL               string
-	gets, lists, body atomic.Int64
-	srv               *http.Server
-	// refuseSeed makes it refuse presigned GETs of anything but the
-	// first byte: a supernode's checks of URLs pass, its seed's fetches
-	// fail (peers sign their own GETs in headers).
-	refuseSeed atomic.Bool
-}
-
-func startStoreProxy(t *testing.T, endpoint string) *storeProxy {
-	t.Helper()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &storeProxy{}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	// As many kept connections as clients keep requests in flight, so
-	// that the proxy does not add connection setups of its own.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
-	rp.Transport = tr
-	t.Cleanup(tr.CloseIdleConnections)
-	rp.ModifyResponse = func(resp *http.Response) error {
-		r := resp.Request
-		if r.Method == http.MethodGet && !r.URL.Query().Has("list-type") && strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1 {
-			p.gets.Add(1)
-			resp.Body = &countingBody{ReadCloser: resp.Body, n: &p.body}
-		}
-		if r.URL.Query().Has("list-type") {
-			p.lists.Add(1)
-		}
-		return nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.URL = "http://" + ln.Addr().String()
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.refuseSeed.Load() && r.URL.Query().Has("X-Amz-Signature") && r.Header.Get("Range") != "bytes=0-0" {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	})}
-	go p.srv.Serve(ln)
-	t.Cleanup(func() { p.srv.Close() })
-	return p
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c *countingBody) Read(b []byte) (int, error) {
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
-}
 
 // putPrefixTree stores 2,000 objects under prefix in 3 levels of
 // directories (4 splits, 5 classes each, 2 parts each), sizes 0 to 64 KiB
@@ -288,7 +218,7 @@ func TestS3Tree(t *testing.T) {
 	const bucket, prefix = "dataset", "train/"
 	sw := testenv.StartSeaweed(t, bucket)
 	sums, sizes, total := putPrefixTree(t, sw, bucket, prefix)
-	proxy := startStoreProxy(t, sw.Endpoint)
+	proxy := testenv.StartStoreProxy(t, sw.Endpoint)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
 	url := "s3://" + bucket + "/" + prefix
@@ -299,15 +229,15 @@ func TestS3Tree(t *testing.T) {
 	dirA, mntA := t.TempDir(), t.TempDir()
 	start := time.Now()
 	m := startMount(t, bin, url, mntA, append(common, "--data-dir", dirA)...)
-	t.Logf("mounted in %v with %d list requests", time.Since(start).Round(time.Millisecond), proxy.lists.Load())
-	if n := proxy.lists.Load(); n < 1 || n > 2 {
+	t.Logf("mounted in %v with %d list requests", time.Since(start).Round(time.Millisecond), proxy.Counts().Lists)
+	if n := proxy.Counts().Lists; n < 1 || n > 2 {
 		t.Errorf("mounting took %d list requests; want the top level's only", n)
 	}
 
 	// find + stat: the tree and sizes equal the store's, no object fetched.
 	start = time.Now()
 	got := walkTree(t, mntA)
-	t.Logf("find + stat of %d files: %v, %d list requests in all", len(got), time.Since(start).Round(time.Millisecond), proxy.lists.Load())
+	t.Logf("find + stat of %d files: %v, %d list requests in all", len(got), time.Since(start).Round(time.Millisecond), proxy.Counts().Lists)
 	if len(got) != len(sizes) {
 		t.Errorf("the mount shows %d files, the store has %d", len(got), len(sizes))
 	}
@@ -316,7 +246,7 @@ func TestS3Tree(t *testing.T) {
 			t.Errorf("%s: size %d (shown %t) in the mount, %d in the store", key, s, ok, size)
 		}
 	}
-	if n := proxy.gets.Load(); n != 0 {
+	if n := proxy.Counts().ObjectGets; n != 0 {
 		t.Fatalf("find and stat fetched %d objects; want none", n)
 	}
 	var st syscall.Stat_t
@@ -328,8 +258,8 @@ func TestS3Tree(t *testing.T) {
 	// Every file's bytes are the object's; each object is read once.
 	took := readAll(t, mntA, sums, prefix)
 	t.Logf("first mount read %d files (%d bytes) with 8 readers in %v; the store served %d bytes in %d GETs",
-		len(sums), total, took.Round(time.Millisecond), proxy.body.Load(), proxy.gets.Load())
-	if b := proxy.body.Load(); b < total || b > total+total/10 {
+		len(sums), total, took.Round(time.Millisecond), proxy.Counts().ObjectBytes, proxy.Counts().ObjectGets)
+	if b := proxy.Counts().ObjectBytes; b < total || b > total+total/10 {
 		t.Errorf("the store served %d bytes for %d bytes of objects", b, total)
 	}
 	if mode, err := xattr.Get(filepath.Join(mntA, "split-0/index-0.json"), fusefs.XattrMode); err != nil || string(mode) != "direct" {
@@ -338,12 +268,12 @@ func TestS3Tree(t *testing.T) {
 
 	// A second peer with its own data dir reads the tree too, each object
 	// a task of its own (no packs).
-	body := proxy.body.Load()
+	body := proxy.Counts().ObjectBytes
 	dirB, mntB := t.TempDir(), t.TempDir()
 	mB := startMount(t, bin, url, mntB, append(common, "--data-dir", dirB, "--s3-pack=false")...)
 	took = readAll(t, mntB, sums, prefix)
 	t.Logf("second mount read every file in %v; the store served %d more bytes (the two mounts: %d bytes for %d bytes of objects)",
-		took.Round(time.Millisecond), proxy.body.Load()-body, proxy.body.Load(), total)
+		took.Round(time.Millisecond), proxy.Counts().ObjectBytes-body, proxy.Counts().ObjectBytes, total)
 	stopMount(t, mB)
 
 	// Wrong credentials: a clear error at mount time, nothing mounted.
@@ -373,7 +303,7 @@ func TestS3Tree(t *testing.T) {
 	// Remount with the store gone: the kept listings and the stored
 	// pieces serve the tree; inode numbers are those of the first mount.
 	stopMount(t, m)
-	proxy.srv.Close()
+	proxy.Close()
 	m = startMount(t, bin, url, mntA, append(common, "--data-dir", dirA)...)
 	if got := walkTree(t, mntA); len(got) != len(sizes) {
 		t.Errorf("offline remount shows %d files, want %d", len(got), len(sizes))
@@ -399,7 +329,7 @@ func TestS3TreeSwarm(t *testing.T) {
 	const bucket, prefix = "dataset", "train/"
 	sw := testenv.StartSeaweed(t, bucket)
 	sums, _, total := putPrefixTree(t, sw, bucket, prefix)
-	proxy := startStoreProxy(t, sw.Endpoint)
+	proxy := testenv.StartStoreProxy(t, sw.Endpoint)
 	sn := testenv.StartSupernode(t, bin, "--allow-origin", strings.TrimPrefix(proxy.URL, "http://"), "--s3-endpoint", proxy.URL)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
@@ -433,9 +363,9 @@ func TestS3TreeSwarm(t *testing.T) {
 			}
 		}
 	}
-	served := proxy.body.Load()
+	served := proxy.Counts().ObjectBytes
 	t.Logf("two dfmount peers read %d files (%d bytes each) at once in %v; the store served %d bytes (%.3f copies) in %d GETs, %d listings",
-		len(sums), total, took.Round(time.Millisecond), served, float64(served)/float64(total), proxy.gets.Load(), proxy.lists.Load())
+		len(sums), total, took.Round(time.Millisecond), served, float64(served)/float64(total), proxy.Counts().ObjectGets, proxy.Counts().Lists)
 	if served < total {
 		t.Errorf("the store served %d bytes, less than the %d of the objects: counting is broken", served, total)
 	}
@@ -450,8 +380,8 @@ func TestS3TreeSwarm(t *testing.T) {
 
 	// A seed the store refuses: the peer reads the packs from the store.
 	t.Run("peers go back to the store when the seed cannot fetch", func(t *testing.T) {
-		refusing := startStoreProxy(t, sw.Endpoint)
-		refusing.refuseSeed.Store(true)
+		refusing := testenv.StartStoreProxy(t, sw.Endpoint)
+		refusing.RefuseSeed.Store(true)
 		sn := testenv.StartSupernode(t, bin, "--allow-origin", strings.TrimPrefix(refusing.URL, "http://"), "--s3-endpoint", refusing.URL)
 		mnt := t.TempDir()
 		m := startMount(t, bin, url+"split-2/class-1/", mnt, "--s3-endpoint", refusing.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
@@ -562,7 +492,7 @@ func TestS3TreeSmallFiles(t *testing.T) {
 	if err, _ := failed.Load().(error); err != nil {
 		t.Fatal(err)
 	}
-	proxy := startStoreProxy(t, sw.Endpoint)
+	proxy := testenv.StartStoreProxy(t, sw.Endpoint)
 	t.Setenv("AWS_ACCESS_KEY_ID", sw.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", sw.SecretAccessKey)
 	common := []string{"--s3-endpoint", proxy.URL, "--s3-path-style", "--s3-region", testenv.SeaweedRegion,
@@ -626,12 +556,12 @@ func TestS3TreeSmallFiles(t *testing.T) {
 		args []string
 	}{{"packs", nil}, {"no packs", []string{"--s3-pack=false"}}} {
 		mnt := t.TempDir()
-		body, gets := proxy.body.Load(), proxy.gets.Load()
+		body, gets := proxy.Counts().ObjectBytes, proxy.Counts().ObjectGets
 		m := startMount(t, bin, "s3://"+bucket+"/files/", mnt, append(append(common, mode.args...), "--data-dir", t.TempDir())...)
 		took := readAll(t, mnt, smallSums, "files/")
 		stopMount(t, m)
 		rate := float64(smallBytes) / took.Seconds()
 		t.Logf("2,000 x 64 KiB, cold, 8 readers, %s: %v (%.0f MiB/s, %.2f x the 128 MiB object's throughput); the store served %d bytes in %d GETs",
-			mode.name, took.Round(time.Millisecond), rate/(1<<20), rate/bigRate, proxy.body.Load()-body, proxy.gets.Load()-gets)
+			mode.name, took.Round(time.Millisecond), rate/(1<<20), rate/bigRate, proxy.Counts().ObjectBytes-body, proxy.Counts().ObjectGets-gets)
 	}
 }

@@ -46,8 +46,16 @@ func (c *conditional) notModified() Info {
 // *StatusError at once. header is sent to the origin as given (credentials);
 // its values are never logged.
 func (c *Client) Probe(ctx context.Context, rawURL string, header http.Header) (Info, error) {
-	info, err := c.probe(ctx, "probe", rawURL, header, nil)
+	info, err := c.probe(ctx, "probe", rawURL, header, nil, false)
 	return info, err
+}
+
+// ProbeRange is Probe without the HEAD: it asks for the first byte with a
+// ranged GET at once (retries and budget as Probe's), for URLs that answer
+// GET only: an object store's presigned GET URLs refuse HEAD, on which
+// Probe would spend a request each time.
+func (c *Client) ProbeRange(ctx context.Context, rawURL string, header http.Header) (Info, error) {
+	return c.probe(ctx, "probe", rawURL, header, nil, true)
 }
 
 // Validate asks whether content with these validators is still current with
@@ -57,10 +65,10 @@ func (c *Client) Probe(ctx context.Context, rawURL string, header http.Header) (
 // other success gives fresh Info as Probe would (NotModified false). HEAD
 // fallbacks and retries are as for Probe.
 func (c *Client) Validate(ctx context.Context, rawURL string, header http.Header, etag, lastModified string) (Info, error) {
-	return c.probe(ctx, "validate", rawURL, header, &conditional{etag: etag, lastModified: lastModified})
+	return c.probe(ctx, "validate", rawURL, header, &conditional{etag: etag, lastModified: lastModified}, false)
 }
 
-func (c *Client) probe(ctx context.Context, what, rawURL string, header http.Header, cond *conditional) (Info, error) {
+func (c *Client) probe(ctx context.Context, what, rawURL string, header http.Header, cond *conditional, rangeOnly bool) (Info, error) {
 	redacted, err := checkURL(rawURL)
 	if err != nil {
 		return Info{Length: -1}, fmt.Errorf("%s: %w", what, err)
@@ -71,7 +79,11 @@ func (c *Client) probe(ctx context.Context, what, rawURL string, header http.Hea
 	defer cancel()
 	err = c.retry(bctx, log, what, func(attempt int) (bool, error) {
 		var err error
-		info, err = c.probeOnce(bctx, rawURL, redacted, header, cond, log.WithField("attempt", attempt))
+		if rangeOnly {
+			info, err = c.rangeProbe(bctx, rawURL, redacted, header, cond, log.WithField("attempt", attempt))
+		} else {
+			info, err = c.probeOnce(bctx, rawURL, redacted, header, cond, log.WithField("attempt", attempt))
+		}
 		return false, err
 	})
 	if err != nil && ctx.Err() == nil && bctx.Err() != nil {

@@ -159,3 +159,21 @@ func TestProbeBudget(t *testing.T) {
 		t.Errorf("error %q shows the query", err)
 	}
 }
+
+// TestProbeRange: one ranged GET, no HEAD first, with the same answer as
+// Probe's.
+func TestProbeRange(t *testing.T) {
+	content := randomBytes(100000, 12)
+	o := newOrigin(t, content, nil)
+	c := testClient(t, nil)
+	info, err := c.ProbeRange(context.Background(), o.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Length != int64(len(content)) || !info.AcceptRanges {
+		t.Errorf("length %d, ranges %v; want %d, true", info.Length, info.AcceptRanges, len(content))
+	}
+	if n := o.requests.Load(); n != 1 || o.gets.Load() != 1 {
+		t.Errorf("%d requests (%d GETs), want one GET", n, o.gets.Load())
+	}
+}

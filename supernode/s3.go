@@ -148,10 +148,10 @@ func (s *Supernode) checkS3(ctx context.Context, req *wire.RegisterRequest) (str
 		g.setSource(req.TaskID, req.S3Presigned, chk.Expires, false)
 		return req.TaskID, nil
 	}
-	// Ask the store through the URL itself (HEAD, which a GET-only
-	// signature makes it refuse, then GET of byte 0), through the origin
-	// policy like every fetch.
-	info, err := s.cfg.Source.Probe(ctx, req.S3Presigned, nil)
+	// Ask the store through the URL itself (a GET of byte 0: a GET-only
+	// signature makes it refuse a HEAD), through the origin policy like
+	// every fetch.
+	info, err := s.cfg.Source.ProbeRange(ctx, req.S3Presigned, nil)
 	if err != nil {
 		var se *origin.StatusError
 		log := s.log.WithFields(logrus.Fields{"url": u.String(), "peer": req.PeerID, "accessKeyID": chk.AccessKeyID})

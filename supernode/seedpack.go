@@ -256,7 +256,7 @@ feed:
 
 func (s *Supernode) checkPackMember(ctx context.Context, req *wire.RegisterRequest, bucket string, m packMember) error {
 	u := objstore.URL{Bucket: bucket, Key: m.key}
-	info, err := s.cfg.Source.Probe(ctx, m.url, nil)
+	info, err := s.cfg.Source.ProbeRange(ctx, m.url, nil)
 	if err != nil {
 		var se *origin.StatusError
 		log := s.log.WithFields(logrus.Fields{"url": u.String(), "peer": req.PeerID})

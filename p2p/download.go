@@ -155,7 +155,7 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 	}
 	d.mu.Unlock()
 
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTimer(time.Hour)
 	defer tick.Stop()
 	for !d.t.Complete() || d.lazy {
 		if d.lazy && d.t.Complete() {
@@ -164,6 +164,7 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 			return d.c.result(d.id, d.layout.Length, false), nil
 		}
 		d.dispatch(ctx)
+		tick.Reset(d.nextDispatch())
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(d.req.URL), ctx.Err())
@@ -189,6 +190,44 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 	}
 	d.finalSync(ctx)
 	return d.c.result(d.id, d.layout.Length, false), nil
+}
+
+// Dispatch timing: every event that can make a piece fetchable (a fetch
+// ended, a piece map or sync arrived, a parent was dropped) pokes the
+// loop; only back-offs end without one, so the loop wakes at the earliest
+// of those, and otherwise every idleDispatch (stall checks). A lazy
+// download polls every busyDispatch, as its readers and prefetch hold
+// change on their own.
+const (
+	busyDispatch = 100 * time.Millisecond
+	idleDispatch = time.Second
+)
+
+// nextDispatch is how long the dispatch loop may sleep without a poke.
+func (d *download) nextDispatch() time.Duration {
+	if d.lazy {
+		return busyDispatch
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.policy.now()
+	next := idleDispatch
+	until := func(t time.Time) {
+		if w := t.Sub(now); w < next {
+			next = max(w, time.Millisecond)
+		}
+	}
+	for i, t := range d.deferred {
+		if !d.t.Has(i) && t.After(now) {
+			until(t)
+		}
+	}
+	for _, par := range d.parents {
+		if !par.dropped && par.busyUntil.After(now) {
+			until(par.busyUntil)
+		}
+	}
+	return next
 }
 
 // dispatch starts piece fetches until Concurrency are in flight or nothing

@@ -51,6 +51,8 @@ type download struct {
 
 	wake   chan struct{}
 	policy pickPolicy
+	// syncNews wakes the sync loop (newsLocked).
+	syncNews chan struct{}
 
 	mu       sync.Mutex
 	digests  []cache.Sum
@@ -103,7 +105,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 		return nil, err
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
-		wake: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
+		wake: make(chan struct{}, 1), syncNews: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
 		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, heldBy: map[int][]string{}, bypass: map[int]bool{}, urgent: map[int]int{}, servedBy: map[string]bool{}, prefetch: true, lastGain: time.Now(), release: release,
 		cred: newTaskCredential(p.taskKeys, nil)}
 	d.cred.set(reg.TaskCredential)
@@ -363,6 +365,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		delete(d.bypass, i)
 		delete(d.heldBy, i)
 		d.unsynced = append(d.unsynced, i)
+		d.newsLocked()
 		d.servedBy[par.id] = true
 		d.lastGain = time.Now()
 		source := "peers"

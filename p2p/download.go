@@ -51,6 +51,8 @@ type download struct {
 
 	wake   chan struct{}
 	policy pickPolicy
+	// syncNews wakes the sync loop (newsLocked).
+	syncNews chan struct{}
 
 	mu       sync.Mutex
 	digests  []cache.Sum
@@ -103,7 +105,7 @@ func (p *Peer) newDownload(ctx context.Context, id string, req Request, reg *wir
 		return nil, err
 	}
 	d := &download{p: p, req: req, id: id, t: t, layout: l, log: log, c: c, limits: limiters(p, req),
-		wake: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
+		wake: make(chan struct{}, 1), syncNews: make(chan struct{}, 1), policy: newPickPolicy(p.cfg.Concurrency), digests: make([]cache.Sum, l.NumPieces()),
 		parents: map[string]*parent{}, inflight: map[int]bool{}, deferred: map[int]time.Time{}, heldBy: map[int][]string{}, bypass: map[int]bool{}, urgent: map[int]int{}, servedBy: map[string]bool{}, prefetch: true, lastGain: time.Now(), release: release,
 		cred: newTaskCredential(p.taskKeys, nil)}
 	d.cred.set(reg.TaskCredential)
@@ -155,7 +157,7 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 	}
 	d.mu.Unlock()
 
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTimer(time.Hour)
 	defer tick.Stop()
 	for !d.t.Complete() || d.lazy {
 		if d.lazy && d.t.Complete() {
@@ -164,6 +166,7 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 			return d.c.result(d.id, d.layout.Length, false), nil
 		}
 		d.dispatch(ctx)
+		tick.Reset(d.nextDispatch())
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("download %s: %w", manifest.RedactURL(d.req.URL), ctx.Err())
@@ -189,6 +192,44 @@ func (d *download) run(ctx context.Context) (*Result, error) {
 	}
 	d.finalSync(ctx)
 	return d.c.result(d.id, d.layout.Length, false), nil
+}
+
+// Dispatch timing: every event that can make a piece fetchable (a fetch
+// ended, a piece map or sync arrived, a parent was dropped) pokes the
+// loop; only back-offs end without one, so the loop wakes at the earliest
+// of those, and otherwise every idleDispatch (stall checks). A lazy
+// download polls every busyDispatch, as its readers and prefetch hold
+// change on their own.
+const (
+	busyDispatch = 100 * time.Millisecond
+	idleDispatch = time.Second
+)
+
+// nextDispatch is how long the dispatch loop may sleep without a poke.
+func (d *download) nextDispatch() time.Duration {
+	if d.lazy {
+		return busyDispatch
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.policy.now()
+	next := idleDispatch
+	until := func(t time.Time) {
+		if w := t.Sub(now); w < next {
+			next = max(w, time.Millisecond)
+		}
+	}
+	for i, t := range d.deferred {
+		if !d.t.Has(i) && t.After(now) {
+			until(t)
+		}
+	}
+	for _, par := range d.parents {
+		if !par.dropped && par.busyUntil.After(now) {
+			until(par.busyUntil)
+		}
+	}
+	return next
 }
 
 // dispatch starts piece fetches until Concurrency are in flight or nothing
@@ -324,6 +365,7 @@ func (d *download) fetch(ctx context.Context, i int, par *parent) {
 		delete(d.bypass, i)
 		delete(d.heldBy, i)
 		d.unsynced = append(d.unsynced, i)
+		d.newsLocked()
 		d.servedBy[par.id] = true
 		d.lastGain = time.Now()
 		source := "peers"

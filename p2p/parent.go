@@ -132,6 +132,7 @@ func (d *download) drop(par *parent, reason string) {
 	}
 	par.dropped = true
 	d.bad = append(d.bad, wire.ParentReport{PeerID: par.id, Reason: reason})
+	d.newsLocked()
 	d.log.WithFields(logrus.Fields{"parent": par.id, "reason": reason}).Info("dropped parent")
 	// Pieces the seed sent us to get from holders that are all gone now:
 	// ask the seed again at once.

@@ -35,12 +35,22 @@ type relayPiece struct {
 	failed  bool
 	refs    int           // the fetch plus each open reader
 	changed chan struct{} // closed at the next change
+	// waitFor is the least landed count a waiting reader needs (0: no
+	// reader waits); land wakes readers only once it is reached.
+	waitFor int
 }
+
+// relayChunk is how many bytes a relayed stream hands on at a time (less
+// at the end of the piece): a reader waits until that much has landed, so
+// that a piece arriving in small network reads goes on in few large
+// writes, each one wakeup and a write or two, instead of one per read.
+const relayChunk = 64 << 10
 
 // notifyLocked wakes readers. Caller holds rp.mu.
 func (rp *relayPiece) notifyLocked() {
 	close(rp.changed)
 	rp.changed = make(chan struct{})
+	rp.waitFor = 0
 }
 
 // land records that buf[:n] is filled.
@@ -48,7 +58,7 @@ func (rp *relayPiece) land(n int) {
 	rp.mu.Lock()
 	if n > rp.landed {
 		rp.landed = n
-		if rp.refs > 1 { // someone reads along
+		if rp.waitFor > 0 && n >= rp.waitFor {
 			rp.notifyLocked()
 		}
 	}
@@ -97,11 +107,18 @@ func (r *relayReader) Read(p []byte) (int, error) {
 		case r.off >= len(rp.buf):
 			rp.mu.Unlock()
 			return 0, io.EOF
-		case r.off < readable:
+		case r.off < readable && (readable-r.off >= min(len(p), relayChunk) || rp.landed == len(rp.buf)):
+			// A chunk, or all there is until the piece is verified.
 			n := copy(p, rp.buf[r.off:readable])
 			r.off += n
 			rp.mu.Unlock()
 			return n, nil
+		}
+		// Wake at the next chunk (or, near the end, once all of the
+		// piece is in; finish wakes everyone anyway).
+		need := min(r.off+max(1, min(len(p), relayChunk)), len(rp.buf))
+		if rp.waitFor == 0 || need < rp.waitFor {
+			rp.waitFor = need
 		}
 		ch := rp.changed
 		rp.mu.Unlock()
@@ -174,7 +191,14 @@ func (r *relays) start(taskID string, n int, buf []byte) (rp *relayPiece, end fu
 		r.mu.Lock()
 		if tr.pieces[n] == rp {
 			delete(tr.pieces, n)
-			r.bumpLocked(tr)
+			// A piece that was stored moves from the relayed set to the
+			// piece map, which has changed already (waking the long
+			// polls): what a child may ask for is the same, so the
+			// generation stays (one answer to every watching child per
+			// piece fewer). A failed one is gone: children must learn it.
+			if !ok {
+				r.bumpLocked(tr)
+			}
 		}
 		r.mu.Unlock()
 		rp.release()

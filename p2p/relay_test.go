@@ -329,7 +329,10 @@ func TestRelayReader(t *testing.T) {
 			if !tc.ok && err != errRelayFailed {
 				t.Errorf("after failure: read %d, %v; want errRelayFailed", k, err)
 			}
-			if b, gen2, _ := r.set("t", 4); b.Has(0) || gen2 == gen {
+			// A stored piece leaves the set quietly (the piece map
+			// changed instead); a failed one moves the generation, so
+			// that watching children learn it is gone.
+			if b, gen2, _ := r.set("t", 4); b.Has(0) || (gen2 == gen) != tc.ok {
 				t.Errorf("after the end: relaying %v gen %d (was %d)", b, gen2, gen)
 			}
 			if _, _, ok := r.reader(context.Background(), "t", 0); ok {
@@ -340,5 +343,50 @@ func TestRelayReader(t *testing.T) {
 				t.Errorf("refs %d after every holder let go", rp.refs)
 			}
 		})
+	}
+}
+
+// A relayed stream hands bytes on a chunk at a time while the piece
+// arrives in small reads, and whatever is left once all of it is in.
+func TestRelayReaderChunks(t *testing.T) {
+	var r relays
+	buf := getPieceBuf(1 << 20)
+	rp, end := r.start("t", 0, buf)
+	defer end(false)
+	rd, _, ok := r.reader(context.Background(), "t", 0)
+	if !ok {
+		t.Fatal("no reader")
+	}
+	defer rd.Close()
+	type result struct {
+		n   int
+		err error
+	}
+	got := make(chan result, 1)
+	p := make([]byte, 256<<10)
+	read := func() { k, err := rd.Read(p); got <- result{k, err} }
+	go read()
+	// Small landings below a chunk wake nobody.
+	landed := 0
+	for landed+4<<10 < relayChunk {
+		landed += 4 << 10
+		rp.land(landed)
+	}
+	select {
+	case res := <-got:
+		t.Fatalf("read %d bytes (%v) before a chunk was in", res.n, res.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	landed += 4 << 10
+	rp.land(landed)
+	if res := <-got; res.err != nil || res.n != landed {
+		t.Fatalf("read %d, %v; want the %d bytes landed", res.n, res.err, landed)
+	}
+	// Once all of it is in, the rest of the piece but its last byte.
+	rp.land(len(buf))
+	go read()
+	want := min(len(p), len(buf)-1-landed)
+	if res := <-got; res.err != nil || res.n != want {
+		t.Fatalf("read %d, %v; want %d", res.n, res.err, want)
 	}
 }

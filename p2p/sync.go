@@ -9,12 +9,23 @@ import (
 	"github.com/damselfly-p2p/damselfly/wire"
 )
 
-// How often a download syncs with the supernode: every syncInterval while
-// it has news, every idleSync otherwise.
+// How often a download syncs with the supernode: at most every
+// syncInterval while it has news (batching what arrives meanwhile), every
+// idleSync otherwise. Between syncs the loop sleeps until news arrives
+// (syncNews) or idleSync passes, rather than waking on a ticker.
 const (
 	syncInterval = 250 * time.Millisecond
 	idleSync     = 2 * time.Second
 )
+
+// newsLocked wakes the sync loop: a piece was stored or a parent is to be
+// reported. Caller holds d.mu.
+func (d *download) newsLocked() {
+	select {
+	case d.syncNews <- struct{}{}:
+	default:
+	}
+}
 
 // syncLoop reports finished pieces and failing parents to the supernode in
 // batches, learns new piece digests and asks for more parents when the ones
@@ -22,27 +33,41 @@ const (
 // peer registers again and re-reports everything it holds. While no
 // supernode answers, the download goes on with the parents it knows.
 func (d *download) syncLoop(ctx context.Context) {
-	tick := time.NewTicker(syncInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(syncInterval)
+	defer timer.Stop()
 	last := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
+		case <-d.syncNews:
+			// Let the news of the next moments join this sync.
+			if wait := syncInterval - time.Since(last); wait > 0 {
+				sleepCtx(ctx, wait)
+			}
 		}
 		if d.t.Complete() {
 			return
 		}
-		d.mu.Lock()
-		pending := len(d.unsynced) > 0 || len(d.bad) > 0 || d.known < d.layout.NumPieces()
-		d.mu.Unlock()
-		if !pending && time.Since(last) < idleSync {
-			continue
+		if d.syncPending() || time.Since(last) >= idleSync {
+			last = time.Now()
+			d.syncOnce(ctx, false)
 		}
-		last = time.Now()
-		d.syncOnce(ctx, false)
+		next := idleSync - time.Since(last)
+		if d.syncPending() {
+			next = syncInterval
+		}
+		timer.Reset(max(next, time.Millisecond))
 	}
+}
+
+// syncPending reports whether the supernode has news to hear or digests to
+// tell.
+func (d *download) syncPending() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.unsynced) > 0 || len(d.bad) > 0 || d.known < d.layout.NumPieces()
 }
 
 // syncOnce sends one SyncRequest. Reports are put back when it fails.

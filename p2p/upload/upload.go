@@ -378,6 +378,14 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 			return
 		}
 	}
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+		s.sendPaced(w, r, t, n, sec, &sent)
+		s.served.Add(sent.Load())
+		if s.onServe != nil {
+			s.onServe(taskID, sent.Load())
+		}
+		return
+	}
 	rw := pieceResponse{ResponseWriter: w,
 		Body: meter.NewWriter(&limitedWriter{w: w, ctx: r.Context(), limiter: s.limiter}, &sent)}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -524,6 +532,7 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 	}
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		woken := false
 		for t.Count() <= have && t.Count() < t.NumPieces() {
 			ch := t.Changed()
 			moved, rch := relayed()
@@ -532,12 +541,25 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 			}
 			select {
 			case <-ch:
+				woken = true
 				continue
 			case <-rch:
+				woken = true
 				continue
 			case <-ctx.Done():
 			}
 			break
+		}
+		if woken {
+			// Changes come in pairs (a piece stored, the next one's fetch
+			// starting): answer both at once rather than each to every
+			// watching child.
+			settle := time.NewTimer(bitmapSettle)
+			select {
+			case <-settle.C:
+			case <-r.Context().Done():
+			}
+			settle.Stop()
 		}
 		cancel()
 	}
@@ -550,6 +572,10 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
 }
+
+// bitmapSettle is how long a piece map long poll woken by a change waits
+// for the changes that follow it before answering.
+const bitmapSettle = 30 * time.Millisecond
 
 // sendChunk is how much of a piece one sendfile call sends: between chunks
 // the write deadline of a bounded server (httpserve) moves on, so a slow
@@ -595,6 +621,30 @@ func (s *Server) sendFile(w http.ResponseWriter, t *cache.Task, n int, sec *io.S
 	}
 	return true
 }
+
+// sendPaced serves piece n whole (no Range) through the upload limiter, in
+// chunks of up to maxLimitChunk read from the store with one buffer (what
+// http.ServeContent would do in 32 KiB writes, each a wait on the limiter).
+func (s *Server) sendPaced(w http.ResponseWriter, r *http.Request, t *cache.Task, n int, sec *io.SectionReader, sent *atomic.Int64) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(sec.Size(), 10))
+	h.Set("Accept-Ranges", "bytes")
+	if d, ok := t.PieceDigest(n); ok {
+		h.Set(DigestHeader, d.String())
+	}
+	w.WriteHeader(http.StatusOK)
+	body := meter.NewWriter(&limitedWriter{w: w, ctx: r.Context(), limiter: s.limiter}, sent)
+	buf := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(buf)
+	if _, err := io.CopyBuffer(onlyWriter{body}, sec, *buf); err != nil {
+		s.log.WithError(err).WithField("piece", n).Debug("send piece")
+	}
+}
+
+// onlyWriter hides any ReadFrom of the writer it wraps, so that
+// io.CopyBuffer uses the given buffer.
+type onlyWriter struct{ io.Writer }
 
 // readerFrom is the innermost io.ReaderFrom among w and the writers it
 // wraps (the server's own, which uses sendfile), or w as a plain writer.
@@ -657,11 +707,17 @@ func (c *limitedWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// limitChunk is the largest write the limiter admits in one WaitN.
+// limitChunk is the largest write the limiter admits in one WaitN: its
+// burst, up to maxLimitChunk. Each chunk is one wait (a timer and a
+// wakeup) and a write or two, so small chunks under a low rate cost more
+// CPU in wakeups than the bytes do.
 func limitChunk(l *rate.Limiter) int {
 	b := l.Burst()
-	if b <= 0 || b > 32<<10 {
-		return 32 << 10
+	if b <= 0 || b > maxLimitChunk {
+		return maxLimitChunk
 	}
 	return b
 }
+
+// maxLimitChunk bounds one paced write (see limitChunk).
+const maxLimitChunk = 256 << 10

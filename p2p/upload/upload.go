@@ -380,10 +380,7 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	}
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
 		s.sendPaced(w, r, t, n, sec, &sent)
-		s.served.Add(sent.Load())
-		if s.onServe != nil {
-			s.onServe(taskID, sent.Load())
-		}
+		s.done(taskID, n, sent.Load(), sec.Size())
 		return
 	}
 	rw := pieceResponse{ResponseWriter: w,

@@ -243,12 +243,9 @@ func TestFleetOwnerKilled(t *testing.T) {
 	}
 }
 
-// heldPieces counts the pieces at least one of the peers' stores in dirs
+// heldSet is the set of pieces at least one of the peers' stores in dirs
 // holds (the union over peers of one task), reading the stores' piece
 // records as cache.CountPresent does.
-func heldPieces(dirs []string) int { return len(heldSet(dirs)) }
-
-// heldSet is the set of pieces heldPieces counts.
 func heldSet(dirs []string) map[int]bool {
 	held := map[int]bool{}
 	for _, dir := range dirs {

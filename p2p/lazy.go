@@ -915,23 +915,9 @@ func fetchObjectPiece(ctx context.Context, obj *objstore.Client, oi objstore.Obj
 		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
 	}
 	defer body.Close()
-	buf := make([]byte, n)
-	for got := 0; got < len(buf); {
-		m, err := body.Read(buf[got:min(len(buf), got+32<<10)])
-		for _, lim := range lims {
-			if lim != nil && m > 0 {
-				if werr := lim.WaitN(ctx, min(m, lim.Burst())); werr != nil {
-					return nil, fmt.Errorf("fetch piece %d: %w", i, werr)
-				}
-			}
-		}
-		got += m
-		if err == io.EOF && got == len(buf) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("fetch piece %d: %w", i, err)
-		}
+	buf, err := readLimited(ctx, body, n, lims)
+	if err != nil {
+		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
 	}
 	return buf, nil
 }

@@ -108,13 +108,24 @@ func fetchRangePiece(ctx context.Context, src RangeSource, lay manifest.Layout, 
 		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
 	}
 	defer body.Close()
+	buf, err := readLimited(ctx, body, n, lims)
+	if err != nil {
+		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
+	}
+	return buf, nil
+}
+
+// readLimited reads the n bytes of a piece's body within the rate limits
+// lims, charging each read as it arrives; a body that ends short is
+// io.ErrUnexpectedEOF.
+func readLimited(ctx context.Context, body io.Reader, n int64, lims []*ratelimit.Limiter) ([]byte, error) {
 	buf := make([]byte, n)
 	for got := 0; got < len(buf); {
 		m, err := body.Read(buf[got:min(len(buf), got+32<<10)])
 		for _, lim := range lims {
 			if lim != nil && m > 0 {
 				if werr := lim.WaitN(ctx, min(m, lim.Burst())); werr != nil {
-					return nil, fmt.Errorf("fetch piece %d: %w", i, werr)
+					return nil, werr
 				}
 			}
 		}
@@ -123,10 +134,10 @@ func fetchRangePiece(ctx context.Context, src RangeSource, lay manifest.Layout, 
 			break
 		}
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("fetch piece %d: %d of %d bytes: %w", i, got, len(buf), io.ErrUnexpectedEOF)
+			return nil, fmt.Errorf("%d of %d bytes: %w", got, len(buf), io.ErrUnexpectedEOF)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fetch piece %d: %w", i, err)
+			return nil, err
 		}
 	}
 	return buf, nil

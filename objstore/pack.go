@@ -12,7 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // PackMaxObject is the size below which an object of a listed directory
@@ -144,51 +145,12 @@ func (p *Pack) GetRange(ctx context.Context, off, n int64) (io.ReadCloser, error
 	if n == 0 {
 		return io.NopCloser(bytes.NewReader(buf)), nil
 	}
-	// The first object ending after off, then each up to off+n.
-	first := sort.Search(len(p.objs), func(i int) bool { return p.offs[i+1] > off })
-	type part struct {
-		i          int
-		from, size int64 // within the object
-		at         int64 // within buf
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(packFetchers)
+	for _, pt := range PackParts(p.offs, off, n) {
+		g.Go(func() error { return p.fetch(gctx, p.objs[pt.Index], pt.From, buf[pt.At:pt.At+pt.Size]) })
 	}
-	var parts []part
-	for i := first; i < len(p.objs) && p.offs[i] < off+n; i++ {
-		from := max(off, p.offs[i]) - p.offs[i]
-		end := min(off+n, p.offs[i+1]) - p.offs[i]
-		parts = append(parts, part{i: i, from: from, size: end - from, at: p.offs[i] + from - off})
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan part)
-	errs := make(chan error, len(parts))
-	var wg sync.WaitGroup
-	for range min(packFetchers, len(parts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pt := range work {
-				if err := p.fetch(ctx, p.objs[pt.i], pt.from, buf[pt.at:pt.at+pt.size]); err != nil {
-					errs <- err
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for _, pt := range parts {
-		select {
-		case work <- pt:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, fmt.Errorf("pack %s: %w", p, err)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("pack %s: %w", p, err)
 	}
 	return io.NopCloser(bytes.NewReader(buf)), nil
@@ -247,4 +209,26 @@ func PackTaskID(p *Pack, tag string) string {
 	}
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
+}
+
+// PackPart is the part of one object a range of a pack covers.
+type PackPart struct {
+	Index      int   // the object's index in the pack
+	From, Size int64 // the bytes of the object: [From, From+Size)
+	At         int64 // where they go, from the start of the range
+}
+
+// PackParts splits the range [off, off+n) of a pack whose objects start at
+// offs (offs[i] is object i's offset, offs[len-1] the pack's size) into the
+// parts of the objects it covers, in order.
+func PackParts(offs []int64, off, n int64) []PackPart {
+	objects := len(offs) - 1
+	first := sort.Search(objects, func(i int) bool { return offs[i+1] > off })
+	var parts []PackPart
+	for i := first; i < objects && offs[i] < off+n; i++ {
+		from := max(off, offs[i]) - offs[i]
+		end := min(off+n, offs[i+1]) - offs[i]
+		parts = append(parts, PackPart{Index: i, From: from, Size: end - from, At: offs[i] + from - off})
+	}
+	return parts
 }

@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/objstore"
@@ -210,48 +209,17 @@ func acceptKey(taskID, url string) string {
 // its first byte: it must accept the URL and answer the listed ETag and
 // size. The first refusal stops the check.
 func (s *Supernode) checkPackMembers(ctx context.Context, req *wire.RegisterRequest, u objstore.URL, ps *packSource, todo []int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan int)
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-	)
-	for range min(packCheckers, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := s.checkPackMember(ctx, req, ps.bucket, ps.members[i]); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(packCheckers)
 	for _, i := range todo {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		}
+		g.Go(func() error { return s.checkPackMember(gctx, req, ps.bucket, ps.members[i]) })
 	}
-	close(work)
-	wg.Wait()
-	if first != nil {
-		var re *s3Refusal
-		if errors.As(first, &re) {
-			re.msg = fmt.Sprintf("pack %s: %s", u, re.msg)
-		}
-		return first
+	err := g.Wait()
+	var re *s3Refusal
+	if errors.As(err, &re) {
+		re.msg = fmt.Sprintf("pack %s: %s", u, re.msg)
 	}
-	return ctx.Err()
+	return err
 }
 
 func (s *Supernode) checkPackMember(ctx context.Context, req *wire.RegisterRequest, bucket string, m packMember) error {
@@ -341,58 +309,15 @@ func (s *seeder) packPiece(ctx context.Context, ps *packSource, lay manifest.Lay
 	}
 	off, size := lay.PieceRange(n)
 	buf := make([]byte, size)
-	type part struct {
-		i          int
-		from, size int64 // within the member
-		at         int64 // within buf
+	mopts := origin.FillOptions{Limiter: opt.Limiter, Limiters: opt.Limiters, OnBytes: opt.OnBytes}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(packFetchers)
+	for _, pt := range objstore.PackParts(ps.offs, off, size) {
+		g.Go(func() error {
+			return s.memberRange(gctx, ps.bucket, ps.members[pt.Index], pt.From, buf[pt.At:pt.At+pt.Size], mopts)
+		})
 	}
-	var parts []part
-	first := sort.Search(len(ps.members), func(i int) bool { return ps.offs[i+1] > off })
-	for i := first; i < len(ps.members) && ps.offs[i] < off+size; i++ {
-		from := max(off, ps.offs[i]) - ps.offs[i]
-		end := min(off+size, ps.offs[i+1]) - ps.offs[i]
-		parts = append(parts, part{i: i, from: from, size: end - from, at: ps.offs[i] + from - off})
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan part)
-	var (
-		mu    sync.Mutex
-		ferr  error
-		wg    sync.WaitGroup
-		mopts = origin.FillOptions{Limiter: opt.Limiter, Limiters: opt.Limiters, OnBytes: opt.OnBytes}
-	)
-	for range min(packFetchers, len(parts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pt := range work {
-				err := s.memberRange(ctx, ps.bucket, ps.members[pt.i], pt.from, buf[pt.at:pt.at+pt.size], mopts)
-				if err != nil {
-					mu.Lock()
-					if ferr == nil {
-						ferr = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for _, pt := range parts {
-		select {
-		case work <- pt:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if ferr != nil {
-		return nil, fmt.Errorf("pack piece %d: %w", n, ferr)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("pack piece %d: %w", n, err)
 	}
 	return buf, nil

@@ -186,12 +186,16 @@ func TestFleetOwnerKilled(t *testing.T) {
 	// held at most lead pieces no peer had (fetching, or fetched and
 	// not yet sent whole to a child; pieces it had sent reach the
 	// children after the kill), so the bound holds: the file
-	// plus max(4, lead) pieces, lead being supernode.DefaultSeedLead
-	// (the fleet runs without --seed-lead). Measured again after a
-	// settle, so that a background refetch would be caught.
+	// plus a few pieces: max(4, lead) for what the paced fill held,
+	// lead being supernode.DefaultSeedLead (the fleet runs without
+	// --seed-lead), and as many again for pieces the owner had sent
+	// whole into a child's connection that the kill cut (with larger
+	// paced writes, since the CPU work, one run lost 4.6 pieces in all;
+	// 2.5 to 3.8 before). Measured again after a settle, so that a
+	// background refetch would be caught.
 	ps := pieceSize(size)
 	unheld := int64(size) - int64(heldAtKill)*ps
-	limit := int64(size) + int64(max(4, supernode.DefaultSeedLead))*ps
+	limit := int64(size) + 2*int64(max(4, supernode.DefaultSeedLead))*ps
 	for _, when := range []string{"when the downloads were done", "3 s later"} {
 		if when != "when the downloads were done" {
 			time.Sleep(3 * time.Second)
@@ -205,7 +209,7 @@ func TestFleetOwnerKilled(t *testing.T) {
 			t.Errorf("%s the successor had fetched %d bytes, want <= %d (what no peer held at the kill, plus 2 pieces)", when, after, unheld+2*ps)
 		}
 		if served > limit {
-			t.Errorf("%s the origin had served %d bytes, want <= %d (the file once, plus max(4, lead %d) pieces: what a paced fill may lose); at the kill the peers' stores lacked %d pieces the owner held",
+			t.Errorf("%s the origin had served %d bytes, want <= %d (the file once, plus twice max(4, lead %d) pieces: what a paced fill and cut connections may lose); at the kill the peers' stores lacked %d pieces the owner held",
 				when, served, limit, supernode.DefaultSeedLead, lost)
 		}
 	}

@@ -196,17 +196,27 @@ func (p *Peer) openLazyS3(ctx context.Context, req Request, opt LazyOptions) (*L
 			l.log.WithError(err).Info("s3: the supernode does not share this object; reading it straight from the store")
 		}
 	}
-	if err := l.openDirect(ctx, &oi); err != nil {
-		if l.s3 != nil {
-			p.s3.drop(l.id)
-		}
+	if err := l.openDirectRetrying(ctx, &oi, reconnect); err != nil {
 		return nil, err
+	}
+	return l, nil
+}
+
+// openDirectRetrying opens the task for direct reads (oi: the s3 object,
+// or nil) and, with reconnect, keeps trying to register it with the
+// supernode; on failure it forgets the task's s3 source.
+func (l *Lazy) openDirectRetrying(ctx context.Context, oi *objstore.ObjectInfo, reconnect bool) error {
+	if err := l.openDirect(ctx, oi); err != nil {
+		if l.s3 != nil {
+			l.p.s3.drop(l.id)
+		}
+		return err
 	}
 	if reconnect {
 		l.wg.Add(1)
 		go l.reconnect()
 	}
-	return l, nil
+	return nil
 }
 
 // S3TaskID is the task ID of one version of an object: a sha256 of its

@@ -82,15 +82,8 @@ func (p *Peer) openLazyRange(ctx context.Context, req Request, opt LazyOptions) 
 			}
 		}
 	}
-	if err := l.openDirect(ctx, nil); err != nil {
-		if l.s3 != nil {
-			p.s3.drop(l.id)
-		}
+	if err := l.openDirectRetrying(ctx, nil, reconnect); err != nil {
 		return nil, err
-	}
-	if reconnect {
-		l.wg.Add(1)
-		go l.reconnect()
 	}
 	return l, nil
 }

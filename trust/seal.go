@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"strings"
@@ -134,53 +135,48 @@ func (k SealKey) VerifyPiece(c SealedContent, i int, digest, seal string) error 
 // macPiece is mac's counterpart for one piece: its own domain label
 // first, so that a list's seal never verifies as a piece's or back.
 func (k SealKey) macPiece(c SealedContent, i int, digest string) []byte {
-	m := hmac.New(sha256.New, *k.v)
-	var n [8]byte
-	str := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		m.Write(n[:])
-		io.WriteString(m, s)
-	}
-	num := func(v int64) {
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		m.Write(n[:])
-	}
-	str(prefixSeal + " piece")
-	str(c.TaskID)
-	num(c.Length)
-	num(c.PieceSize)
-	str(c.ETag)
-	str(c.LastModified)
-	num(int64(i))
-	str(digest)
-	return m.Sum(nil)
+	e := k.encoder(prefixSeal+" piece", c)
+	e.num(int64(i))
+	e.str(digest)
+	return e.Sum(nil)
 }
 
 // mac is the HMAC of c's unambiguous encoding: the prefix, then every
 // field length-prefixed (strings) or fixed-size (integers), big-endian.
 func (k SealKey) mac(c SealedContent) []byte {
-	m := hmac.New(sha256.New, *k.v)
-	var n [8]byte
-	str := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		m.Write(n[:])
-		io.WriteString(m, s)
-	}
-	num := func(v int64) {
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		m.Write(n[:])
-	}
-	str(prefixSeal)
-	str(c.TaskID)
-	num(c.Length)
-	num(c.PieceSize)
-	str(c.ETag)
-	str(c.LastModified)
-	num(int64(len(c.Digests)))
+	e := k.encoder(prefixSeal, c)
+	e.num(int64(len(c.Digests)))
 	for _, d := range c.Digests {
-		str(d)
+		e.str(d)
 	}
-	return m.Sum(nil)
+	return e.Sum(nil)
+}
+
+// sealEncoder writes the unambiguous encoding mac and macPiece share into
+// an HMAC.
+type sealEncoder struct{ hash.Hash }
+
+// encoder starts the HMAC of a seal: label, then c's identity and layout.
+func (k SealKey) encoder(label string, c SealedContent) sealEncoder {
+	e := sealEncoder{hmac.New(sha256.New, *k.v)}
+	e.str(label)
+	e.str(c.TaskID)
+	e.num(c.Length)
+	e.num(c.PieceSize)
+	e.str(c.ETag)
+	e.str(c.LastModified)
+	return e
+}
+
+func (e sealEncoder) str(s string) {
+	e.num(int64(len(s)))
+	io.WriteString(e, s)
+}
+
+func (e sealEncoder) num(v int64) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(v))
+	e.Write(n[:])
 }
 
 // String returns "REDACTED".

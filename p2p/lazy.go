@@ -99,8 +99,18 @@ type Lazy struct {
 // readAheadPieces is how many pieces past a sequential read are asked for
 // at read priority without waiting for them: a reader going through a file
 // then finds its next pieces arriving instead of paying one round trip
-// through the swarm per piece.
-const readAheadPieces = 4
+// through the swarm per piece. The window doubles with every four pieces
+// the reader moves on to in order, up to readAheadMax, or, in direct
+// mode, directReadAheadMax: a store such as an S3 server answers large
+// ranges far faster than many small ones (measured against SeaweedFS on
+// loopback, 1 GiB: 64 MiB ranges 1.46 s one at a time, 1.05 s four at
+// once; 16 MiB 3.15 s and 1.56 s; one GET 0.96 s), so a sequential
+// reader keeps two directRunPieces runs in flight.
+const (
+	readAheadPieces    = 4
+	readAheadMax       = 32
+	directReadAheadMax = 2 * directRunPieces
+)
 
 // OpenLazy opens req.URL for lazy reads.
 func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Lazy, error) {
@@ -397,7 +407,41 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 	if off+n > l.Size() {
 		n = l.Size() - off
 	}
+	if l.t.Complete() {
+		return nil
+	}
 	first, last := l.t.Layout().PiecesIn(off, n)
+	l.mu.Lock()
+	d := l.d
+	// Reads that go on from where the last ones ended make a sequential
+	// reader, the streak growing with every piece they move into; a lone
+	// random read never triggers readahead. Every read counts, also one
+	// of pieces readahead already brought (else the next read that finds
+	// a piece missing would look like a jump). A read may start in the
+	// piece the last one ended in (reads need not be aligned to pieces)
+	// or a little behind it (the kernel's concurrent readahead requests
+	// arrive out of order).
+	switch {
+	case first >= l.lastPiece-readAheadPieces && first <= l.lastPiece+1:
+		if last > l.lastPiece {
+			l.streak++
+			l.lastPiece = last
+		}
+	default:
+		l.streak = 0
+		l.lastPiece = last
+	}
+	sequential := l.streak >= 2
+	window := readAheadMax
+	if d == nil {
+		window = directReadAheadMax
+	}
+	window = min(readAheadPieces<<min(l.streak/4, 10), window)
+	from := l.lastPiece + 1
+	l.mu.Unlock()
+	if sequential {
+		l.readAhead(d, from, window)
+	}
 	var missing []int
 	for i := first; i <= last; i++ {
 		if !l.t.Has(i) {
@@ -406,22 +450,6 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 	}
 	if len(missing) == 0 {
 		return nil
-	}
-	l.mu.Lock()
-	d := l.d
-	// Two reads in a row that move on to the next piece make a sequential
-	// reader; a lone random read never triggers readahead.
-	switch {
-	case first == l.lastPiece+1:
-		l.streak++
-	case first != l.lastPiece:
-		l.streak = 0
-	}
-	sequential := l.streak >= 2
-	l.lastPiece = last
-	l.mu.Unlock()
-	if sequential {
-		l.readAhead(d, last+1)
 	}
 	l.want(d, missing, +1)
 	defer l.want(d, missing, -1)
@@ -485,20 +513,29 @@ func (l *Lazy) wait(ctx context.Context, d *download, i int) error {
 	}
 }
 
-// readAhead asks for the pieces after from that are neither present nor
-// already asked for, and drops the request once each arrives (or after the
-// read timeout).
-func (l *Lazy) readAhead(d *download, from int) {
+// readAhead asks for the window pieces from from on that are neither
+// present nor already asked for, and drops the request once each arrives
+// (or after the read timeout).
+func (l *Lazy) readAhead(d *download, from, window int) {
 	var ra []int
 	l.mu.Lock()
 	if l.ahead == nil {
 		l.ahead = map[int]bool{}
 	}
-	for i := from; i < from+readAheadPieces && i < l.t.NumPieces(); i++ {
+	for i := from; i < from+window && i < l.t.NumPieces(); i++ {
 		if !l.ahead[i] && !l.t.Has(i) {
-			l.ahead[i] = true
 			ra = append(ra, i)
 		}
+	}
+	// Asked in batches of at least half the window (while the pieces
+	// right ahead are on their way): adjacent pieces asked together go to
+	// the origin as one ranged request in direct mode, instead of one
+	// request per piece the reader moves on.
+	if len(ra) > 0 && len(ra) < window/2 && ra[0] != from && ra[len(ra)-1] < l.t.NumPieces()-1 {
+		ra = nil
+	}
+	for _, i := range ra {
+		l.ahead[i] = true
 	}
 	l.mu.Unlock()
 	if len(ra) == 0 {
@@ -752,7 +789,7 @@ func (l *Lazy) runDirect(dr *direct) {
 			continue
 		}
 		for {
-			i, prefetch, ok := l.pickDirect(dr, len(sem) < slots-1)
+			first, n, prefetch, ok := l.pickDirect(dr, len(sem) < slots-1)
 			if !ok {
 				break
 			}
@@ -765,7 +802,7 @@ func (l *Lazy) runDirect(dr *direct) {
 			go func() {
 				defer fetches.Done()
 				defer func() { <-sem; dr.poke() }()
-				l.fetchDirect(dr, i, prefetch)
+				l.fetchDirect(dr, first, n, prefetch)
 			}()
 		}
 		select {
@@ -802,44 +839,75 @@ func (l *Lazy) probeDirect(dr *direct) bool {
 	return true
 }
 
-// pickDirect chooses the next piece to fetch: one a read waits for, else,
-// when prefetchOK and the background fetch may run, the next missing one.
-func (l *Lazy) pickDirect(dr *direct, prefetchOK bool) (piece int, prefetch, ok bool) {
+// directRunPieces is the most pieces one direct fetch asks the origin for
+// in one ranged request: adjacent pieces a sequential reader (or the
+// prefetcher) wants go as one GET whose bytes are stored piece by piece as
+// they arrive, instead of one request per piece.
+const directRunPieces = 64
+
+// pickDirect chooses the next run of pieces to fetch: pieces reads wait for
+// first (the lowest, with the wanted pieces right after it), else, when
+// prefetchOK and the background fetch may run, the next missing ones.
+func (l *Lazy) pickDirect(dr *direct, prefetchOK bool) (first, n int, prefetch, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.d != nil {
-		return 0, false, false
+		return 0, 0, false, false
+	}
+	free := func(i int) bool { return !dr.flight[i] && dr.failed[i] == nil && !l.t.Has(i) }
+	// A range source (a pack) answers a range only once all of it is in,
+	// so a run would hold its first piece back: its pieces go one by one.
+	runMax := directRunPieces
+	if dr.rng != nil {
+		runMax = 1
 	}
 	best := -1
 	for i := range dr.want {
-		if !dr.flight[i] && dr.failed[i] == nil && !l.t.Has(i) && (best < 0 || i < best) {
+		if free(i) && (best < 0 || i < best) {
 			best = i
 		}
 	}
 	if best >= 0 {
-		dr.flight[best] = true
-		return best, false, true
+		n = 1
+		for n < runMax && dr.want[best+n] > 0 && free(best+n) {
+			n++
+		}
+		dr.claim(best, n)
+		return best, n, false, true
 	}
 	now := time.Now()
 	quiet := l.served > 0 && now.Sub(l.lastRead) >= prefetchQuiet && len(dr.want) == 0
 	if !prefetchOK || !l.opt.Prefetch || !(quiet || now.Sub(dr.opened) >= l.opt.PrefetchDelay) {
-		return 0, false, false
+		return 0, 0, false, false
 	}
-	for n := l.t.NumPieces(); dr.cursor < n; dr.cursor++ {
-		i := dr.cursor
-		if !dr.flight[i] && !l.t.Has(i) {
-			dr.flight[i] = true
-			dr.cursor++
-			return i, true, true
+	last := l.t.NumPieces()
+	for ; dr.cursor < last; dr.cursor++ {
+		if first = dr.cursor; free(first) {
+			n = 1
+			for n < runMax && first+n < last && free(first+n) {
+				n++
+			}
+			dr.claim(first, n)
+			dr.cursor += n
+			return first, n, true, true
 		}
 	}
-	return 0, false, false
+	return 0, 0, false, false
 }
 
-// fetchDirect fetches piece i from the origin into the store: checked
-// against its digest when the store knows it, hashed as it is stored
-// otherwise (as the seed would).
-func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
+// claim marks pieces [first, first+n) in flight (Lazy.mu held).
+func (dr *direct) claim(first, n int) {
+	for i := first; i < first+n; i++ {
+		dr.flight[i] = true
+	}
+}
+
+// fetchDirect fetches pieces [first, first+n) from the origin into the
+// store, each stored (and its flight ended) as soon as its bytes are in:
+// checked against its digest when the store knows it, hashed as it is
+// stored otherwise (as the seed would). A failure is the failure of the
+// piece it happened in; the pieces after it are left for another fetch.
+func (l *Lazy) fetchDirect(dr *direct, first, n int, prefetch bool) {
 	l.mu.Lock()
 	info := *dr.info
 	l.mu.Unlock()
@@ -847,39 +915,107 @@ func (l *Lazy) fetchDirect(dr *direct, i int, prefetch bool) {
 	if prefetch {
 		lims = append(lims, dr.limiter)
 	}
-	var data []byte
-	var err error
-	if dr.rng != nil {
-		data, err = fetchRangePiece(l.ctx, dr.rng, l.t.Layout(), i, prefetch, lims)
-	} else if dr.oi != nil {
-		data, err = fetchObjectPiece(l.ctx, dr.obj, *dr.oi, l.t.Layout(), i, lims)
-	} else {
-		data, err = dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, l.t.Layout(), i, origin.FillOptions{Limiters: lims})
-	}
-	if err == nil {
-		if sum, known := l.t.PieceDigest(i); known && !sum.IsZero() {
-			err = l.t.WritePiece(i, data, sum)
-		} else {
-			_, err = l.t.PutPiece(i, data)
+	lay := l.t.Layout()
+	i := first
+	store := func(data []byte, err error) bool {
+		if err == nil {
+			if sum, known := l.t.PieceDigest(i); known && !sum.IsZero() {
+				err = l.t.WritePiece(i, data, sum)
+			} else {
+				_, err = l.t.PutPiece(i, data)
+			}
 		}
-	}
-	l.mu.Lock()
-	delete(dr.flight, i)
-	if err != nil && l.ctx.Err() == nil {
-		dr.failed[i] = fmt.Errorf("fetch piece %d from the origin: %w", i, err)
-	}
-	l.mu.Unlock()
-	if err != nil {
-		if l.ctx.Err() == nil {
-			l.log.WithError(err).WithField("piece", i).Warn("direct fetch from the origin failed")
+		l.mu.Lock()
+		delete(dr.flight, i)
+		if err != nil && l.ctx.Err() == nil {
+			dr.failed[i] = fmt.Errorf("fetch piece %d from the origin: %w", i, err)
 		}
-		return
+		l.mu.Unlock()
+		dr.poke()
+		if err != nil {
+			if l.ctx.Err() == nil {
+				l.log.WithError(err).WithField("piece", i).Warn("direct fetch from the origin failed")
+			}
+			return false
+		}
+		i++
+		return true
+	}
+	defer func() {
+		// Pieces of the run not reached go back to the picker.
+		l.mu.Lock()
+		for j := i; j < first+n; j++ {
+			delete(dr.flight, j)
+		}
+		l.mu.Unlock()
+	}()
+	switch {
+	case dr.rng != nil || dr.oi != nil:
+		body, err := l.openDirectRun(dr, lay, first, n, prefetch)
+		if err != nil {
+			store(nil, err)
+			return
+		}
+		defer body.Close()
+		// One buffer for the run: the store keeps no reference to it.
+		buf := make([]byte, lay.PieceSize)
+		for i < first+n {
+			_, size := lay.PieceRange(i)
+			data := buf[:size]
+			err := readLimited(l.ctx, body, data, lims)
+			if err != nil {
+				err = fmt.Errorf("fetch piece %d: %w", i, err)
+			}
+			if !store(data, err) {
+				return
+			}
+		}
+	case n == 1:
+		store(dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, lay, i, origin.FillOptions{Limiters: lims}))
+	default:
+		off, _ := lay.PieceRange(first)
+		lastOff, lastSize := lay.PieceRange(first + n - 1)
+		buf := make([]byte, lastOff+lastSize-off)
+		if err := dr.src.FetchRange(l.ctx, l.req.URL, l.req.Header, info, off, buf, origin.FillOptions{Limiters: lims}); err != nil {
+			store(nil, err)
+			return
+		}
+		for i < first+n {
+			o, size := lay.PieceRange(i)
+			if !store(buf[o-off:o-off+size], nil) {
+				return
+			}
+		}
 	}
 	if l.t.Complete() {
 		if err := verifyContent(l.t, contentDigest(l.req)); err != nil {
 			l.log.WithError(err).Error("content from the origin failed its digest check")
 		}
 	}
+}
+
+// openDirectRun opens one ranged read of pieces [first, first+n) of an s3
+// object or a range source; a prefetch says so to a range source
+// (objstore.WithBackground), which may then hold it behind reads.
+func (l *Lazy) openDirectRun(dr *direct, lay manifest.Layout, first, n int, prefetch bool) (io.ReadCloser, error) {
+	off, _ := lay.PieceRange(first)
+	lastOff, lastSize := lay.PieceRange(first + n - 1)
+	size := lastOff + lastSize - off
+	var body io.ReadCloser
+	var err error
+	if dr.rng != nil {
+		ctx := l.ctx
+		if prefetch {
+			ctx = objstore.WithBackground(ctx)
+		}
+		body, err = dr.rng.GetRange(ctx, off, size)
+	} else {
+		body, err = dr.obj.GetRange(l.ctx, *dr.oi, off, size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch pieces %d-%d: %w", first, first+n-1, err)
+	}
+	return body, nil
 }
 
 // waitDirect waits for piece i while no swarm download runs: it fails as
@@ -914,20 +1050,4 @@ func (l *Lazy) waitDirect(ctx context.Context, i int) error {
 			return ferr
 		}
 	}
-}
-
-// fetchObjectPiece reads piece i of an s3 object with one ranged GET pinned
-// to the version oi names, within the rate limits lims.
-func fetchObjectPiece(ctx context.Context, obj *objstore.Client, oi objstore.ObjectInfo, lay manifest.Layout, i int, lims []*ratelimit.Limiter) ([]byte, error) {
-	off, n := lay.PieceRange(i)
-	body, err := obj.GetRange(ctx, oi, off, n)
-	if err != nil {
-		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
-	}
-	defer body.Close()
-	buf, err := readLimited(ctx, body, n, lims)
-	if err != nil {
-		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
-	}
-	return buf, nil
 }

@@ -88,37 +88,24 @@ func (p *Peer) openLazyRange(ctx context.Context, req Request, opt LazyOptions) 
 	return l, nil
 }
 
-// fetchRangePiece reads piece i of src within the rate limits lims; a
-// prefetch says so to the source (objstore.WithBackground), which may then
-// hold it behind reads.
-func fetchRangePiece(ctx context.Context, src RangeSource, lay manifest.Layout, i int, prefetch bool, lims []*ratelimit.Limiter) ([]byte, error) {
-	if prefetch {
-		ctx = objstore.WithBackground(ctx)
-	}
-	off, n := lay.PieceRange(i)
-	body, err := src.GetRange(ctx, off, n)
-	if err != nil {
-		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
-	}
-	defer body.Close()
-	buf, err := readLimited(ctx, body, n, lims)
-	if err != nil {
-		return nil, fmt.Errorf("fetch piece %d: %w", i, err)
-	}
-	return buf, nil
-}
-
-// readLimited reads the n bytes of a piece's body within the rate limits
-// lims, charging each read as it arrives; a body that ends short is
+// readLimited fills buf from body (a piece's bytes) within the rate
+// limits lims, charging each read as it arrives; a body that ends short is
 // io.ErrUnexpectedEOF.
-func readLimited(ctx context.Context, body io.Reader, n int64, lims []*ratelimit.Limiter) ([]byte, error) {
-	buf := make([]byte, n)
+func readLimited(ctx context.Context, body io.Reader, buf []byte, lims []*ratelimit.Limiter) error {
+	// Limited reads go in steps a limiter can grant at once; unlimited ones
+	// take whatever the connection holds.
+	step := len(buf)
+	for _, lim := range lims {
+		if lim != nil {
+			step = 32 << 10
+		}
+	}
 	for got := 0; got < len(buf); {
-		m, err := body.Read(buf[got:min(len(buf), got+32<<10)])
+		m, err := body.Read(buf[got:min(len(buf), got+step)])
 		for _, lim := range lims {
 			if lim != nil && m > 0 {
 				if werr := lim.WaitN(ctx, min(m, lim.Burst())); werr != nil {
-					return nil, werr
+					return werr
 				}
 			}
 		}
@@ -127,11 +114,11 @@ func readLimited(ctx context.Context, body io.Reader, n int64, lims []*ratelimit
 			break
 		}
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%d of %d bytes: %w", got, len(buf), io.ErrUnexpectedEOF)
+			return fmt.Errorf("%d of %d bytes: %w", got, len(buf), io.ErrUnexpectedEOF)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return buf, nil
+	return nil
 }

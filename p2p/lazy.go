@@ -875,9 +875,14 @@ func (l *Lazy) pickDirect(dr *direct, prefetchOK bool) (first, n int, prefetch, 
 		dr.claim(best, n)
 		return best, n, false, true
 	}
+	// The background fetch yields to reads: it waits while reads keep
+	// waiting for pieces (one did within prefetchQuiet), so that a random
+	// reader's requests do not queue behind it at the origin, and starts
+	// once they pause (or, before any read, after PrefetchDelay).
 	now := time.Now()
-	quiet := l.served > 0 && now.Sub(l.lastRead) >= prefetchQuiet && len(dr.want) == 0
-	if !prefetchOK || !l.opt.Prefetch || !(quiet || now.Sub(dr.opened) >= l.opt.PrefetchDelay) {
+	reading := l.served > 0 && now.Sub(l.lastRead) < prefetchQuiet
+	quiet := l.served > 0 && !reading && len(dr.want) == 0
+	if !prefetchOK || !l.opt.Prefetch || reading || !(quiet || now.Sub(dr.opened) >= l.opt.PrefetchDelay) {
 		return 0, 0, false, false
 	}
 	last := l.t.NumPieces()

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -119,7 +120,7 @@ func NewS3Tree(ctx context.Context, opts S3TreeOptions) (*S3Root, error) {
 	if opts.ListTimeout <= 0 {
 		opts.ListTimeout = 2 * time.Minute
 	}
-	t := &s3Tree{opts: opts, mounted: time.Now(), inos: map[uint64]string{}}
+	t := &s3Tree{opts: opts, mounted: time.Now(), inos: map[uint64]string{}, dirs: map[string]*s3Dir{}}
 	r := &S3Root{s3Dir{tree: t, prefix: opts.Prefix}}
 	first := make(chan struct{})
 	signal := sync.OnceFunc(func() { close(first) })
@@ -169,6 +170,7 @@ type s3Tree struct {
 
 	mu      sync.Mutex
 	inos    map[uint64]string // inode number -> key, to catch collisions
+	dirs    map[string]*s3Dir // directories below the root by prefix (see dir)
 	skipped int               // keys left out, for capping warnings
 	// offlineUntil is set when the store could not be reached: until
 	// then, directories with a kept listing show it without asking the
@@ -356,6 +358,7 @@ func validName(name string) bool {
 type s3Dir struct {
 	fs.Inode
 	tree   *s3Tree
+	parent *s3Dir // nil for the root
 	prefix string // "" or ending in "/"
 
 	listMu  sync.Mutex // held while listing: concurrent first uses share one
@@ -373,6 +376,10 @@ type s3Dir struct {
 type dirPack struct {
 	pack *objstore.Pack
 	lc   *lazyContent
+	dir  *s3Dir
+	// starts counts reads from the start of a member: the second makes
+	// a reader going through the directory (see packAhead).
+	starts atomic.Int32
 }
 
 var (
@@ -417,7 +424,7 @@ func (d *s3Dir) listWith(ctx context.Context, first func()) error {
 			subdirs++
 		}
 	}
-	pack := d.tree.newPack(d.prefix, ents)
+	pack := d.tree.newPack(d, ents)
 	d.mu.Lock()
 	d.entries, d.cached, d.byName, d.inos, d.subdirs, d.pack = ents, cached, byName, inos, subdirs, pack
 	d.listed = true
@@ -425,9 +432,9 @@ func (d *s3Dir) listWith(ctx context.Context, first func()) error {
 	return nil
 }
 
-// newPack returns the pack of the small objects among ents, listed under
-// prefix: nil with no pack opener or fewer than two of them.
-func (t *s3Tree) newPack(prefix string, ents []objstore.Entry) *dirPack {
+// newPack returns the pack of the small objects among ents, the listing of
+// directory d: nil with no pack opener or fewer than two of them.
+func (t *s3Tree) newPack(d *s3Dir, ents []objstore.Entry) *dirPack {
 	if t.opts.OpenPack == nil {
 		return nil
 	}
@@ -440,14 +447,14 @@ func (t *s3Tree) newPack(prefix string, ents []objstore.Entry) *dirPack {
 	if len(small) < 2 {
 		return nil
 	}
-	dir := objstore.URL{Bucket: t.opts.Bucket, Key: prefix}
+	dir := objstore.URL{Bucket: t.opts.Bucket, Key: d.prefix}
 	pack, err := objstore.NewPack(t.opts.Bucket, small)
 	if err != nil {
 		Log.Warnf("%s: no pack of its small objects (each is read on its own): %v", dir, err)
 		return nil
 	}
 	open := t.opts.OpenPack
-	return &dirPack{pack: pack, lc: &lazyContent{url: dir.String(),
+	return &dirPack{pack: pack, dir: d, lc: &lazyContent{url: dir.String(),
 		open: func(ctx context.Context, _ string) (Content, error) { return open(ctx, dir, pack) }}}
 }
 
@@ -485,7 +492,7 @@ func (d *s3Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ 
 		var node fs.InodeEmbedder
 		mode := uint32(syscall.S_IFREG)
 		if e.IsDir {
-			node, mode = &s3Dir{tree: d.tree, prefix: e.Key}, syscall.S_IFDIR
+			node, mode = d.tree.dir(d, e.Key), syscall.S_IFDIR
 		} else {
 			node = d.tree.file(e, d.pack)
 		}
@@ -587,6 +594,9 @@ func (m *packData) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	if off == 0 && m.pack.starts.Add(1) == 2 {
+		go m.pack.dir.tree.packAhead(m.pack.dir)
+	}
 	if c.Size() != m.pack.pack.Size() {
 		return 0, fmt.Errorf("pack %s: content is %d bytes, the listing says %d", m.pack.pack, c.Size(), m.pack.pack.Size())
 	}
@@ -614,4 +624,89 @@ func (m *packData) Mode() string {
 		return md.Mode()
 	}
 	return ""
+}
+
+// dir returns the node of directory prefix, a subdirectory of parent: the
+// same node whether Lookup or packAhead asks first, so that a directory is
+// listed, and its pack opened, once.
+func (t *s3Tree) dir(parent *s3Dir, prefix string) *s3Dir {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d, ok := t.dirs[prefix]
+	if !ok {
+		d = &s3Dir{tree: t, parent: parent, prefix: prefix}
+		t.dirs[prefix] = d
+	}
+	return d
+}
+
+// packAheadDirs is how many directories after one being read through get
+// their packs opened ahead of the reads.
+const packAheadDirs = 2
+
+// packAheadSteps bounds the directories packAhead walks (and lists) to
+// find them.
+const packAheadSteps = 8
+
+// packAhead opens the packs of the packAheadDirs directories after d in
+// key order (each opened pack fetches itself, see OpenPack), once a
+// second file of d's pack was read from its start: a data loader going
+// through a tree then finds the next directories arriving instead of
+// waiting for each in turn, while a lone read, a find or a stat opens
+// nothing more.
+func (t *s3Tree) packAhead(d *s3Dir) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.ListTimeout)
+	defer cancel()
+	for opened, steps := 0, 0; opened < packAheadDirs && steps < packAheadSteps; steps++ {
+		if d = t.nextDir(ctx, d); d == nil {
+			return
+		}
+		d.mu.Lock()
+		p := d.pack
+		d.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		if _, err := p.lc.get(ctx); err != nil {
+			Log.Debugf("open the pack of %s ahead of reads: %v", objstore.URL{Bucket: t.opts.Bucket, Key: d.prefix}, err)
+			return
+		}
+		opened++
+	}
+}
+
+// nextDir returns the directory after d in key order (its first
+// subdirectory, else the next subdirectory of the nearest ancestor after
+// the one on the way), listed; nil at the end of the tree or when a
+// listing fails.
+func (t *s3Tree) nextDir(ctx context.Context, d *s3Dir) *s3Dir {
+	if err := d.list(ctx); err != nil {
+		return nil
+	}
+	after := "" // the subdirectory of d to look after; "": from the start
+	for d != nil {
+		d.mu.Lock()
+		var next string
+		seen := after == ""
+		for _, e := range d.entries {
+			if !e.IsDir {
+				continue
+			}
+			if seen {
+				next = e.Key
+				break
+			}
+			seen = e.Key == after
+		}
+		d.mu.Unlock()
+		if next != "" {
+			n := t.dir(d, next)
+			if err := n.list(ctx); err != nil {
+				return nil
+			}
+			return n
+		}
+		after, d = d.prefix, d.parent
+	}
+	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -528,5 +530,80 @@ func TestS3DirListingOutlivesInterrupt(t *testing.T) {
 	}
 	if len(d.entries) != 2 || fl.count("p/sub/") != 1 {
 		t.Errorf("%d entries after %d listings; want 2 after 1", len(d.entries), fl.count("p/sub/"))
+	}
+}
+
+// TestS3TreePackAhead: a second file of a directory read from its start
+// opens the packs of the next packAheadDirs directories in key order (a
+// data loader going through the tree); a walk of the tree and a lone read
+// open none ahead.
+func TestS3TreePackAhead(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	st := &fakeStore{objects: map[string][]byte{}, opens: map[string]int{}}
+	l := &fakeLister{lists: map[string]int{}, err: map[string]error{}, dirs: map[string][]objstore.Entry{}}
+	// p/g0/ holds d0..d2 and p/g1/ holds d3..d4: the walk ahead crosses
+	// from the last directory of g0 to the first of g1.
+	for g, ds := range [][]int{{0, 1, 2}, {3, 4}} {
+		gk := fmt.Sprintf("p/g%d/", g)
+		l.dirs["p/"] = append(l.dirs["p/"], dir(gk))
+		for _, d := range ds {
+			dk := fmt.Sprintf("%sd%d/", gk, d)
+			l.dirs[gk] = append(l.dirs[gk], dir(dk))
+			for f := 0; f < 3; f++ {
+				key := fmt.Sprintf("%sf%d", dk, f)
+				st.objects[key] = bytes.Repeat([]byte{byte(10*d + f)}, 100+f)
+				l.dirs[dk] = append(l.dirs[dk], obj(key, st.objects[key]))
+			}
+		}
+	}
+	root, err := NewS3Tree(context.Background(), S3TreeOptions{Bucket: "bkt", Prefix: "p/", Lister: l, Open: st.open, OpenPack: st.openPack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := mountS3(t, root)
+	packs := func() []string {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		var out []string
+		for k := range st.opens {
+			out = append(out, strings.TrimPrefix(k, "pack:p/"))
+		}
+		slices.Sort(out)
+		return out
+	}
+	read := func(rel string) {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(mnt, rel))
+		if want := st.objects["p/"+rel]; err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("read %s: %v (%d bytes, want %d)", rel, err, len(got), len(want))
+		}
+	}
+	if err := filepath.WalkDir(mnt, func(string, fs.DirEntry, error) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := packs(); len(got) != 0 {
+		t.Fatalf("a walk of the tree opened %v", got)
+	}
+	read("g0/d1/f0")
+	time.Sleep(100 * time.Millisecond) // what would be opened ahead has time to
+	if got := packs(); !slices.Equal(got, []string{"g0/d1/"}) {
+		t.Fatalf("a lone read opened %v, want only its own pack", got)
+	}
+	read("g0/d1/f1")
+	want := []string{"g0/d1/", "g0/d2/", "g1/d3/"}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(packs(), want) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := packs(); !slices.Equal(got, want) {
+		t.Fatalf("after a second file of g0/d1/: packs %v opened, want %v", got, want)
+	}
+	read("g0/d1/f2") // a third start opens nothing more
+	read("g1/d3/f0")
+	time.Sleep(100 * time.Millisecond)
+	if got := packs(); !slices.Equal(got, want) {
+		t.Fatalf("packs %v opened, want still %v", got, want)
 	}
 }

@@ -42,6 +42,9 @@ type LazyInfo struct {
 	Present  int64  `json:"present"`
 	Complete bool   `json:"complete"`
 	DataPath string `json:"dataPath"`
+	// Mode is how the daemon fetches the content: "p2p" or "direct"
+	// (straight from the origin, no supernode reachable); see p2p.Lazy.
+	Mode string `json:"mode,omitempty"`
 }
 
 // EnsureRequest asks for a byte range to be present.
@@ -70,7 +73,8 @@ func (s *Server) lazyRoutes(mux *http.ServeMux) {
 }
 
 func info(l *p2p.Lazy) LazyInfo {
-	return LazyInfo{TaskID: l.TaskID(), Length: l.Size(), Present: l.Present(), Complete: l.Complete(), DataPath: l.DataPath()}
+	return LazyInfo{TaskID: l.TaskID(), Length: l.Size(), Present: l.Present(), Complete: l.Complete(), DataPath: l.DataPath(),
+		Mode: l.Mode()}
 }
 
 func (s *Server) lazyOpen(w http.ResponseWriter, r *http.Request) {
@@ -276,6 +280,10 @@ func (r *RemoteLazy) refresh() LazyInfo {
 
 // Present is how many bytes the daemon holds.
 func (r *RemoteLazy) Present() int64 { return r.refresh().Present }
+
+// Mode is how the daemon fetches the content ("p2p" or "direct"), as of
+// its last answer (at most half a second old while incomplete).
+func (r *RemoteLazy) Mode() string { return r.refresh().Mode }
 
 // Complete reports whether the daemon holds every byte.
 func (r *RemoteLazy) Complete() bool { return r.refresh().Complete }

@@ -1,10 +1,12 @@
 package localapi_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -302,5 +304,33 @@ func TestDaemonGoesAway(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outDir, "o")); err == nil {
 		t.Error("output written although the download was cut")
+	}
+}
+
+// TestRemoteLazyMode reads lazily through the daemon: the bytes are the
+// origin's, and the mode the daemon fetches in (direct: it has no
+// supernode) reaches the reader (dfmount's user.damselfly.mode).
+func TestRemoteLazyMode(t *testing.T) {
+	dir := sockDir(t)
+	sock := filepath.Join(dir, "d.sock")
+	startDaemon(t, sock)
+	origin := testenv.NewOrigin(t)
+	origin.AddRandom("f", 3<<20+17, 5)
+	want, err := io.ReadAll(testenv.RandomReader(3<<20+17, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := localapi.NewClient(sock)
+	rl, err := c.OpenLazy(ctx(t), localapi.LazyOpenRequest{URL: origin.URL("f")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rl.Close() })
+	buf := make([]byte, 4096)
+	if _, err := rl.ReadAtContext(ctx(t), buf, 2<<20); err != nil || !bytes.Equal(buf, want[2<<20:2<<20+4096]) {
+		t.Fatalf("read through the daemon: %v (bytes equal: %v)", err, bytes.Equal(buf, want[2<<20:2<<20+4096]))
+	}
+	if m := rl.Mode(); m != "direct" {
+		t.Errorf("mode %q through the daemon, want direct", m)
 	}
 }

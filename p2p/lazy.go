@@ -26,6 +26,11 @@ type LazyOptions struct {
 	PrefetchLimit int64
 	// ReadTimeout bounds how long ReadAt waits for missing pieces (60s).
 	ReadTimeout time.Duration
+	// ReadAheadAfter is how many pieces a reader must move through in
+	// order before the pieces after its reads are asked for ahead of them
+	// (0: readAheadAfter). A snapshotter sets more: a program reading a
+	// few MiB of a layer should cost the registry what it reads.
+	ReadAheadAfter int
 	// PrefetchDelay is the longest the background fetch waits for the
 	// first reads before it starts anyway (2s). It starts earlier once a
 	// read was served and no read has waited for prefetchQuiet.
@@ -107,6 +112,8 @@ type Lazy struct {
 // once; 16 MiB 3.15 s and 1.56 s; one GET 0.96 s), so a sequential
 // reader keeps two directRunPieces runs in flight.
 const (
+	// readAheadAfter is the default LazyOptions.ReadAheadAfter.
+	readAheadAfter     = 4
 	readAheadPieces    = 4
 	readAheadMax       = 32
 	directReadAheadMax = 2 * directRunPieces
@@ -119,6 +126,9 @@ func (p *Peer) OpenLazy(ctx context.Context, req Request, opt LazyOptions) (*Laz
 	}
 	if opt.PrefetchDelay <= 0 {
 		opt.PrefetchDelay = 2 * time.Second
+	}
+	if opt.ReadAheadAfter <= 0 {
+		opt.ReadAheadAfter = readAheadAfter
 	}
 	if opt.Range != nil {
 		return p.openLazyRange(ctx, req, opt)
@@ -431,7 +441,7 @@ func (l *Lazy) Ensure(ctx context.Context, off, n int64) error {
 		l.streak = 0
 		l.lastPiece = last
 	}
-	sequential := l.streak >= 2
+	sequential := l.streak >= l.opt.ReadAheadAfter
 	window := readAheadMax
 	if d == nil {
 		window = directReadAheadMax

@@ -98,7 +98,11 @@ then: dfctl image pull --snapshotter damselfly REF; ctr run --snapshotter damsel
 				return err
 			}
 			defer ms.Close()
-			lazy := p2p.LazyOptions{Prefetch: backgroundFetch, PrefetchLimit: int64(prefetchLimit), ReadTimeout: readTimeout}
+			// Readahead only for a program going through a large file
+			// (16 MiB in order): starting a container reads a few MiB
+			// of binaries and libraries, and should fetch those alone.
+			lazy := p2p.LazyOptions{Prefetch: backgroundFetch, PrefetchLimit: int64(prefetchLimit), ReadTimeout: readTimeout,
+				ReadAheadAfter: 16}
 			open := func(ctx context.Context, url string, header http.Header) (fusefs.Content, func(), error) {
 				return src.OpenLazy(ctx, p2p.Request{URL: url, Header: header}, lazy)
 			}

@@ -33,6 +33,8 @@ type LazyOpenRequest struct {
 	Filters       []string            `json:"filters,omitempty"`
 	Prefetch      bool                `json:"prefetch"`
 	PrefetchLimit int64               `json:"prefetchLimit,omitempty"`
+	// ReadAheadAfter is p2p.LazyOptions.ReadAheadAfter (0: the default).
+	ReadAheadAfter int `json:"readAheadAfter,omitempty"`
 }
 
 // LazyInfo describes a lazily opened task.
@@ -85,7 +87,8 @@ func (s *Server) lazyOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	// Open without the table lock: registration may take a while.
 	l, err := s.Peer.OpenLazy(r.Context(), p2p.Request{URL: req.URL, Header: http.Header(req.Header), Tag: req.Tag,
-		Filters: req.Filters}, p2p.LazyOptions{Prefetch: req.Prefetch, PrefetchLimit: req.PrefetchLimit})
+		Filters: req.Filters}, p2p.LazyOptions{Prefetch: req.Prefetch, PrefetchLimit: req.PrefetchLimit,
+		ReadAheadAfter: req.ReadAheadAfter})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return

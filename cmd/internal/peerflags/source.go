@@ -82,7 +82,7 @@ func (s *Source) OpenLazy(ctx context.Context, req p2p.Request, opts p2p.LazyOpt
 	var closeFn func()
 	if s.client != nil {
 		rl, err := s.client.OpenLazy(ctx, localapi.LazyOpenRequest{URL: req.URL, Header: req.Header, Tag: req.Tag,
-			Filters: req.Filters, Prefetch: opts.Prefetch, PrefetchLimit: opts.PrefetchLimit})
+			Filters: req.Filters, Prefetch: opts.Prefetch, PrefetchLimit: opts.PrefetchLimit, ReadAheadAfter: opts.ReadAheadAfter})
 		if err != nil {
 			return nil, nil, err
 		}

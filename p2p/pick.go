@@ -80,11 +80,14 @@ type pickView struct {
 //     is a holder; a holder with fewer than maxInflightPerParent (3)
 //     requests in flight is usable. A parent relaying a piece counts as
 //     holding it.
-//  2. Urgent pieces first (a reader waits; lowest piece first, not in
-//     flight, not stored): from the usable peer parent holding it with the fewest
-//     requests in flight if its digest is known, else from the seed
-//     whatever its bitmap and in-flight count (it fetches the piece from
-//     the origin on demand).
+//  2. Urgent pieces first (a reader waits, or readahead asked; lowest
+//     piece first, not in flight, not stored): from the usable peer parent
+//     holding it with the fewest requests in flight if its digest is
+//     known; when only saturated holders have it, the piece waits for one
+//     of their slots (a sequential reader's readahead must not move a
+//     file's worth of pieces onto the seed); else from the seed whatever
+//     its bitmap and in-flight count (it fetches the piece from the
+//     origin on demand).
 //  3. Without prefetch nothing else is fetched. A lazy download stops at
 //     concurrency-1 pieces in flight, keeping a slot for the next read.
 //     While a reader waits for a piece (urgent and not stored, in flight
@@ -137,7 +140,7 @@ func (pp pickPolicy) next(v *pickView) (int, *parent) {
 			}
 		}
 	}
-	if i, par := pp.urgent(v, usable, seed); par != nil {
+	if i, par := pp.urgent(v, usable, holders, seed); par != nil {
 		return i, par
 	}
 	if !v.prefetch {
@@ -175,7 +178,7 @@ func readsWaiting(v *pickView) bool {
 
 // urgent applies rule 2, lowest piece first (a reader's earlier bytes
 // first; also deterministic).
-func (pp pickPolicy) urgent(v *pickView, usable []*parent, seed *parent) (int, *parent) {
+func (pp pickPolicy) urgent(v *pickView, usable, holders []*parent, seed *parent) (int, *parent) {
 	for _, i := range slices.Sorted(maps.Keys(v.urgent)) {
 		if v.state(i) != pieceMissing {
 			continue
@@ -183,6 +186,9 @@ func (pp pickPolicy) urgent(v *pickView, usable []*parent, seed *parent) (int, *
 		var choice *parent
 		if v.digestKnown(i) {
 			choice = leastBusyHolder(usable, i)
+			if choice == nil && heldBy(holders, i) {
+				continue // a saturated peer holds it: wait for its slot
+			}
 		}
 		if choice == nil {
 			choice = seed

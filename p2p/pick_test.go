@@ -142,6 +142,16 @@ func TestPickPolicy(t *testing.T) {
 			want:     []string{"3@seed"},
 		},
 		{
+			name: "urgent pieces a saturated peer holds wait for its slots, not the seed",
+			parents: []parentSpec{
+				{id: "A", has: allPieces, inflight: 3},
+				{id: "seed", seed: true, has: allPieces},
+			},
+			inflight: []int{0, 1, 2},
+			urgent:   []int{3, 4, 5},
+			want:     nil,
+		},
+		{
 			name:       "without prefetch only urgent pieces are fetched",
 			noPrefetch: true,
 			parents:    []parentSpec{{id: "A", has: allPieces}},

@@ -72,6 +72,14 @@ func (l Layout) PieceRange(i int) (off, n int64) {
 	return off, n
 }
 
+// RunRange returns the byte offset and length of pieces [first, first+n),
+// n >= 1: the range one request for that run of pieces covers.
+func (l Layout) RunRange(first, n int) (off, size int64) {
+	off, _ = l.PieceRange(first)
+	lastOff, lastSize := l.PieceRange(first + n - 1)
+	return off, lastOff + lastSize - off
+}
+
 // PiecesIn returns the first and last (inclusive) piece indexes covering
 // [off, off+n). It returns first > last when n == 0.
 func (l Layout) PiecesIn(off, n int64) (first, last int) {

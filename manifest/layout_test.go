@@ -72,3 +72,21 @@ func TestPiecesIn(t *testing.T) {
 		}
 	}
 }
+
+func TestRunRange(t *testing.T) {
+	l := Layout{Length: 10500, PieceSize: 1000}
+	tests := []struct {
+		first, n  int
+		off, size int64
+	}{
+		{0, 1, 0, 1000},
+		{3, 4, 3000, 4000},
+		{9, 2, 9000, 1500}, // ends with the short last piece
+		{10, 1, 10000, 500},
+	}
+	for _, tt := range tests {
+		if off, size := l.RunRange(tt.first, tt.n); off != tt.off || size != tt.size {
+			t.Errorf("RunRange(%d,%d) = %d,%d want %d,%d", tt.first, tt.n, off, size, tt.off, tt.size)
+		}
+	}
+}

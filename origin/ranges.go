@@ -48,41 +48,75 @@ func (c *Client) FetchPiece(ctx context.Context, rawURL string, header http.Head
 // such as the part of an object a pack's piece covers. info.Length must be
 // the content's length.
 func (c *Client) FetchRange(ctx context.Context, rawURL string, header http.Header, info Info, off int64, dst []byte, opt FillOptions) error {
+	return c.StreamRange(ctx, rawURL, header, info, off, int64(len(dst)), dst, nil, opt)
+}
+
+// StreamRange reads bytes [off, off+size) of the content at rawURL in order
+// with one ranged GET, handing them to emit (when not nil) in consecutive
+// blocks of len(buf) bytes, the last one shorter, each as soon as it is in:
+// a reader of a long range gets its first blocks without waiting for the
+// rest. buf is reused for every block, so emit must not keep it. Requests
+// are checked and retried as FetchPiece's: a cut resumes with a Range
+// starting after the bytes already received, within the current block. An
+// error from emit stops the stream and is returned as it is.
+func (c *Client) StreamRange(ctx context.Context, rawURL string, header http.Header, info Info, off, size int64, buf []byte, emit func(block []byte) error, opt FillOptions) error {
 	redacted, err := checkURL(rawURL)
 	if err != nil {
 		return fmt.Errorf("fetch a range: %w", err)
 	}
-	end := off + int64(len(dst))
-	if off < 0 || len(dst) == 0 || end > info.Length {
-		return fmt.Errorf("fetch bytes %d-%d of %s: outside its %d bytes", off, end-1, redacted, info.Length)
+	end := off + size
+	if off < 0 || size <= 0 || end > info.Length || len(buf) == 0 {
+		return fmt.Errorf("fetch bytes %d-%d of %s: outside its %d bytes (or no buffer)", off, end-1, redacted, info.Length)
 	}
 	layout := manifest.Layout{Length: info.Length, PieceSize: info.Length}
 	log := c.log.WithFields(logrus.Fields{"url": redacted, "from": off, "to": end - 1})
 	what := fmt.Sprintf("fetch bytes %d-%d", off, end-1)
-	if err := c.fetchBytes(ctx, rawURL, redacted, header, info, layout, off, dst, opt, log, what); err != nil {
+	s := &rangeStream{next: off, end: end, buf: buf, emit: emit}
+	if err := c.streamBytes(ctx, rawURL, redacted, header, info, layout, s, opt, log, what); err != nil {
+		if s.emitErr != nil {
+			return s.emitErr
+		}
 		return fmt.Errorf("%s of %s: %w", what, redacted, err)
 	}
 	return nil
 }
 
+// rangeStream is where a ranged read stands: the block being filled starts
+// at next and holds filled bytes; the range ends before end.
+type rangeStream struct {
+	next, end int64
+	filled    int
+	buf       []byte
+	emit      func(block []byte) error
+	emitErr   error // emit's error, which ended the stream
+}
+
+// at is the offset of the next byte wanted.
+func (s *rangeStream) at() int64 { return s.next + int64(s.filled) }
+
 // fetchBytes fills buf from offset off of the content with retried range
 // requests.
 func (c *Client) fetchBytes(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
 	layout manifest.Layout, off int64, buf []byte, opt FillOptions, log logrus.FieldLogger, what string) error {
-	var got int64
+	s := &rangeStream{next: off, end: off + int64(len(buf)), buf: buf}
+	return c.streamBytes(ctx, rawURL, redacted, header, info, layout, s, opt, log, what)
+}
+
+// streamBytes runs s to its end with retried range requests.
+func (c *Client) streamBytes(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
+	layout manifest.Layout, s *rangeStream, opt FillOptions, log logrus.FieldLogger, what string) error {
 	return c.retry(ctx, log, what, func(attempt int) (bool, error) {
-		before := got
-		err := c.fetchRange(ctx, rawURL, redacted, header, info, layout, off, buf, &got, &opt,
-			log.WithField("attempt", attempt))
-		return got > before, err
+		before := s.at()
+		err := c.fetchRange(ctx, rawURL, redacted, header, info, layout, s, &opt, log.WithField("attempt", attempt))
+		return s.at() > before, err
 	})
 }
 
-// fetchRange makes one request for buf[*got:], which starts at byte off of
-// the content, advancing *got as bytes arrive.
+// fetchRange makes one request for the rest of s, emitting its blocks as
+// they fill.
 func (c *Client) fetchRange(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
-	layout manifest.Layout, off int64, buf []byte, got *int64, opt *FillOptions, log logrus.FieldLogger) error {
-	start, end := off+*got, off+int64(len(buf))-1
+	layout manifest.Layout, s *rangeStream, opt *FillOptions, log logrus.FieldLogger) error {
+	start, end := s.at(), s.end-1
 	req, err := newRequest(ctx, http.MethodGet, rawURL, redacted, header)
 	if err != nil {
 		return err
@@ -101,13 +135,24 @@ func (c *Client) fetchRange(ctx context.Context, rawURL, redacted string, header
 	if err := checkRangeAnswer(resp, redacted, info, layout, ifRange, start, end); err != nil {
 		return err
 	}
-	n, err := meteredRead(ctx, resp.Body, buf[*got:], opt)
-	*got += int64(n)
-	if err == io.EOF {
-		return fmt.Errorf("body ended after %d of %d bytes: %w", n, end-start+1, io.ErrUnexpectedEOF)
-	}
-	if err != nil {
-		return fmt.Errorf("read body at byte %d: %w", off+*got, err)
+	for s.next < s.end {
+		block := int(min(int64(len(s.buf)), s.end-s.next))
+		n, err := meteredRead(ctx, resp.Body, s.buf[s.filled:block], opt)
+		s.filled += n
+		if err == io.EOF {
+			return fmt.Errorf("body ended after %d of %d bytes: %w", s.at()-start, end-start+1, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return fmt.Errorf("read body at byte %d: %w", s.at(), err)
+		}
+		if s.emit != nil {
+			if err := s.emit(s.buf[:block]); err != nil {
+				s.emitErr = err
+				return permanent(err)
+			}
+		}
+		s.next += int64(block)
+		s.filled = 0
 	}
 	var one [1]byte
 	if k, _ := io.ReadFull(resp.Body, one[:]); k > 0 {

@@ -170,3 +170,80 @@ func TestFetchRange(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamRange: a long range arrives block by block in order, each
+// block handed on as soon as it is in; a cut resumes after the bytes
+// already received, within the block; an error from emit ends the stream
+// at once, returned as it is.
+func TestStreamRange(t *testing.T) {
+	content := randomBytes(testLength, 11)
+	const block = 3000
+	off, size := int64(testPieceSize-17), int64(5*block+123)
+	errStop := errors.New("store full")
+	tests := []struct {
+		name      string
+		arm       func(o *testOrigin)
+		stopAfter int // emit fails at this block (0: never)
+		gets      int64
+		blocks    int
+		wantErr   error
+	}{
+		{"whole range", nil, 0, 1, 6, nil},
+		{"cut halfway resumes", func(o *testOrigin) { o.cutOnce = true }, 0, 2, 6, nil},
+		{"emit error stops", nil, 2, 1, 2, errStop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newOrigin(t, content, nil)
+			c := testClient(t, nil)
+			info, err := c.Probe(context.Background(), o.url(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.arm != nil {
+				o.set(tt.arm)
+			}
+			gets := o.gets.Load()
+			var got []byte
+			var sizes []int
+			emit := func(b []byte) error {
+				sizes = append(sizes, len(b))
+				if len(sizes) == tt.stopAfter {
+					return errStop
+				}
+				got = append(got, b...)
+				return nil
+			}
+			err = c.StreamRange(context.Background(), o.url(), nil, info, off, size, make([]byte, block), emit, FillOptions{})
+			if err != tt.wantErr {
+				t.Fatalf("StreamRange: %v, want %v", err, tt.wantErr)
+			}
+			if n := o.gets.Load() - gets; n != tt.gets {
+				t.Errorf("%d GETs, want %d", n, tt.gets)
+			}
+			if len(sizes) != tt.blocks {
+				t.Fatalf("%d blocks %v, want %d", len(sizes), sizes, tt.blocks)
+			}
+			for i, n := range sizes {
+				if want := int(min(block, size-int64(i*block))); n != want {
+					t.Errorf("block %d has %d bytes, want %d", i, n, want)
+				}
+			}
+			if want := content[off : off+int64(len(got))]; !bytes.Equal(got, want) {
+				t.Error("streamed bytes differ from the content's")
+			}
+			if tt.wantErr == nil && int64(len(got)) != size {
+				t.Errorf("streamed %d bytes, want %d", len(got), size)
+			}
+			if tt.name == "cut halfway resumes" {
+				o.mu.Lock()
+				last := o.reqHeader[len(o.reqHeader)-1].Get("Range")
+				o.mu.Unlock()
+				var from, to int64
+				if _, err := fmt.Sscanf(last, "bytes=%d-%d", &from, &to); err != nil || from <= off || to != off+size-1 {
+					t.Errorf("resumed with Range %q; want one starting past %d and ending at %d", last, off, off+size-1)
+				}
+			}
+		})
+	}
+}

@@ -988,17 +988,19 @@ func (l *Lazy) fetchDirect(dr *direct, first, n int, prefetch bool) {
 	case n == 1:
 		store(dr.src.FetchPiece(l.ctx, l.req.URL, l.req.Header, info, lay, i, origin.FillOptions{Limiters: lims}))
 	default:
+		// One ranged GET for the run, each piece stored as soon as its
+		// bytes are in, through one reused piece buffer.
 		off, size := lay.RunRange(first, n)
-		buf := make([]byte, size)
-		if err := dr.src.FetchRange(l.ctx, l.req.URL, l.req.Header, info, off, buf, origin.FillOptions{Limiters: lims}); err != nil {
+		errStored := errors.New("piece not stored")
+		err := dr.src.StreamRange(l.ctx, l.req.URL, l.req.Header, info, off, size, make([]byte, lay.PieceSize),
+			func(data []byte) error {
+				if !store(data, nil) {
+					return errStored
+				}
+				return nil
+			}, origin.FillOptions{Limiters: lims})
+		if err != nil && err != errStored {
 			store(nil, err)
-			return
-		}
-		for i < first+n {
-			o, size := lay.PieceRange(i)
-			if !store(buf[o-off:o-off+size], nil) {
-				return
-			}
 		}
 	}
 	if l.t.Complete() {

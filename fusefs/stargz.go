@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -21,7 +22,9 @@ import (
 
 // Stargz is an eStargz layer blob (gzip or zstd:chunked) read lazily: its
 // TOC (at the end of the blob) gives the tree, and each file read fetches,
-// decompresses and verifies only the chunks it touches. The TOC is checked
+// decompresses and verifies only the chunks it touches (and, for a reader
+// moving through a file in order, the chunk after its current one, in the
+// background: stargzFile.readAhead). The TOC is checked
 // before use (see readTOC); chunk digests are keyed by file and offset in
 // the file, as the eStargz spec does, so layers whose small files share a
 // compressed member (--estargz-min-chunk-size) mount too. Verified chunks
@@ -35,6 +38,7 @@ type Stargz struct {
 
 	flight singleflight.Group
 	cache  *chunkLRU
+	ahead  atomic.Int64 // chunks decompressed ahead of their readers
 }
 
 // ctxReaderAt adapts a Content to io.ReaderAt with a fixed context.
@@ -215,10 +219,18 @@ type stargzFile struct {
 	s    *Stargz
 	name string
 	size int64
+
+	// Chunk readahead (see readAhead), guarded by mu.
+	mu     sync.Mutex
+	seen   bool  // a read happened
+	cur    int64 // ChunkOffset of the chunk the last read ended in
+	next   int64 // ChunkOffset of the chunk after it
+	queued int64 // ChunkOffset+1 of the last chunk decompressed ahead (0: none)
 }
 
 func (f *stargzFile) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n := 0
+	var last *estargz.TOCEntry
 	for n < len(p) && off < f.size {
 		ce, ok := f.s.r.ChunkEntryForOffset(f.name, off)
 		if !ok {
@@ -235,11 +247,60 @@ func (f *stargzFile) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		c := copy(p[n:], data[in:])
 		n += c
 		off += int64(c)
+		last = ce
+	}
+	if last != nil {
+		f.readAhead(last)
 	}
 	if n < len(p) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// chunkAheadTimeout bounds one chunk decompressed ahead of its reader
+// (its compressed bytes may still have to come through the swarm).
+const chunkAheadTimeout = time.Minute
+
+// readAhead is told the chunk a read ended in. Once reads move from one
+// chunk into the next, the chunk after that is decompressed and verified in
+// the background into the chunk cache, so that a sequential reader (cat, a
+// checksum, a loader) finds it ready instead of waiting for its fetch,
+// decompression and digest check between two reads: the work overlaps the
+// reader's own. A read that stays in its chunk, or jumps, starts nothing,
+// so a random reader's bytes from the registry stay what it reads.
+func (f *stargzFile) readAhead(ce *estargz.TOCEntry) {
+	if ce.ChunkSize <= 0 {
+		return // the file is one chunk
+	}
+	f.mu.Lock()
+	if f.seen && ce.ChunkOffset == f.cur {
+		f.mu.Unlock()
+		return
+	}
+	moved := f.seen && ce.ChunkOffset == f.next
+	f.seen, f.cur, f.next = true, ce.ChunkOffset, ce.ChunkOffset+ce.ChunkSize
+	ahead := f.next
+	if !moved || ahead >= f.size || f.queued == ahead+1 {
+		f.mu.Unlock()
+		return
+	}
+	f.queued = ahead + 1
+	f.mu.Unlock()
+	ne, ok := f.s.r.ChunkEntryForOffset(f.name, ahead)
+	if !ok {
+		return
+	}
+	if _, ok := f.s.cache.get(chunkID{ne.Offset, ne.InnerOffset}); ok {
+		return
+	}
+	f.s.ahead.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), chunkAheadTimeout)
+		defer cancel()
+		// A failure is the reader's to meet and report when it gets there.
+		_, _ = f.s.chunk(ctx, f.name, ne, f.size)
+	}()
 }
 
 func (f *stargzFile) Progress() (int64, int64) { return f.s.blob.Present(), f.s.blob.Size() }

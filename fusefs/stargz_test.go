@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -380,4 +381,80 @@ func TestStargzPrefetchLandmarks(t *testing.T) {
 		}
 	}
 	_ = errors.New
+}
+
+// TestStargzChunkReadAhead: a reader moving from one chunk of a file into
+// the next gets the chunk after that decompressed ahead; reads that stay in
+// one chunk or jump start nothing.
+func TestStargzChunkReadAhead(t *testing.T) {
+	const chunk = 64 << 10
+	data := make([]byte, 8*chunk)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	files := []tarFile{{name: "big", typ: tar.TypeReg, mode: 0o644, data: data}}
+	tests := []struct {
+		name      string
+		offsets   []int64 // 4 KiB reads
+		wantAhead int64
+		chunkIn   int64 // a chunk that must end up in the cache (-1: none)
+	}{
+		{"sequential into the second chunk", []int64{0, 4096, chunk - 4096, chunk, chunk + 4096}, 1, 2},
+		{"on through four chunks", []int64{0, chunk, 2 * chunk, 3 * chunk}, 3, 4},
+		{"within one chunk", []int64{0, 4096, 8192, chunk - 4096}, 0, -1},
+		{"jumps", []int64{0, 5 * chunk, 2 * chunk, 7 * chunk}, 0, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blob, td := buildLayer(t, buildTar(t, files), estargz.WithChunkSize(chunk))
+			sg, err := OpenStargz(context.Background(), &memContent{blob}, "test", td)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := sg.Entries(EntriesOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f FileData
+			for _, e := range entries {
+				if e.Path == "big" {
+					f = e.Data
+				}
+			}
+			if f == nil {
+				t.Fatal("no entry big")
+			}
+			buf := make([]byte, 4096)
+			for _, off := range tt.offsets {
+				if _, err := f.ReadAt(context.Background(), buf, off); err != nil {
+					t.Fatalf("read at %d: %v", off, err)
+				}
+				if !bytes.Equal(buf, data[off:off+4096]) {
+					t.Fatalf("bytes at %d differ from the file's", off)
+				}
+			}
+			if got := sg.ahead.Load(); got != tt.wantAhead {
+				t.Errorf("%d chunks decompressed ahead, want %d", got, tt.wantAhead)
+			}
+			if tt.chunkIn < 0 {
+				return
+			}
+			ce, ok := sg.r.ChunkEntryForOffset("big", tt.chunkIn*chunk)
+			if !ok {
+				t.Fatalf("no chunk %d", tt.chunkIn)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				if b, ok := sg.cache.get(chunkID{ce.Offset, ce.InnerOffset}); ok {
+					if !bytes.Equal(b, data[tt.chunkIn*chunk:(tt.chunkIn+1)*chunk]) {
+						t.Fatal("the chunk decompressed ahead differs from the file's bytes")
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("chunk %d was not decompressed ahead", tt.chunkIn)
+				}
+			}
+		})
+	}
 }

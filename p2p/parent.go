@@ -192,7 +192,7 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 			d.mu.Lock()
 			gen := par.relayGen
 			d.mu.Unlock()
-			bm, err := d.fetchBitmap(ctx, par, have, gen)
+			bm, err := d.fetchBitmap(ctx, par, have, gen, !par.seed)
 			if errors.Is(err, errCredentialRefused) {
 				continue
 			}
@@ -236,12 +236,18 @@ func (d *download) watch(ctx context.Context, wg *sync.WaitGroup, par *parent) {
 }
 
 // fetchBitmap long-polls par for its piece map once it holds more than have
-// pieces or the set of pieces it relays moved past generation gen (a
-// parent without the task yet counts as holding none).
-func (d *download) fetchBitmap(ctx context.Context, par *parent, have int, gen uint64) (*upload.BitmapResponse, error) {
+// pieces or, with follow, the set of pieces it relays moved past generation
+// gen (a parent without the task yet counts as holding none). The seed's
+// set (the pieces it is fetching) is not followed: it changes twice per
+// piece, and every child would poll on each change; the pieces it is
+// fetching come with each answer to a stored piece instead.
+func (d *download) fetchBitmap(ctx context.Context, par *parent, have int, gen uint64, follow bool) (*upload.BitmapResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("%s://%s/peer/tasks/%s/bitmap?have=%d&wait=5s&gen=%d", d.p.scheme, par.addr, d.id, have, gen)
+	url := fmt.Sprintf("%s://%s/peer/tasks/%s/bitmap?have=%d&wait=5s", d.p.scheme, par.addr, d.id, have)
+	if follow {
+		url += fmt.Sprintf("&gen=%d", gen)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err

@@ -98,7 +98,8 @@ type pickView struct {
 //     go to the first found; the scan starts at a random piece so that
 //     children spread over the pieces).
 //  5. The seed only when no usable peer parent has any such piece: the
-//     first piece (in scan order) the seed has, that is not deferred, and
+//     first piece (in scan order) the seed has or is fetching (it answers
+//     once the piece is stored), that is not deferred, and
 //     either whose digest is unknown (only the seed vouches for it) or that
 //     no holder has (not even a saturated one). The seed takes at most
 //     maxInflightFromSeed (2) requests while holders exist, the whole
@@ -213,7 +214,7 @@ func (pp pickPolicy) rarest(v *pickView, usable, holders []*parent, seed *parent
 		if v.state(i) != pieceMissing {
 			continue
 		}
-		seedOK := seed != nil && seed.bitmap.Has(i) && !now.Before(v.deferred[i])
+		seedOK := seed != nil && seed.has(i) && !now.Before(v.deferred[i])
 		if !v.digestKnown(i) {
 			// Only the seed vouches for unknown digests.
 			if seedPiece < 0 && seedOK {

@@ -14,6 +14,7 @@ type parentSpec struct {
 	id       string
 	seed     bool
 	has      []int
+	relaying []int // pieces it is fetching (or relaying) now
 	inflight int
 	dropped  bool
 	busyFor  time.Duration // busyUntil, from the test's t0
@@ -88,6 +89,12 @@ func TestPickPolicy(t *testing.T) {
 			name:    "the seed gets the whole window when it is the only source",
 			parents: []parentSpec{{id: "seed", seed: true, has: allPieces}},
 			want:    []string{"0@seed", "1@seed", "2@seed", "3@seed"},
+		},
+		{
+			name:    "the seed is asked for pieces it is fetching too (it answers once they are stored)",
+			unknown: allPieces,
+			parents: []parentSpec{{id: "seed", seed: true, has: []int{0}, relaying: []int{1, 2}}},
+			want:    []string{"0@seed", "1@seed", "2@seed"},
 		},
 		{
 			name: "pieces with unknown digests come only from the seed",
@@ -245,6 +252,13 @@ func TestPickPolicy(t *testing.T) {
 				for _, i := range ps.has {
 					par.bitmap.Set(i)
 					par.count++
+				}
+				for _, i := range ps.relaying {
+					if par.relaying == nil {
+						par.relaying = manifest.NewBitmap(pickPieces)
+					}
+					par.relaying.Set(i)
+					par.relayCount++
 				}
 				parents = append(parents, par)
 			}

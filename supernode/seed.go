@@ -62,6 +62,8 @@ type seedTask struct {
 	lazy          bool                  // no full fetch asked for yet
 	filling       bool                  // a full fetch runs
 	claimed       map[int]chan struct{} // pieces being fetched (on demand or by the fill); closed when released
+	claimGen      uint64                // changes with the set of claimed pieces
+	claimCh       chan struct{}         // closed at the next change of that set (nil: none asked)
 	urgent        map[int]int           // pieces peers wait for while the fill runs
 
 	fromOrigin atomic.Int64
@@ -337,12 +339,43 @@ func (st *seedTask) claim(n int) (release func(), busy <-chan struct{}, ok bool)
 	}
 	ch := make(chan struct{})
 	st.claimed[n] = ch
+	st.claimsChangedLocked()
 	return func() {
 		st.mu.Lock()
 		delete(st.claimed, n)
+		st.claimsChangedLocked()
 		st.mu.Unlock()
 		close(ch)
 	}, nil, true
+}
+
+// claimsChangedLocked notes a change of the claimed set. Caller holds st.mu.
+func (st *seedTask) claimsChangedLocked() {
+	st.claimGen++
+	if st.claimCh != nil {
+		close(st.claimCh)
+		st.claimCh = nil
+	}
+}
+
+// arriving returns the pieces being fetched now and not yet stored, the
+// claimed set's generation and a channel closed at its next change.
+func (st *seedTask) arriving(numPieces int) (manifest.Bitmap, uint64, <-chan struct{}) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.claimCh == nil {
+		st.claimCh = make(chan struct{})
+	}
+	var b manifest.Bitmap
+	for n := range st.claimed {
+		if n >= 0 && n < numPieces && (st.task == nil || !st.task.Has(n)) {
+			if b == nil {
+				b = manifest.NewBitmap(numPieces)
+			}
+			b.Set(n)
+		}
+	}
+	return b, st.claimGen, st.claimCh
 }
 
 // urgentOrder lists the pieces peers are waiting for, for the fill to

@@ -557,6 +557,22 @@ func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 	return t, st.release, true
 }
 
+var _ upload.Arriving = seedTasks{}
+
+// Relaying implements upload.Arriving: the pieces the seed is fetching now
+// (its fill's and on-demand fetches). A child may ask for one: FetchPiece
+// waits for that fetch and the piece goes out as soon as it is stored, so a
+// lone child's next pieces are already asked for when they land instead of
+// after its next piece-map poll (with the fill paced to the swarm, every
+// piece waited for that round trip).
+func (k seedTasks) Relaying(id string, numPieces int) (manifest.Bitmap, uint64, <-chan struct{}) {
+	st := k.s.get(id)
+	if st == nil {
+		return nil, 0, nil
+	}
+	return st.arriving(numPieces)
+}
+
 // FetchPiece implements upload.PieceFetcher: the seed fetches a piece it
 // lacks from the origin when a peer asks for it.
 func (k seedTasks) FetchPiece(ctx context.Context, id string, n int) error {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/damselfly-p2p/damselfly/cache"
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/supernode"
 	"github.com/damselfly-p2p/damselfly/testenv"
@@ -838,5 +839,50 @@ func TestStatusPages(t *testing.T) {
 	}
 	if a := n.get(t, "/api/v1/status?limit=x"); a.status != http.StatusBadRequest {
 		t.Errorf("bad limit: %d", a.status)
+	}
+}
+
+// TestSeedListsPiecesItFetches: the seed's piece map lists the pieces it
+// is fetching from the origin (Relaying), and a child asking for one of
+// them gets it once it is stored, instead of a 404 and another piece-map
+// poll.
+func TestSeedListsPiecesItFetches(t *testing.T) {
+	const size = 8 << 20
+	origin := testenv.NewOrigin(t, testenv.WithUploadCap(2<<20)) // 4 s for the file
+	origin.AddRandom("f", size, 21)
+	want := pieceDigests(t, size, 21)
+	n := startNode(t, supernode.Config{})
+	reg := n.register(t, wire.RegisterRequest{PeerID: "p1", Host: peerHost("p1", 1), URL: origin.URL("f")})
+	var fetching []int
+	waitFor(t, "a piece the seed is fetching in its piece map", func() bool {
+		a := n.get(t, "/peer/tasks/"+reg.TaskID+"/bitmap")
+		if a.status != http.StatusOK {
+			return false
+		}
+		var bm struct {
+			Bitmap   manifest.Bitmap `json:"bitmap"`
+			Relaying manifest.Bitmap `json:"relaying"`
+		}
+		if err := json.Unmarshal(a.body, &bm); err != nil {
+			t.Fatal(err)
+		}
+		fetching = fetching[:0]
+		for i := range len(want) {
+			if bm.Relaying.Has(i) && !bm.Bitmap.Has(i) {
+				fetching = append(fetching, i)
+			}
+		}
+		return len(fetching) > 0
+	})
+	i := fetching[0]
+	a := n.get(t, fmt.Sprintf("/peer/tasks/%s/pieces/%d", reg.TaskID, i))
+	if a.status != http.StatusOK {
+		t.Fatalf("piece %d, which the seed was fetching: status %d: %s", i, a.status, a.body)
+	}
+	if got := cache.SumOf(a.body).String(); got != want[i] {
+		t.Errorf("piece %d: bytes hash to %s, want %s", i, got, want[i])
+	}
+	if got := a.header.Get("X-Damselfly-Piece-Digest"); got != want[i] {
+		t.Errorf("piece %d: digest header %q, want %s", i, got, want[i])
 	}
 }

@@ -14,7 +14,8 @@
 // A node whose Tasks implement Relayer also serves pieces it is still
 // fetching (cut-through relay): a GET without Range of such a piece streams
 // its bytes as they arrive, and the piece map lists those pieces in
-// Relaying. A relayed stream that cannot be completed (the relaying node's
+// Relaying. The seed lists the pieces it is fetching there too (Arriving)
+// and answers a request for one once it is stored. A relayed stream that cannot be completed (the relaying node's
 // fetch failed or its piece did not verify) is cut short.
 //
 // A full server answers 503 with Retry-After; a piece it lacks is 404. A
@@ -109,17 +110,25 @@ type SentNotifier interface {
 // and wire.SealedPiece).
 const PieceSealHeader = "X-Damselfly-Piece-Seal"
 
+// Arriving is implemented by Tasks that list the pieces they are fetching
+// now, which children may ask for too: a Relayer streams such a piece as it
+// arrives; a PieceFetcher (the seed) answers once it is stored, so that a
+// child's request is already there when the piece lands.
+type Arriving interface {
+	// Relaying returns the pieces of taskID arriving now (nil: none), a
+	// generation that changes whenever that set does, and a channel closed
+	// at the next change.
+	Relaying(taskID string, numPieces int) (b manifest.Bitmap, gen uint64, changed <-chan struct{})
+}
+
 // Relayer is implemented by Tasks that serve pieces they are still fetching.
 type Relayer interface {
+	Arriving
 	// Relay returns a stream of piece n of taskID, which follows the
 	// piece's arrival, and its length; ok is false when the piece is not
 	// arriving now. The stream fails if the piece's fetch fails; the
 	// caller closes it.
 	Relay(ctx context.Context, taskID string, n int) (r io.ReadCloser, size int64, ok bool)
-	// Relaying returns the pieces of taskID arriving now (nil: none), a
-	// generation that changes whenever that set does, and a channel closed
-	// at the next change.
-	Relaying(taskID string, numPieces int) (b manifest.Bitmap, gen uint64, changed <-chan struct{})
 }
 
 // RelayHeader marks a relayed (still arriving) piece response. Such a
@@ -134,8 +143,8 @@ const (
 	RelayStatusTrailer = "X-Damselfly-Relay-Status"
 )
 
-// BitmapResponse is the body of a bitmap request. Relaying (with a Relayer)
-// lists pieces being fetched now, which can be requested too; RelayGen is
+// BitmapResponse is the body of a bitmap request. Relaying (with Arriving
+// tasks) lists pieces being fetched now, which can be requested too; RelayGen is
 // the generation to pass as gen to wait for a change of it.
 type BitmapResponse struct {
 	NumPieces int             `json:"numPieces"`
@@ -515,7 +524,7 @@ func (s *Server) serveBitmap(w http.ResponseWriter, r *http.Request, taskID stri
 	if wait > 10*time.Second {
 		wait = 10 * time.Second
 	}
-	rl, _ := s.tasks.(Relayer)
+	rl, _ := s.tasks.(Arriving)
 	gen, genErr := strconv.ParseUint(r.URL.Query().Get("gen"), 10, 64)
 	followRelays := rl != nil && genErr == nil
 	// relayed returns whether the relay generation moved past gen, and a

@@ -21,6 +21,16 @@ type Sink interface {
 	PutPiece(i int, data []byte) error // stores a whole piece (the sink hashes it); data is the sink's to keep
 }
 
+// Landing is an optional Sink that takes a piece's bytes as they arrive
+// (the seed streams them to children before the piece is whole): a range
+// worker reads piece i into the buffer Landing returns (size bytes, the
+// sink's to keep), calling landed after every read with how many bytes of
+// it are in, then hands it to PutPiece as usual. A piece whose fetch fails
+// is not put; a Claimer sink learns that from its claim's release.
+type Landing interface {
+	Landing(i int, size int64) (buf []byte, landed func(n int))
+}
+
 // Claimer is an optional Sink that coordinates Fill's range requests with
 // other fetchers of the same pieces (e.g. a seed's on-demand fetches):
 // before a range worker requests piece i it claims it, and skips the piece

@@ -33,13 +33,22 @@ func (c *Client) FetchPiece(ctx context.Context, rawURL string, header http.Head
 	if i < 0 || i >= layout.NumPieces() {
 		return nil, fmt.Errorf("fetch piece %d of %s: no such piece (%d pieces)", i, redacted, layout.NumPieces())
 	}
-	off, n := layout.PieceRange(i)
+	_, n := layout.PieceRange(i)
 	buf := make([]byte, n)
-	log := c.log.WithFields(logrus.Fields{"url": redacted, "piece": i})
-	if err := c.fetchBytes(ctx, rawURL, redacted, header, info, layout, off, buf, opt, log, fmt.Sprintf("fetch piece %d", i)); err != nil {
-		return nil, fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
+	if err := c.fetchPieceInto(ctx, rawURL, redacted, header, info, layout, i, buf, opt); err != nil {
+		return nil, err
 	}
 	return buf, nil
+}
+
+// fetchPieceInto fills buf (the piece's length) with piece i.
+func (c *Client) fetchPieceInto(ctx context.Context, rawURL, redacted string, header http.Header, info Info, layout manifest.Layout, i int, buf []byte, opt FillOptions) error {
+	off, _ := layout.PieceRange(i)
+	log := c.log.WithFields(logrus.Fields{"url": redacted, "piece": i})
+	if err := c.fetchBytes(ctx, rawURL, redacted, header, info, layout, off, buf, opt, log, fmt.Sprintf("fetch piece %d", i)); err != nil {
+		return fmt.Errorf("fetch piece %d of %s: %w", i, redacted, err)
+	}
+	return nil
 }
 
 // FetchRange fills dst with the bytes of the content at rawURL from offset
@@ -208,8 +217,25 @@ func checkRangeAnswer(resp *http.Response, redacted string, info Info, layout ma
 // of them fails.
 func (c *Client) fillRanges(ctx context.Context, rawURL, redacted string, header http.Header, info Info,
 	layout manifest.Layout, sink Sink, p *picker, opt FillOptions) error {
+	ls, landing := sink.(Landing)
 	return fillPieces(ctx, sink, p, opt.Concurrency, func(ctx context.Context, i int) ([]byte, error) {
-		return c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
+		if !landing {
+			return c.FetchPiece(ctx, rawURL, header, info, layout, i, opt)
+		}
+		_, n := layout.PieceRange(i)
+		buf, landed := ls.Landing(i, n)
+		o, onBytes, got := opt, opt.OnBytes, 0
+		o.OnBytes = func(k int) {
+			if onBytes != nil {
+				onBytes(k)
+			}
+			got += k // a retry resumes after the bytes in: got stays the count
+			landed(got)
+		}
+		if err := c.fetchPieceInto(ctx, rawURL, redacted, header, info, layout, i, buf, o); err != nil {
+			return nil, err
+		}
+		return buf, nil
 	}, redacted)
 }
 

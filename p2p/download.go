@@ -437,19 +437,19 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 	if d.prefetchLimit != nil && !strings.Contains(url, "urgent") {
 		limits = append(limits[:len(limits):len(limits)], d.prefetchLimit)
 	}
-	rp, end := d.p.relays.start(d.id, i, buf)
+	rp, end := d.p.relays.Start(d.id, i, buf, putPieceBuf)
 	body := &ratelimit.Reader{R: resp.Body, Ctx: ctx, Limiters: limits}
 	for off := 0; off < len(buf); {
 		k, err := body.Read(buf[off:])
 		off += k
-		rp.land(off)
+		rp.Land(off)
 		if err == io.EOF && off < len(buf) {
 			err = io.ErrUnexpectedEOF
 			if resp.Trailer.Get(upload.RelayStatusTrailer) == "failed" {
 				// The parent's own fetch of the piece failed: not its
 				// fault; ask again elsewhere, as for a piece it lacks.
 				end(false)
-				return nil, sum, http.StatusNotFound, "", nil, nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, errRelayFailed)
+				return nil, sum, http.StatusNotFound, "", nil, nil, fmt.Errorf("piece %d from %s: %w", i, par.addr, upload.ErrRelayFailed)
 			}
 		}
 		if err != nil && err != io.EOF {
@@ -462,9 +462,15 @@ func (d *download) get(ctx context.Context, i int, par *parent) (data []byte, su
 		// connection can be used again.
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
 	}
-	if h := resp.Header.Get(DigestHeader); h != "" {
+	h, seal := resp.Header.Get(DigestHeader), resp.Header.Get(upload.PieceSealHeader)
+	if h == "" {
+		// A relayed piece's digest comes after its bytes (the seed hashes
+		// it as it lands).
+		h, seal = resp.Trailer.Get(DigestHeader), resp.Trailer.Get(upload.PieceSealHeader)
+	}
+	if h != "" {
 		sum, _ = cache.ParseSum(h)
-		if seal := resp.Header.Get(upload.PieceSealHeader); seal != "" && par.seed {
+		if seal != "" && par.seed {
 			d.noteHeaderSeal(i, h, seal)
 		}
 	}

@@ -146,7 +146,7 @@ func (p *Peer) exportOutput(taskID, path string) bool {
 		return false
 	}
 	delete(p.open, taskID) // no more uploads of it
-	p.relays.forget(taskID)
+	p.relays.Forget(taskID)
 	p.mu.Unlock()
 	err = checkForOutput(ot.t)
 	if err == nil {

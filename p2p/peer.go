@@ -105,7 +105,7 @@ type Peer struct {
 	flights singleflight.Group
 	// relays are the pieces being fetched, served to children as they
 	// arrive (relay.go).
-	relays relays
+	relays upload.Relays
 
 	// s3 presigns registrations of open s3 objects (s3swarm.go).
 	s3 s3Sources
@@ -417,7 +417,7 @@ func (p *Peer) closeIdle(idle time.Duration) {
 		if ot.active == 0 && time.Since(ot.lastUsed) > idle {
 			ot.t.Close()
 			delete(p.open, id)
-			p.relays.forget(id)
+			p.relays.Forget(id)
 		}
 	}
 }

@@ -67,7 +67,7 @@ func (p *Peer) dropTask(taskID string) {
 			return
 		}
 		delete(p.open, taskID)
-		p.relays.forget(taskID)
+		p.relays.Forget(taskID)
 		ot.t.Close()
 	}
 	p.mu.Unlock()

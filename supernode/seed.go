@@ -20,6 +20,7 @@ import (
 	"github.com/damselfly-p2p/damselfly/manifest"
 	"github.com/damselfly-p2p/damselfly/objstore"
 	"github.com/damselfly-p2p/damselfly/origin"
+	"github.com/damselfly-p2p/damselfly/p2p/upload"
 	"github.com/damselfly-p2p/damselfly/trust"
 	"github.com/damselfly-p2p/damselfly/trust/egress"
 	"github.com/damselfly-p2p/damselfly/wire"
@@ -65,6 +66,10 @@ type seedTask struct {
 	claimGen      uint64                // changes with the set of claimed pieces
 	claimCh       chan struct{}         // closed at the next change of that set (nil: none asked)
 	urgent        map[int]int           // pieces peers wait for while the fill runs
+	// relays are the fill's pieces arriving from the origin, streamed to
+	// children that ask for them (cut-through); relayEnd ends each one.
+	relays   upload.Relays
+	relayEnd map[int]func(ok bool)
 
 	fromOrigin atomic.Int64
 	served     atomic.Int64
@@ -761,7 +766,10 @@ func (st *seedTask) claimedAny() bool {
 // vouched pieces when pieces can be fetched alone (ranges). The fill's range
 // requests claim their pieces (origin.Claimer), so an on-demand fetch of a
 // piece the fill is getting waits for it instead of fetching it again.
-var _ origin.Claimer = seedSink{}
+var (
+	_ origin.Claimer = seedSink{}
+	_ origin.Landing = seedSink{}
+)
 
 type seedSink struct {
 	t      *cache.Task
@@ -794,12 +802,47 @@ func (k seedSink) Claim(i int) (func(), bool) {
 	if !ok && counted {
 		k.st.unstarted()
 	}
-	return release, ok
+	if !ok {
+		return release, false
+	}
+	return func() {
+		k.st.endRelay(i, false) // the fetch failed (a stored piece ended it already)
+		release()
+	}, true
 }
+
+// Landing implements origin.Landing: the fill reads piece i into a buffer
+// that children asking for the piece stream from as it arrives (the seed's
+// cut-through relay); the stream's last byte waits for the piece to be
+// hashed and stored.
+func (k seedSink) Landing(i int, size int64) ([]byte, func(n int)) {
+	buf := make([]byte, size)
+	rp, end := k.st.relays.Start(k.st.id, i, buf, nil)
+	k.st.mu.Lock()
+	if k.st.relayEnd == nil {
+		k.st.relayEnd = map[int]func(bool){}
+	}
+	k.st.relayEnd[i] = end
+	k.st.mu.Unlock()
+	return buf, rp.Land
+}
+
 func (k seedSink) PutPiece(i int, data []byte) error {
 	if _, err := k.t.PutPiece(i, data); err != nil {
 		return err
 	}
 	k.st.stored(i, true)
+	k.st.endRelay(i, true)
 	return nil
+}
+
+// endRelay ends the relay of piece i, if one runs: ok once it is stored.
+func (st *seedTask) endRelay(i int, ok bool) {
+	st.mu.Lock()
+	end := st.relayEnd[i]
+	delete(st.relayEnd, i)
+	st.mu.Unlock()
+	if end != nil {
+		end(ok)
+	}
 }

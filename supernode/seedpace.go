@@ -27,9 +27,11 @@ package supernode
 // On-demand fetches (a child asks for a piece the seed lacks, for a
 // reader) are never paced: a child waits for them. So:
 //
-//   - a lone peer takes each piece as soon as it is stored, which frees
-//     the fill to start the next: the seed stays lead pieces ahead of it,
-//     and a reader's urgent piece is fetched at once on demand;
+//   - a lone peer takes each piece as it arrives (it asks for the pieces
+//     the fill is fetching, which stream to it: the seed's relay), and its
+//     last byte goes out once the piece is stored, which frees the fill to
+//     start the next: the seed stays lead pieces ahead of it, and a
+//     reader's urgent piece is fetched at once on demand;
 //   - a preheat, or a task whose peers are all done or gone, is not
 //     paced: the point is to have the whole content here;
 //   - a lazy task has no fill (on-demand only), so nothing to pace; once

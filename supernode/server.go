@@ -557,20 +557,31 @@ func (k seedTasks) Lookup(id string) (*cache.Task, func(), bool) {
 	return t, st.release, true
 }
 
-var _ upload.Arriving = seedTasks{}
+var _ upload.Relayer = seedTasks{}
 
-// Relaying implements upload.Arriving: the pieces the seed is fetching now
-// (its fill's and on-demand fetches). A child may ask for one: FetchPiece
-// waits for that fetch and the piece goes out as soon as it is stored, so a
-// lone child's next pieces are already asked for when they land instead of
-// after its next piece-map poll (with the fill paced to the swarm, every
-// piece waited for that round trip).
+// Relaying implements upload.Relayer: the pieces the seed is fetching now
+// (its fill's and on-demand fetches). A child may ask for one: a piece the
+// fill is reading from the origin streams to it as it arrives (Relay);
+// one an on-demand fetch is getting goes out once stored (FetchPiece
+// waits for it). Either way a lone child's next pieces are asked for before
+// they land, not after its next piece-map poll (with the fill paced to the
+// swarm, every piece waited for that round trip).
 func (k seedTasks) Relaying(id string, numPieces int) (manifest.Bitmap, uint64, <-chan struct{}) {
 	st := k.s.get(id)
 	if st == nil {
 		return nil, 0, nil
 	}
 	return st.arriving(numPieces)
+}
+
+// Relay implements upload.Relayer: a stream of piece n of task id while
+// the fill reads it from the origin.
+func (k seedTasks) Relay(ctx context.Context, id string, n int) (io.ReadCloser, int64, bool) {
+	st := k.s.get(id)
+	if st == nil {
+		return nil, 0, false
+	}
+	return st.relays.Reader(ctx, id, n)
 }
 
 // FetchPiece implements upload.PieceFetcher: the seed fetches a piece it

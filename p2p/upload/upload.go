@@ -14,8 +14,10 @@
 // A node whose Tasks implement Relayer also serves pieces it is still
 // fetching (cut-through relay): a GET without Range of such a piece streams
 // its bytes as they arrive, and the piece map lists those pieces in
-// Relaying. The seed lists the pieces it is fetching there too (Arriving)
-// and answers a request for one once it is stored. A relayed stream that cannot be completed (the relaying node's
+// Relaying. The seed relays the pieces its fill reads from the origin the
+// same way, with the piece's digest in a trailer (it is computed as the
+// piece lands); a piece it is fetching otherwise (Arriving, on demand) is
+// answered once stored. A relayed stream that cannot be completed (the relaying node's
 // fetch failed or its piece did not verify) is cut short.
 //
 // A full server answers 503 with Retry-After; a piece it lacks is 404. A
@@ -323,28 +325,41 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 			return
 		}
 	}
-	if f, ok := s.tasks.(PieceFetcher); ok && !t.Has(n) {
+	var relay io.ReadCloser
+	var relaySize int64
+	// openRelay opens a stream of the piece if it is arriving now (a
+	// whole-piece GET only).
+	openRelay := func() bool {
+		rl, isRelayer := s.tasks.(Relayer)
+		if !isRelayer || r.Method != http.MethodGet || r.Header.Get("Range") != "" {
+			return false
+		}
+		var ok bool
+		relay, relaySize, ok = rl.Relay(r.Context(), taskID, n)
+		return ok
+	}
+	if f, ok := s.tasks.(PieceFetcher); ok && !t.Has(n) && !openRelay() {
+		// Not arriving here now: fetch it (or wait for the fetch that
+		// has it).
 		if err := f.FetchPiece(r.Context(), taskID, n); err != nil {
 			s.log.WithError(err).WithField("piece", n).Warn("fetch piece on demand")
 			http.Error(w, "piece not available: "+err.Error(), http.StatusBadGateway)
 			return
 		}
 	}
-	var relay io.ReadCloser
-	var relaySize int64
-	sec, err := t.PieceReader(n)
-	if err != nil {
-		ok := false
-		if rl, isRelayer := s.tasks.(Relayer); isRelayer && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
-			relay, relaySize, ok = rl.Relay(r.Context(), taskID, n)
+	var sec *io.SectionReader
+	if relay == nil {
+		var err error
+		if sec, err = t.PieceReader(n); err != nil && !openRelay() {
+			if sec, err = t.PieceReader(n); err != nil {
+				// (Tried again: the piece may have been stored meanwhile.)
+				http.Error(w, "piece not present", http.StatusNotFound)
+				return
+			}
 		}
-		if ok {
-			defer relay.Close()
-		} else if sec, err = t.PieceReader(n); err != nil {
-			// (Tried again: the piece may have been stored meanwhile.)
-			http.Error(w, "piece not present", http.StatusNotFound)
-			return
-		}
+	}
+	if relay != nil {
+		defer relay.Close()
 	}
 	// Take a slot first: a request turned away for lack of slots must not
 	// count towards the piece's fan-out.
@@ -377,7 +392,7 @@ func (s *Server) servePiece(w http.ResponseWriter, r *http.Request, taskID strin
 	}
 	var sent atomic.Int64
 	if relay != nil {
-		s.serveRelay(w, r, n, relay, relaySize, &sent)
+		s.serveRelay(w, r, t, taskID, n, relay, relaySize, &sent)
 		s.done(taskID, n, sent.Load(), relaySize)
 		return
 	}
@@ -414,12 +429,15 @@ func (s *Server) done(taskID string, n int, sent, size int64) {
 	}
 }
 
-// serveRelay streams a piece that is still arriving, as it arrives.
-func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request, n int, relay io.Reader, size int64, sent *atomic.Int64) {
+// serveRelay streams a piece that is still arriving, as it arrives. Its
+// digest (and, from a PieceSealer, its seal) follow in trailers once the
+// piece is verified and stored: a child that does not know the digest yet
+// (the seed computes it as the piece lands) checks the bytes against it.
+func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request, t *cache.Task, taskID string, n int, relay io.Reader, size int64, sent *atomic.Int64) {
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set(RelayHeader, strconv.FormatInt(size, 10))
-	h.Set("Trailer", RelayStatusTrailer)
+	h.Set("Trailer", RelayStatusTrailer+", "+DigestHeader+", "+PieceSealHeader)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	body := meter.NewWriter(&limitedWriter{w: w, ctx: r.Context(), limiter: s.limiter}, sent)
@@ -438,6 +456,14 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request, n int, relay
 		switch {
 		case err == io.EOF:
 			h.Set(RelayStatusTrailer, "ok")
+			if d, ok := t.PieceDigest(n); ok {
+				h.Set(DigestHeader, d.String())
+				if ps, ok := s.tasks.(PieceSealer); ok {
+					if seal := ps.PieceSeal(taskID, n, d.String()); seal != "" {
+						h.Set(PieceSealHeader, seal)
+					}
+				}
+			}
 			return
 		case err != nil && r.Context().Err() != nil:
 			panic(http.ErrAbortHandler)
